@@ -1,0 +1,365 @@
+"""The CPU store: a dict from key to slot, values in a slot list, metadata in NumPy arrays.
+
+Slots never move while a key lives (freed slots are reused), so SCAN cursors are slot
+numbers and stay valid while the table changes, as Redis's reverse-binary cursor does.
+Scalar access to the arrays goes through memoryviews, which are several times cheaper
+than NumPy item access; vectorised work (expiry sweeps, eviction) uses the arrays.
+"""
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .interface import FLAG_PREFETCHED, EvictionPolicy, StoreBackend
+
+LFU_INIT_VAL = 5
+_INT_OBJECT_BYTES = sys.getsizeof(10**6)  # a slot number above the small-int cache
+_META_DTYPES = {
+    "expire_at": np.int64,
+    "last_access": np.int64,
+    "lfu_count": np.uint8,
+    "lfu_time": np.uint16,
+    "size": np.uint32,
+    "reuse": np.float32,
+    "flags": np.uint8,
+}
+
+
+def value_size(value: object) -> int:
+    """Bytes a value object occupies on the host (containers: shallow + items)."""
+    if type(value) is bytes:
+        return sys.getsizeof(value)
+    if type(value) is dict:
+        return sys.getsizeof(value) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())
+    return sys.getsizeof(value)
+
+
+class NumpyStore(StoreBackend):
+    name = "cpu"
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.on_expire = None
+        self._rng = random.Random(0x5EED)
+        self._alloc(capacity)
+
+    # -- storage layout -------------------------------------------------------------------
+    def _alloc(self, capacity: int) -> None:
+        self._index: dict[bytes, int] = {}
+        self._keys: list[bytes | None] = []
+        self._values: list[object] = []
+        self._free: list[int] = []
+        self._data_bytes = 0  # keys + values
+        self._volatile = 0
+        self._capacity = 0
+        for name, dtype in _META_DTYPES.items():
+            setattr(self, name, np.zeros(0, dtype=dtype))
+        self.live = np.zeros(0, dtype=bool)
+        self._grow(max(capacity, 16))
+
+    def _grow(self, capacity: int) -> None:
+        for name in (*_META_DTYPES, "live"):
+            old = getattr(self, name)
+            new = np.zeros(capacity, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+        self._capacity = capacity
+        self._exp = memoryview(self.expire_at)
+        self._atime = memoryview(self.last_access)
+        self._lfu = memoryview(self.lfu_count)
+        self._lfu_t = memoryview(self.lfu_time)
+        self._size = memoryview(self.size)
+        self._flags = memoryview(self.flags)
+        self._live = memoryview(self.live)
+
+    def _new_slot(self, key: bytes) -> int:
+        if self._free:
+            slot = self._free.pop()
+            self._keys[slot] = key
+        else:
+            slot = len(self._keys)
+            if slot >= self._capacity:
+                self._grow(self._capacity * 2)
+            self._keys.append(key)
+            self._values.append(None)
+        self._index[key] = slot
+        self._live[slot] = True
+        self._data_bytes += sys.getsizeof(key)
+        return slot
+
+    def _drop(self, key: bytes, slot: int) -> None:
+        del self._index[key]
+        self._data_bytes -= sys.getsizeof(key) + self._size[slot]
+        if self._exp[slot]:
+            self._volatile -= 1
+            self._exp[slot] = 0
+        self._keys[slot] = None
+        self._values[slot] = None
+        self._live[slot] = False
+        self._flags[slot] = 0
+        self.reuse[slot] = 0.0
+        self._free.append(slot)
+
+    # -- access metadata ------------------------------------------------------------------
+    def _touch(self, slot: int, now_ms: int) -> None:
+        self._atime[slot] = now_ms
+        if self.track_lfu:
+            self._lfu_update(slot, now_ms)
+
+    def _lfu_update(self, slot: int, now_ms: int) -> None:
+        counter = self._lfu_decayed(slot, now_ms)
+        if counter < 255:
+            base = max(counter - LFU_INIT_VAL, 0)
+            if self._rng.random() < 1.0 / (base * self.lfu_log_factor + 1):
+                counter += 1
+        self._lfu[slot] = counter
+        self._lfu_t[slot] = (now_ms // 60000) & 0xFFFF
+
+    def _lfu_decayed(self, slot: int, now_ms: int) -> int:
+        counter = self._lfu[slot]
+        if self.lfu_decay_time:
+            elapsed = ((now_ms // 60000) - self._lfu_t[slot]) & 0xFFFF
+            periods = elapsed // self.lfu_decay_time
+            counter = max(counter - periods, 0)
+        return counter
+
+    def _expired(self, slot: int, now_ms: int) -> bool:
+        exp = self._exp[slot]
+        return 0 < exp <= now_ms
+
+    def _expire(self, key: bytes, slot: int) -> None:
+        self._drop(key, slot)
+        if self.on_expire is not None:
+            self.on_expire(key)
+
+    # -- single-key operations ------------------------------------------------------------
+    def get(self, key: bytes, now_ms: int, touch: bool = True) -> object | None:
+        slot = self._index.get(key)
+        if slot is None:
+            return None
+        if self._volatile and self._expired(slot, now_ms):
+            self._expire(key, slot)
+            return None
+        if touch:
+            self._atime[slot] = now_ms
+            if self.track_lfu:
+                self._lfu_update(slot, now_ms)
+        return self._values[slot]
+
+    def contains(self, key: bytes, now_ms: int) -> bool:
+        return self.get(key, now_ms, touch=False) is not None
+
+    def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
+            keep_ttl: bool = False) -> None:
+        slot = self._index.get(key)
+        if slot is None:
+            slot = self._new_slot(key)
+            self._lfu[slot] = LFU_INIT_VAL
+            self._lfu_t[slot] = (now_ms // 60000) & 0xFFFF
+        else:
+            self._data_bytes -= self._size[slot]
+            self._flags[slot] = 0
+        size = value_size(value)
+        self._values[slot] = value
+        self._size[slot] = size
+        self._data_bytes += size
+        self._atime[slot] = now_ms
+        if not keep_ttl:
+            old = self._exp[slot]
+            if old and not expire_at:
+                self._volatile -= 1
+            elif expire_at and not old:
+                self._volatile += 1
+            self._exp[slot] = expire_at
+
+    def delete(self, key: bytes) -> bool:
+        slot = self._index.get(key)
+        if slot is None:
+            return False
+        self._drop(key, slot)
+        return True
+
+    def get_expire(self, key: bytes) -> int:
+        slot = self._index.get(key)
+        return 0 if slot is None else self._exp[slot]
+
+    def set_expire(self, key: bytes, expire_at: int) -> None:
+        slot = self._index[key]
+        old = self._exp[slot]
+        if old and not expire_at:
+            self._volatile -= 1
+        elif expire_at and not old:
+            self._volatile += 1
+        self._exp[slot] = expire_at
+
+    def add_size(self, key: bytes, delta: int) -> None:
+        slot = self._index[key]
+        self._data_bytes += delta
+        self._size[slot] = max(0, self._size[slot] + delta)
+
+    # -- batch operations -----------------------------------------------------------------
+    def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:
+        if len(keys) < 32:
+            return [self.get(k, now_ms) for k in keys]
+        index = self._index
+        slots = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        found = slots >= 0
+        hit = slots[found]
+        if self._volatile:
+            exp = self.expire_at[hit]
+            dead = (exp > 0) & (exp <= now_ms)
+            if dead.any():
+                for slot in hit[dead].tolist():
+                    key = self._keys[slot]
+                    if key is not None and index.get(key) == slot:
+                        self._expire(key, slot)
+                return [self.get(k, now_ms) for k in keys]
+        self.last_access[hit] = now_ms
+        if self.track_lfu:
+            for slot in hit.tolist():
+                self._lfu_update(slot, now_ms)
+        values = self._values
+        return [values[s] if s >= 0 else None for s in slots.tolist()]
+
+    def set_many(self, keys: Sequence[bytes], values: Sequence[object], now_ms: int,
+                 expire_at: Sequence[int] | None = None) -> None:
+        if expire_at is None:
+            for key, value in zip(keys, values):
+                self.set(key, value, now_ms)
+        else:
+            for key, value, exp in zip(keys, values, expire_at):
+                self.set(key, value, now_ms, exp)
+
+    def delete_many(self, keys: Iterable[bytes]) -> int:
+        return sum(1 for key in keys if self.delete(key))
+
+    def expire_scan(self, now_ms: int, max_slots: int) -> list[bytes]:
+        if not self._volatile:
+            return []
+        n = len(self._keys)
+        start = getattr(self, "_expire_cursor", 0)
+        if start >= n:
+            start = 0
+        end = min(n, start + max_slots)
+        self._expire_cursor = end if end < n else 0
+        window = self.expire_at[start:end]
+        dead = np.flatnonzero((window > 0) & (window <= now_ms)) + start
+        expired = []
+        for slot in dead.tolist():
+            key = self._keys[slot]
+            if key is not None:
+                self._expire(key, slot)
+                expired.append(key)
+        return expired
+
+    def evict(self, count: int, policy: EvictionPolicy, samples: int, now_ms: int) -> list[bytes]:
+        victims: list[bytes] = []
+        if policy is EvictionPolicy.NOEVICTION:
+            return victims
+        n = len(self._keys)
+        for _ in range(count):
+            slots = self._sample(policy, max(samples, 1), n)
+            if slots.size == 0:
+                break
+            victim = int(slots[self._victim_index(policy, slots, now_ms)])
+            key = self._keys[victim]
+            if key is None:
+                break
+            self._drop(key, victim)
+            victims.append(key)
+        return victims
+
+    def _sample(self, policy: EvictionPolicy, samples: int, n: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        live = self.live[:n]
+        if policy.volatile_only:
+            eligible = live & (self.expire_at[:n] > 0)
+        else:
+            eligible = live
+        # Rejection sampling is cheap while the table is dense; fall back to the exact set.
+        draw = np.asarray([self._rng.randrange(n) for _ in range(samples * 4)], dtype=np.int64)
+        picked = draw[eligible[draw]][:samples]
+        if picked.size == 0:
+            everyone = np.flatnonzero(eligible)
+            if everyone.size == 0:
+                return everyone
+            picked = everyone[[self._rng.randrange(everyone.size) for _ in range(min(samples, everyone.size))]]
+        return picked
+
+    def _victim_index(self, policy: EvictionPolicy, slots: np.ndarray, now_ms: int) -> int:
+        if policy in (EvictionPolicy.ALLKEYS_RANDOM, EvictionPolicy.VOLATILE_RANDOM):
+            return 0
+        if policy is EvictionPolicy.VOLATILE_TTL:
+            return int(np.argmin(self.expire_at[slots]))
+        if policy.uses_lfu:
+            freq = [self._lfu_decayed(int(s), now_ms) for s in slots]
+            return int(np.argmin(np.asarray(freq)))
+        if policy is EvictionPolicy.ALLKEYS_PREDICTIVE:
+            # Prefetched entries never read go first; then the lowest predicted reuse.
+            score = self.reuse[slots] - (self.flags[slots] & FLAG_PREFETCHED).astype(np.float32) * 2.0
+            return int(np.argmin(score))
+        return int(np.argmin(self.last_access[slots]))
+
+    # -- metadata -------------------------------------------------------------------------
+    def idle_ms(self, key: bytes, now_ms: int) -> int:
+        return max(0, now_ms - self._atime[self._index[key]])
+
+    def lfu_frequency(self, key: bytes, now_ms: int) -> int:
+        return self._lfu_decayed(self._index[key], now_ms)
+
+    def set_reuse_scores(self, keys: Sequence[bytes], scores: Sequence[float]) -> None:
+        index = self._index
+        pairs = [(index[k], s) for k, s in zip(keys, scores) if k in index]
+        if pairs:
+            slots, values = zip(*pairs)
+            self.reuse[list(slots)] = values
+
+    def mark_prefetched(self, key: bytes, prefetched: bool) -> None:
+        slot = self._index.get(key)
+        if slot is not None:
+            self._flags[slot] = FLAG_PREFETCHED if prefetched else 0
+
+    def is_prefetched(self, key: bytes) -> bool:
+        slot = self._index.get(key)
+        return slot is not None and bool(self._flags[slot] & FLAG_PREFETCHED)
+
+    # -- iteration and size ---------------------------------------------------------------
+    def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
+        keys = self._keys
+        n = len(keys)
+        end = min(n, cursor + max(count, 1))
+        found = [k for k in keys[cursor:end] if k is not None]
+        return (end if end < n else 0), found
+
+    def keys(self) -> list[bytes]:
+        return list(self._index)
+
+    def random_key(self) -> bytes | None:
+        if not self._index:
+            return None
+        n = len(self._keys)
+        for _ in range(64):
+            key = self._keys[self._rng.randrange(n)]
+            if key is not None:
+                return key
+        return self._rng.choice(list(self._index))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def volatile_count(self) -> int:
+        return self._volatile
+
+    def used_memory(self) -> int:
+        arrays = sum(getattr(self, name).nbytes for name in (*_META_DTYPES, "live"))
+        slot_ints = max(0, len(self._index) - 257) * _INT_OBJECT_BYTES
+        containers = (sys.getsizeof(self._index) + sys.getsizeof(self._keys)
+                      + sys.getsizeof(self._values) + sys.getsizeof(self._free) + 8 * len(self._free))
+        return self._data_bytes + arrays + slot_ints + containers
+
+    def clear(self) -> None:
+        self._alloc(64)

@@ -1,0 +1,4 @@
+"""keys family (being written)."""
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,4 @@
+"""pubsub family (being written)."""
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,93 @@
+"""Runs commands one after the other with Redis's checks (processCommand + call).
+
+The order of checks follows Redis 7: unknown command, arity, authentication, OOM,
+pub/sub context, MULTI queueing; then the handler runs and commandstats, errorstats
+and the slow log are updated. Handlers return reply values or raise CommandError.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from . import errors
+from .commands import COMMANDS
+from .commands.table import Command
+from .errors import CommandError
+from .replies import QUEUED
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .server import Server
+
+_perf_ns = time.perf_counter_ns
+_NOT_QUEUED = {"exec", "discard", "multi", "watch", "quit", "reset"}
+
+
+class Executor:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.stats = server.stats
+        self.config = server.config
+        self.keyspace = server.keyspace
+        self.table: dict[bytes, Command] = {name.encode(): cmd for name, cmd in COMMANDS.items()}
+
+    def resolve(self, argv: list[bytes]) -> Command:
+        """The table row for argv (subcommands resolved); raises CommandError as Redis words it."""
+        cmd = self.table.get(argv[0].lower())
+        if cmd is None:
+            raise CommandError(errors.unknown_command(argv[0], argv[1:]))
+        if cmd.subcommands:
+            if len(argv) < 2:
+                raise CommandError(errors.wrong_arity(cmd.name))
+            sub = cmd.subcommands.get(argv[1].lower().decode("utf-8", "replace"))
+            if sub is None:
+                raise CommandError(errors.unknown_subcommand(argv[1], cmd.name))
+            cmd = sub
+        if not cmd.arity_ok(len(argv)):
+            raise CommandError(errors.wrong_arity(cmd.full_name))
+        return cmd
+
+    def execute(self, client: Client, argv: list[bytes]) -> object:
+        try:
+            cmd = self.resolve(argv)
+        except CommandError as exc:
+            if client.multi is not None:
+                client.multi_error = True
+            return self.reject(None, exc)
+        if not client.authenticated and not cmd.no_auth:
+            return self.reject(cmd, CommandError(errors.NOAUTH))
+        if client.multi is not None and cmd.name not in _NOT_QUEUED:
+            if cmd.denyoom and not self.keyspace.enforce_maxmemory():
+                client.multi_error = True
+                return self.reject(cmd, CommandError(errors.OOM))
+            client.multi.append((cmd, argv))
+            return QUEUED
+        if client.resp == 2 and client.in_pubsub and not cmd.allowed_in_pubsub:
+            return self.reject(cmd, CommandError(errors.PUBSUB_CONTEXT.format(cmd.name)))
+        if cmd.denyoom and self.keyspace.maxmemory and not self.keyspace.enforce_maxmemory():
+            return self.reject(cmd, CommandError(errors.OOM))
+        return self.call(client, cmd, argv)
+
+    def call(self, client: Client, cmd: Command, argv: list[bytes]) -> object:
+        start = _perf_ns()
+        try:
+            reply = cmd.handler(client, argv)  # type: ignore[misc]
+        except CommandError as exc:
+            reply = exc
+            cmd.failed_calls += 1
+            self.stats.count_error(exc.message)
+        elapsed_us = (_perf_ns() - start) // 1000
+        cmd.calls += 1
+        cmd.usec += elapsed_us
+        self.stats.total_commands_processed += 1
+        threshold = self.config.slowlog_log_slower_than
+        if 0 <= threshold <= elapsed_us:
+            self.server.slowlog.add(argv, elapsed_us, client.addr, client.name,
+                                    self.config.slowlog_max_len)
+        return reply
+
+    def reject(self, cmd: Command | None, exc: CommandError) -> CommandError:
+        if cmd is not None:
+            cmd.rejected_calls += 1
+        self.stats.count_error(exc.message)
+        return exc

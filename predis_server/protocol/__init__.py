@@ -1,0 +1,1 @@
+"""Bytes to argv lists and replies to bytes; knows nothing of the keyspace."""

@@ -1,0 +1,265 @@
+"""Request parsing: hiredis's C reader on the fast path, a Redis-exact Python parser beside it.
+
+Redis accepts two request forms (see networking.c ``processInlineBuffer`` and
+``processMultibulkBuffer``): RESP arrays of bulk strings and inline lines. hiredis parses
+complete arrays far faster than Python can, but it cannot parse inline commands, does not
+enforce Redis's length limits, and accepts reply types that are not valid in requests. So:
+
+* a chunk that starts a new request with ``*`` goes to hiredis;
+* anything hiredis rejects (inline text, non-bulk elements) is parsed again by the Python
+  parser, which gives Redis's exact protocol errors;
+* a request left incomplete at the end of a chunk is handed to the Python parser, which
+  validates its headers (absurd lengths are refused at once, not buffered) and finishes it.
+"""
+from __future__ import annotations
+
+from ..errors import ProtocolError
+
+try:  # optional C speed-up with a pure-Python fallback
+    import hiredis
+except ImportError:  # pragma: no cover - exercised only where hiredis is missing
+    hiredis = None
+
+INLINE_MAX_SIZE = 64 * 1024  # PROTO_INLINE_MAX_SIZE
+MAX_MULTIBULK_LEN = 2**31 - 1  # INT_MAX, as in Redis 7
+
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def split_inline_args(line: bytes) -> list[bytes]:
+    """Redis's ``sdssplitargs``: whitespace-separated, with "double" and 'single' quotes."""
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in b" \n\r\t\x0b\x0c\x00":
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        in_dq = in_sq = False
+        while True:
+            if in_dq:
+                if i >= n:
+                    raise ProtocolError("unbalanced quotes in request")
+                c = line[i]
+                if (c == 0x5C and i + 3 < n and line[i + 1] == ord("x")
+                        and line[i + 2] in _HEX and line[i + 3] in _HEX):
+                    current.append(int(line[i + 2:i + 4], 16))
+                    i += 3
+                elif c == 0x5C and i + 1 < n:
+                    i += 1
+                    current.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 0x22:
+                    # a closing quote must be followed by a space or nothing
+                    if i + 1 < n and line[i + 1] not in b" \n\r\t\x0b\x0c\x00":
+                        raise ProtocolError("unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif in_sq:
+                if i >= n:
+                    raise ProtocolError("unbalanced quotes in request")
+                c = line[i]
+                if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
+                    i += 1
+                    current.append(0x27)
+                elif c == 0x27:
+                    if i + 1 < n and line[i + 1] not in b" \n\r\t\x0b\x0c\x00":
+                        raise ProtocolError("unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            else:
+                if i >= n:
+                    break
+                c = line[i]
+                if c in b" \n\r\t\x00":
+                    break
+                if c == 0x22:
+                    in_dq = True
+                elif c == 0x27:
+                    in_sq = True
+                else:
+                    current.append(c)
+            i += 1
+        args.append(bytes(current))
+
+
+class PythonRequestParser:
+    """A streaming parser with Redis's exact rules and errors (the reference and the fallback)."""
+
+    def __init__(self, max_bulk_len: int, max_buffer: int) -> None:
+        self.max_bulk_len = max_bulk_len
+        self.max_buffer = max_buffer
+        self.buf = bytearray()
+        self.pos = 0
+        # state of a multibulk request in progress
+        self._remaining = 0  # bulk strings still expected; 0 = between requests
+        self._args: list[bytes] = []
+        self._bulk_len = -1
+
+    def idle(self) -> bool:
+        return self._remaining == 0 and self.pos >= len(self.buf)
+
+    def pending_bytes(self) -> int:
+        return len(self.buf) - self.pos
+
+    def feed(self, data: bytes, out: list[list[bytes]]) -> None:
+        """Append parsed commands to ``out``; raise ProtocolError (after appending) on bad input."""
+        if self.pos:
+            del self.buf[: self.pos]
+            self.pos = 0
+        self.buf += data
+        buf = self.buf
+        while True:
+            if self._remaining == 0:
+                if self.pos >= len(buf):
+                    break
+                if buf[self.pos] == 0x2A:  # '*'
+                    if not self._start_multibulk(buf):
+                        break
+                    if self._remaining == 0:
+                        continue  # empty request: *0 or *-1
+                else:
+                    line = self._take_inline(buf)
+                    if line is None:
+                        break
+                    args = split_inline_args(line)
+                    if args:
+                        out.append(args)
+                    continue
+            if not self._read_bulks(buf, out):
+                break
+        if self.pos >= len(buf):
+            buf.clear()
+            self.pos = 0
+        if len(buf) - self.pos > self.max_buffer:
+            raise ProtocolError("query buffer limit reached")
+
+    def _take_inline(self, buf: bytearray) -> bytes | None:
+        nl = buf.find(b"\n", self.pos)
+        if nl < 0:
+            if len(buf) - self.pos > INLINE_MAX_SIZE:
+                raise ProtocolError("too big inline request")
+            return None
+        line = bytes(buf[self.pos:nl])
+        self.pos = nl + 1
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        return line
+
+    def _start_multibulk(self, buf: bytearray) -> bool:
+        cr = buf.find(b"\r", self.pos)
+        if cr < 0 or cr + 1 >= len(buf):
+            if len(buf) - self.pos > INLINE_MAX_SIZE:
+                raise ProtocolError("too big mbulk count string")
+            return False
+        count = _parse_int(buf[self.pos + 1:cr])
+        if count is None or count > MAX_MULTIBULK_LEN:
+            raise ProtocolError("invalid multibulk length")
+        self.pos = cr + 2
+        self._remaining = max(count, 0)
+        self._args = []
+        self._bulk_len = -1
+        return True
+
+    def _read_bulks(self, buf: bytearray, out: list[list[bytes]]) -> bool:
+        while self._remaining:
+            if self._bulk_len < 0:
+                if self.pos >= len(buf):
+                    return False
+                cr = buf.find(b"\r", self.pos)
+                if cr < 0 or cr + 1 >= len(buf):
+                    if len(buf) - self.pos > INLINE_MAX_SIZE:
+                        raise ProtocolError("too big bulk count string")
+                    return False
+                if buf[self.pos] != 0x24:  # '$'
+                    raise ProtocolError(f"expected '$', got '{chr(buf[self.pos])}'")
+                length = _parse_int(buf[self.pos + 1:cr])
+                if length is None or length < 0 or length > self.max_bulk_len:
+                    raise ProtocolError("invalid bulk length")
+                self.pos = cr + 2
+                self._bulk_len = length
+            end = self.pos + self._bulk_len
+            if end + 2 > len(buf):
+                return False
+            self._args.append(bytes(buf[self.pos:end]))
+            self.pos = end + 2
+            self._bulk_len = -1
+            self._remaining -= 1
+        out.append(self._args)
+        self._args = []
+        return True
+
+
+def _parse_int(raw: bytes | bytearray) -> int | None:
+    # string2ll: optional '-', digits only, no '+', no spaces, no leading zeros except "0"
+    if not raw or len(raw) > 20:
+        return None
+    body = raw[1:] if raw[:1] == b"-" else raw
+    if not body.isdigit() or (len(body) > 1 and body[:1] == b"0"):
+        return None
+    return int(raw)
+
+
+class RequestParser:
+    """hiredis for complete arrays; the Python parser for inline text, errors and partial requests."""
+
+    def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, max_buffer: int = 1024**3) -> None:
+        self.slow = PythonRequestParser(max_bulk_len, max_buffer)
+        self._reader = hiredis.Reader() if hiredis is not None else None
+
+    def set_limits(self, max_bulk_len: int, max_buffer: int) -> None:
+        self.slow.max_bulk_len = max_bulk_len
+        self.slow.max_buffer = max_buffer
+
+    def feed(self, data: bytes, out: list[list[bytes]]) -> None:
+        reader = self._reader
+        if reader is None or not self.slow.idle() or data[:1] != b"*":
+            self.slow.feed(data, out)
+            return
+        start = len(out)
+        try:
+            reader.feed(data)
+            while True:
+                cmd = reader.gets()
+                if cmd is False:
+                    break
+                if type(cmd) is not list or not all(type(a) is bytes for a in cmd):
+                    raise ValueError("not a request")
+                out.append(cmd)
+        except (hiredis.ProtocolError, ValueError):
+            self._reparse(data, out, start)
+            return
+        # hiredis does not say where it stopped, so measure what it consumed: requests in
+        # canonical form (which Redis requires: no leading zeros or signs) have a known size.
+        consumed = 0
+        for cmd in out[start:]:
+            consumed += 3 + len(str(len(cmd)))
+            for arg in cmd:
+                size = len(arg)
+                # "$" digits "\r\n" payload "\r\n"
+                consumed += (size + 6 + (size > 9) + (size > 99) + (size > 999) if size < 10000
+                             else size + 5 + len(str(size)))
+        empty = [i for i in range(start, len(out)) if not out[i]]
+        for i in reversed(empty):  # "*0" requests are skipped, as Redis does
+            del out[i]
+        if not reader.has_data():
+            if consumed != len(data):
+                self._reparse(data, out, start)  # non-canonical headers: let Redis's rules judge
+            return
+        # Hand the incomplete request to the Python parser, which checks its headers now.
+        self._reader = hiredis.Reader()
+        if data[consumed:consumed + 1] != b"*" or data[consumed - 2:consumed] not in (b"\r\n", b""):
+            self._reparse(data, out, start)
+            return
+        self.slow.feed(data[consumed:], out)
+
+    def _reparse(self, data: bytes, out: list[list[bytes]], start: int) -> None:
+        """Not plain canonical RESP arrays (inline text, wrong element types...): parse exactly."""
+        del out[start:]
+        self._reader = hiredis.Reader()
+        self.slow.feed(data, out)

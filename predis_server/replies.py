@@ -1,0 +1,78 @@
+"""Reply values that command handlers return; the protocol layer turns them into RESP2/RESP3 bytes.
+
+Plain Python values cover most replies: ``bytes`` is a bulk string, ``int`` an integer,
+``None`` a null, ``list``/``tuple`` an array. The classes below mark the replies whose
+encoding differs between RESP2 and RESP3 or that are not bulk strings.
+"""
+from __future__ import annotations
+
+
+class Status(bytes):
+    """A simple string (``+OK``)."""
+
+    __slots__ = ()
+
+
+OK = Status(b"OK")
+QUEUED = Status(b"QUEUED")
+PONG = Status(b"PONG")
+
+
+class ErrorReply(bytes):
+    """An error returned as a value (inside EXEC results), e.g. ``ERR ...``."""
+
+    __slots__ = ()
+
+
+class NullArray:
+    """``*-1`` in RESP2 (aborted EXEC, ...), ``_`` in RESP3."""
+
+    __slots__ = ()
+
+
+NULL_ARRAY = NullArray()
+
+
+class Map(list):
+    """Key/value pairs flattened as [k1, v1, k2, v2, ...]: a RESP3 map, a RESP2 array."""
+
+    __slots__ = ()
+
+
+class SetReply(list):
+    """A RESP3 set (``~``), a RESP2 array."""
+
+    __slots__ = ()
+
+
+class Double(float):
+    """A RESP3 double (``,``), a RESP2 bulk string."""
+
+    __slots__ = ()
+
+
+class Verbatim(bytes):
+    """A RESP3 verbatim string (``=``, format txt), a RESP2 bulk string."""
+
+    __slots__ = ()
+
+
+class Push(list):
+    """An out-of-band message: RESP3 push (``>``), a RESP2 array."""
+
+    __slots__ = ()
+
+
+class NoReply:
+    """Nothing is written (CLIENT REPLY OFF/SKIP, QUIT handled by the connection)."""
+
+    __slots__ = ()
+
+
+NO_REPLY = NoReply()
+
+
+class Raw(bytes):
+    """Bytes already encoded in RESP, written as they are (used for pre-encoded pub/sub frames)."""
+
+    __slots__ = ()

@@ -1,0 +1,346 @@
+"""Replay a trace against a live Predis or Redis through redis-py, as an application would.
+
+Modes:
+
+``cache-aside``
+    GET; on a miss the client reads the origin (SQLite, with the injected delay) and SETs the
+    value. Works against Redis and Predis alike.
+``read-through``
+    plain GETs; the server loads misses from its own configured origin. The client seeds the
+    SQLite origin file the server is configured with and checks, with one probe GET, that the
+    server really reads through; if it answers nil, :class:`ReadThroughUnavailable` is raised.
+
+Writes in the trace update the origin and then the cache (``write_policy="update"``: SET) or
+drop the cached copy (``"invalidate"``: DEL). Figures exclude the first ``warmup`` fraction of
+requests: the server's INFO counters are read at the boundary and at the end, and client-side
+counters only run after it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+from workloads.origin import SqliteOrigin, key_bytes, value_bytes
+from workloads.readers import CsvSpec, read_trace, summarize
+from workloads.trace import OP_DEL, OP_GET, OP_SET
+from workloads.units import parse_cache_size
+
+MODES = ("cache-aside", "read-through")
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot run against this server as asked."""
+
+
+class ReadThroughUnavailable(ReplayError):
+    """The server answered nil for a key seeded in the origin: no read-through origin."""
+
+
+@dataclass
+class ReplayConfig:
+    trace: str
+    fmt: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 6379
+    password: str | None = None
+    mode: str = "cache-aside"
+    size: str = "0.05"
+    policy: str | None = "allkeys-lru"
+    origin_db: str | None = None
+    origin_latency_ms: float = 0.0
+    warmup: float = 0.1
+    concurrency: int = 1
+    key_prefix: str = ""
+    write_policy: str = "update"
+    add_baseline_memory: bool = True
+    max_requests: int | None = None
+    batch: int = 128
+    csv_spec: CsvSpec | None = field(default=None, repr=False)
+    default_size: int = 1
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    gets: int = 0
+    hits: int = 0
+    misses: int = 0
+    sets: int = 0
+    dels: int = 0
+    origin_reads: int = 0
+    origin_misses: int = 0
+    origin_writes: int = 0
+    bytes_from_cache: int = 0
+    bytes_to_cache: int = 0
+    bytes_from_origin: int = 0
+    set_errors: int = 0
+
+    def add(self, other: _Counters) -> None:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+class _BatchFeeder:
+    """Hands out request batches of one streamed trace to the worker threads, in trace order,
+    up to a per-phase limit."""
+
+    def __init__(self, chunks: Iterator[np.ndarray], batch: int) -> None:
+        self._chunks = chunks
+        self._batch = batch
+        self._buf: np.ndarray | None = None
+        self._pos = 0
+        self._lock = threading.Lock()
+        self.handed_out = 0
+        self.limit = 0
+
+    def take(self) -> np.ndarray | None:
+        with self._lock:
+            room = self.limit - self.handed_out
+            if room <= 0:
+                return None
+            while self._buf is None or self._pos >= len(self._buf):
+                nxt = next(self._chunks, None)
+                if nxt is None:
+                    return None
+                self._buf, self._pos = nxt, 0
+            n = min(self._batch, room, len(self._buf) - self._pos)
+            out = self._buf[self._pos:self._pos + n]
+            self._pos += n
+            self.handed_out += n
+            return out
+
+
+class TraceReplayer:
+    """One replay run; :meth:`run` returns the result dictionary (see :mod:`workloads.report`)."""
+
+    def __init__(self, config: ReplayConfig) -> None:
+        if config.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        if config.write_policy not in ("update", "invalidate"):
+            raise ValueError("write_policy must be 'update' or 'invalidate'")
+        if not 0 <= config.warmup < 1:
+            raise ValueError("warmup must be a fraction in [0, 1)")
+        self.cfg = config
+        self.prefix = config.key_prefix.encode()
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+
+    # -- setup -----------------------------------------------------------------------------
+    def _client(self) -> redis.Redis:
+        return redis.Redis(host=self.cfg.host, port=self.cfg.port, password=self.cfg.password,
+                           socket_timeout=30, socket_connect_timeout=10)
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        chunks = read_trace(self.cfg.trace, self.cfg.fmt, csv_spec=self.cfg.csv_spec,
+                            default_size=self.cfg.default_size)
+        if self.cfg.max_requests is None:
+            yield from chunks
+            return
+        left = self.cfg.max_requests
+        for c in chunks:
+            if left <= 0:
+                break
+            yield c[:left]
+            left -= len(c[:left])
+
+    def _origin_path(self) -> Path:
+        if self.cfg.origin_db:
+            return Path(self.cfg.origin_db)
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="predis-replay-")
+        return Path(self._tmpdir.name) / "origin.db"
+
+    def _configure_server(self, r: redis.Redis, cache_bytes: int) -> dict[str, Any]:
+        try:
+            r.flushall()
+            r.config_resetstat()
+            baseline = int(r.info("memory").get("used_memory", 0)) if self.cfg.add_baseline_memory else 0
+            maxmemory = cache_bytes + baseline
+            r.config_set("maxmemory", str(maxmemory))
+            if self.cfg.policy:
+                r.config_set("maxmemory-policy", self.cfg.policy)
+            policy = r.config_get("maxmemory-policy").get("maxmemory-policy", "?")
+        except redis.ResponseError as e:
+            raise ReplayError(f"server refused to be configured (FLUSHALL/CONFIG): {e}") from e
+        return {"cache_bytes": cache_bytes, "baseline_used_memory": baseline, "maxmemory": maxmemory,
+                "maxmemory_policy": policy}
+
+    def _probe_read_through(self, r: redis.Redis, probe_key: bytes) -> None:
+        if r.get(probe_key) is None:
+            raise ReadThroughUnavailable(
+                f"read-through probe: GET {probe_key!r} (seeded in the origin) returned nil; the server at "
+                f"{self.cfg.host}:{self.cfg.port} has no read-through origin configured (set Predis's "
+                f"`origin sqlite:///{self._origin_path_used}`) or it reads a different origin. Use "
+                f"--mode cache-aside against Redis.")
+        r.flushall()
+        r.config_resetstat()
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        t_start = time.time()
+        summary, keys, sizes = summarize(self._chunks())
+        if summary.n_requests == 0:
+            raise ReplayError(f"{cfg.trace}: empty trace")
+        cache_bytes = parse_cache_size(cfg.size, summary.footprint_bytes)
+        origin_path = self._origin_path()
+        self._origin_path_used = origin_path
+        origin = SqliteOrigin(origin_path, cfg.origin_latency_ms, self.prefix)
+        t0 = time.perf_counter()
+        origin.seed(keys, sizes)
+        seed_s = time.perf_counter() - t0
+        r = self._client()
+        try:
+            r.ping()
+        except redis.ConnectionError as e:
+            raise ReplayError(f"cannot reach {cfg.host}:{cfg.port}: {e}") from e
+        server = {k: v for k, v in r.info("server").items() if k in ("redis_version", "predis_version", "tcp_port")}
+        server_cfg = self._configure_server(r, cache_bytes)
+        if cfg.mode == "read-through":
+            self._probe_read_through(r, key_bytes(int(keys[0]), self.prefix))
+
+        feeder = _BatchFeeder(self._chunks(), cfg.batch)
+        warm_n = int(cfg.warmup * summary.n_requests)
+        feeder.limit = warm_n
+        self._run_phase(feeder, origin, measure=False)
+        stats0 = r.info("stats")
+        feeder.limit = summary.n_requests
+        t1 = time.perf_counter()
+        counters, latencies = self._run_phase(feeder, origin, measure=True)
+        wall = time.perf_counter() - t1
+        stats1 = r.info("stats")
+        mem = r.info("memory")
+        dbsize = r.dbsize()
+        origin.close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+
+        hits = int(stats1.get("keyspace_hits", 0)) - int(stats0.get("keyspace_hits", 0))
+        misses = int(stats1.get("keyspace_misses", 0)) - int(stats0.get("keyspace_misses", 0))
+        lat_us = latencies / 1000.0
+        pct = (lambda q: float(np.percentile(lat_us, q))) if len(lat_us) else (lambda q: float("nan"))
+        if cfg.mode == "read-through":
+            # The client cannot see the server's origin reads; its GET misses are them.
+            counters.origin_reads = misses
+        return {
+            "kind": "replay",
+            "trace": str(cfg.trace),
+            "format": cfg.fmt,
+            "mode": cfg.mode,
+            "size_arg": cfg.size,
+            "server": {"host": cfg.host, "port": cfg.port, **server},
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("csv_spec", "password")},
+            "trace_summary": asdict(summary),
+            **server_cfg,
+            "cache_fraction_of_footprint": cache_bytes / max(1, summary.footprint_bytes),
+            "origin_seed_seconds": seed_s,
+            "warmup_requests": warm_n,
+            "measured_requests": counters.requests,
+            "hit_ratio_server": hits / (hits + misses) if hits + misses else float("nan"),
+            "server_keyspace_hits": hits,
+            "server_keyspace_misses": misses,
+            "evicted_keys": int(stats1.get("evicted_keys", 0)) - int(stats0.get("evicted_keys", 0)),
+            "hit_ratio_client": counters.hits / counters.gets if counters.gets else float("nan"),
+            "counters": asdict(counters),
+            "bytes_moved": counters.bytes_from_cache + counters.bytes_to_cache + counters.bytes_from_origin,
+            "latency_us": {"mean": float(lat_us.mean()) if len(lat_us) else float("nan"), "p50": pct(50),
+                           "p90": pct(90), "p99": pct(99), "p999": pct(99.9)},
+            "throughput_rps": counters.requests / wall if wall > 0 else float("nan"),
+            "measured_seconds": wall,
+            "used_memory_end": int(mem.get("used_memory", 0)),
+            "dbsize_end": int(dbsize),
+            "total_seconds": time.time() - t_start,
+        }
+
+    def _run_phase(self, feeder: _BatchFeeder, origin: SqliteOrigin, measure: bool) -> tuple[_Counters, np.ndarray]:
+        n = max(1, self.cfg.concurrency)
+        results: list[tuple[_Counters, list[int]]] = [(_Counters(), []) for _ in range(n)]
+        errors: list[BaseException] = []
+
+        def work(slot: int) -> None:
+            counters, lat = results[slot]
+            client = self._client()
+            try:
+                while (batch := feeder.take()) is not None:
+                    self._serve(client, origin, batch, counters, lat if measure else None)
+            except BaseException as e:  # surfaced after join
+                errors.append(e)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise ReplayError(f"replay worker failed: {errors[0]!r}") from errors[0]
+        total = _Counters()
+        for c, _ in results:
+            total.add(c)
+        lat = np.concatenate([np.asarray(l, dtype=np.float64) for _, l in results]) if measure else np.empty(0)
+        return total, lat
+
+    def _serve(self, r: redis.Redis, origin: SqliteOrigin, batch: np.ndarray, c: _Counters,
+               lat: list[int] | None) -> None:
+        read_through = self.cfg.mode == "read-through"
+        invalidate = self.cfg.write_policy == "invalidate"
+        clock = time.perf_counter_ns
+        for op, obj, size in zip(batch["op"].tolist(), batch["key"].tolist(), batch["size"].tolist()):
+            key = key_bytes(obj, self.prefix)
+            t0 = clock()
+            if op == OP_GET:
+                c.gets += 1
+                value = r.get(key)
+                if value is not None:
+                    c.hits += 1
+                    c.bytes_from_cache += len(value)
+                elif read_through:
+                    c.misses += 1
+                else:
+                    c.misses += 1
+                    value = origin.get(key)
+                    c.origin_reads += 1
+                    if value is None:
+                        c.origin_misses += 1
+                    else:
+                        c.bytes_from_origin += len(value)
+                        self._set(r, key, value, c)
+            elif op == OP_SET:
+                value = value_bytes(obj, size)
+                origin.put(key, value)
+                c.origin_writes += 1
+                if invalidate:
+                    r.delete(key)
+                    c.dels += 1
+                else:
+                    self._set(r, key, value, c)
+            elif op == OP_DEL:
+                origin.delete(key)
+                r.delete(key)
+                c.dels += 1
+            if lat is not None:
+                lat.append(clock() - t0)
+            c.requests += 1
+
+    @staticmethod
+    def _set(r: redis.Redis, key: bytes, value: bytes, c: _Counters) -> None:
+        try:
+            r.set(key, value)
+            c.sets += 1
+            c.bytes_to_cache += len(value)
+        except redis.ResponseError:
+            # OOM: the value does not fit under maxmemory even after eviction.
+            c.set_errors += 1
+
+
+def replay(config: ReplayConfig) -> dict[str, Any]:
+    """Run one replay (see :class:`ReplayConfig`)."""
+    return TraceReplayer(config).run()
