@@ -15,7 +15,6 @@ the stand-alone commands that reproduce it.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import tempfile
@@ -25,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workloads.generators import GENERATORS, make_generator  # noqa: E402
-from workloads.replay import ReplayConfig, replay  # noqa: E402
-from workloads.report import provenance, replay_markdown, sim_markdown, write_json  # noqa: E402
-from workloads.sim import DEFAULT_POLICIES, SimConfig, simulate  # noqa: E402
-from workloads.trace import write_trace  # noqa: E402
+from workloads.generators import GENERATORS, make_generator
+from workloads.replay import ReplayConfig, replay
+from workloads.report import provenance, replay_markdown, sim_markdown, write_json
+from workloads.sim import DEFAULT_POLICIES, SimConfig, simulate
+from workloads.trace import write_trace
 
 
 def main(argv: list[str] | None = None) -> int:

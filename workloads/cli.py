@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,7 @@ def trace_stats(chunk: np.ndarray) -> dict[str, Any]:
     keys = chunk["key"]
     sizes = dict(zip(keys.tolist(), chunk["size"].tolist()))
     return {
-        "requests": int(len(chunk)),
+        "requests": len(chunk),
         "distinct_keys": len(sizes),
         "footprint_bytes": int(sum(sizes.values())),
         "write_fraction": float(np.mean(chunk["op"] == 1)) if len(chunk) else 0.0,
@@ -164,7 +165,7 @@ def sim_main(argv: Sequence[str] | None = None) -> int:
         print(f"predis-sim: {e}", file=sys.stderr)
         return 2
     result["provenance"] = provenance(["predis-sim", *(argv if argv is not None else sys.argv[1:])])
-    replays = [json.loads(open(p).read()) for p in args.replay_json]
+    replays = [json.loads(Path(p).read_text()) for p in args.replay_json]
     md = sim_markdown(result, replays, "byte_hit_ratio" if args.byte_hit_ratio else "hit_ratio")
     print(md)
     if args.json_out:
@@ -225,6 +226,9 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
     result["label"] = args.label
     result["provenance"] = provenance(["predis-replay", *(argv if argv is not None else sys.argv[1:])])
     print(replay_markdown([result], args.label))
+    if result["counters"]["set_errors"]:
+        print(f"predis-replay: warning: {result['counters']['set_errors']} SETs were refused (OOM): the cache is "
+              "smaller than the server's own per-connection overhead or than single values", file=sys.stderr)
     if args.json_out:
         write_json(result, args.json_out)
     return 0

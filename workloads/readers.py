@@ -218,5 +218,14 @@ def summarize(chunks: Iterator[np.ndarray]) -> tuple[TraceSummary, np.ndarray, n
     return summary, keys, sizes
 
 
-__all__ = ["CsvSpec", "TraceSummary", "TRACE_DTYPE", "key_to_id", "read_csv", "read_oracle_general",
-           "read_trace", "read_txt", "summarize"]
+__all__ = [
+    "TRACE_DTYPE",
+    "CsvSpec",
+    "TraceSummary",
+    "key_to_id",
+    "read_csv",
+    "read_oracle_general",
+    "read_trace",
+    "read_txt",
+    "summarize",
+]

@@ -132,6 +132,7 @@ class TraceReplayer:
         self.cfg = config
         self.prefix = config.key_prefix.encode()
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        self._workers: list[redis.Redis] = []
 
     # -- setup -----------------------------------------------------------------------------
     def _client(self) -> redis.Redis:
@@ -157,9 +158,18 @@ class TraceReplayer:
         self._tmpdir = tempfile.TemporaryDirectory(prefix="predis-replay-")
         return Path(self._tmpdir.name) / "origin.db"
 
-    def _configure_server(self, r: redis.Redis, cache_bytes: int) -> dict[str, Any]:
+    def _configure_server(self, r: redis.Redis, cache_bytes: int, max_value: int) -> dict[str, Any]:
         try:
+            r.config_set("maxmemory", "0")
             r.flushall()
+            probe = b"__predis_replay_probe__"
+            probe_value = b"x" * min(max_value, 1 << 20)
+            for w in self._workers:
+                # Grow each connection's query/reply buffers to the largest value before the
+                # baseline is measured, so maxmemory leaves the whole cache size to data.
+                w.set(probe, probe_value)
+                w.get(probe)
+            r.delete(probe)
             r.config_resetstat()
             baseline = int(r.info("memory").get("used_memory", 0)) if self.cfg.add_baseline_memory else 0
             maxmemory = cache_bytes + baseline
@@ -202,7 +212,9 @@ class TraceReplayer:
         except redis.ConnectionError as e:
             raise ReplayError(f"cannot reach {cfg.host}:{cfg.port}: {e}") from e
         server = {k: v for k, v in r.info("server").items() if k in ("redis_version", "predis_version", "tcp_port")}
-        server_cfg = self._configure_server(r, cache_bytes)
+        # Connect the workers first so the baseline memory already holds their client buffers.
+        self._workers = [self._client() for _ in range(max(1, cfg.concurrency))]
+        server_cfg = self._configure_server(r, cache_bytes, int(sizes.max()))
         if cfg.mode == "read-through":
             self._probe_read_through(r, key_bytes(int(keys[0]), self.prefix))
 
@@ -218,6 +230,9 @@ class TraceReplayer:
         stats1 = r.info("stats")
         mem = r.info("memory")
         dbsize = r.dbsize()
+        for w in self._workers:
+            w.close()
+        r.close()
         origin.close()
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
@@ -266,14 +281,12 @@ class TraceReplayer:
 
         def work(slot: int) -> None:
             counters, lat = results[slot]
-            client = self._client()
+            client = self._workers[slot]
             try:
                 while (batch := feeder.take()) is not None:
                     self._serve(client, origin, batch, counters, lat if measure else None)
-            except BaseException as e:  # surfaced after join
+            except BaseException as e:  # noqa: BLE001 - re-raised after join
                 errors.append(e)
-            finally:
-                client.close()
 
         threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
         for t in threads:

@@ -99,7 +99,7 @@ def _size_bytes(result: dict[str, Any], size: str) -> int:
 def replay_markdown(runs: Sequence[dict[str, Any]], label: str = "") -> str:
     """One row per replay run."""
     head = ["size", "cache", "hit ratio (server)", "hit ratio (client)", "origin reads", "bytes moved",
-            "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "mean µs", "req/s", "evicted"]
+            "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "mean µs", "req/s", "evicted", "SETs refused (OOM)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         lat = r["latency_us"]
@@ -107,7 +107,7 @@ def replay_markdown(runs: Sequence[dict[str, Any]], label: str = "") -> str:
             str(r["size_arg"]), human_bytes(r["cache_bytes"]), _pct(r["hit_ratio_server"]), _pct(r["hit_ratio_client"]),
             f"{r['counters']['origin_reads']:,}", human_bytes(r["bytes_moved"]),
             *(f"{lat[k]:.0f}" if lat[k] is not None else "—" for k in ("p50", "p90", "p99", "p999", "mean")),
-            f"{r['throughput_rps']:.0f}", f"{r['evicted_keys']:,}",
+            f"{r['throughput_rps']:.0f}", f"{r['evicted_keys']:,}", f"{r['counters']['set_errors']:,}",
         ]) + " |")
     first = runs[0] if runs else {}
     srv = first.get("server", {})

@@ -107,7 +107,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
                 except ImportError as e:
                     status = f"missing: {e}"
                     break
-                except Exception as e:  # a policy that fails is reported, not hidden
+                except Exception as e:  # noqa: BLE001 - a failing policy is reported, not hidden
                     results[size] = {"error": repr(e)}
                     status = "error"
                     continue

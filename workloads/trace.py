@@ -81,7 +81,7 @@ class TxtTraceWriter:
     """One decimal key per line."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._f = open(path, "w", encoding="ascii", newline="\n")
+        self._f = open(path, "w", encoding="ascii", newline="\n")  # noqa: SIM115 - closed by close()
 
     def write(self, chunk: np.ndarray) -> None:
         if len(chunk):
@@ -96,7 +96,7 @@ class CsvTraceWriter:
     """``timestamp,op,key,size,tenant`` with a header; timestamps to the microsecond."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._f = open(path, "w", encoding="ascii", newline="")
+        self._f = open(path, "w", encoding="ascii", newline="")  # noqa: SIM115 - closed by close()
         self._w = csv.writer(self._f, lineterminator="\n")
         self._w.writerow(CSV_HEADER)
 
@@ -124,7 +124,7 @@ class OracleGeneralTraceWriter:
 
     def __init__(self, path: str | os.PathLike[str], fix_chunk: int = 1 << 20) -> None:
         self._path = Path(path)
-        self._f = open(self._path, "wb")
+        self._f = open(self._path, "wb")  # noqa: SIM115 - closed by close()
         self._n = 0
         self._fix_chunk = fix_chunk
 

@@ -76,7 +76,7 @@ def test_oracle_general_is_read_by_libcachesim(tmp_path: Path) -> None:
     reqs = [(r.obj_id, r.obj_size, r.clock_time) for r in reader]
     assert [q[0] for q in reqs] == trace["key"].tolist()
     assert [q[1] for q in reqs] == [100, 200, 100, 50, 200, 100, 1, 60]
-    n_obj, n_bytes = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE).get_working_set_size()
+    n_obj, _ = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE).get_working_set_size()
     assert n_obj == 4
 
 

@@ -100,7 +100,8 @@ class GamingGenerator(WorkloadGenerator):
             ops_parts: list[np.ndarray] = []
             tenant_parts: list[np.ndarray] = []
 
-            def emit(keys: np.ndarray, op: int, world: int) -> None:
+            def emit(keys: np.ndarray, op: int, world: int, keys_parts: list[np.ndarray] = keys_parts,
+                     ops_parts: list[np.ndarray] = ops_parts, tenant_parts: list[np.ndarray] = tenant_parts) -> None:
                 keys_parts.append(keys)
                 ops_parts.append(np.full(len(keys), op, dtype=np.uint8))
                 tenant_parts.append(np.full(len(keys), world, dtype=np.uint16))

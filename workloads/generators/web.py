@@ -60,7 +60,7 @@ class WebGenerator(WorkloadGenerator):
         day_order = rng.permutation(p.objects).astype(np.uint64)
         night_order = day_order.copy()
         hot = min(p.hot_ranks, p.objects)
-        n_swap = int(round(p.diurnal_swap * hot))
+        n_swap = round(p.diurnal_swap * hot)
         if n_swap and p.objects > hot:
             # Night promotes different items into the hot set: swap them with colder ones.
             src = rng.choice(hot, n_swap, replace=False)
