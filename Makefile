@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 PORT ?= 6379
-APT_TEST_PACKAGES := redis-server redis-tools
+APT_TEST_PACKAGES := redis-server redis-tools prometheus-redis-exporter prometheus
 
 .PHONY: run test install install-test bench clean docker
 

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .interface import FLAG_PREFETCHED, EvictionPolicy, StoreBackend
+from .scoring import best_victims, victim_scores
 
 LFU_INIT_VAL = 5
+BULK_EVICT = 256  # evictions of at least this many keys score the whole keyspace at once
 _INT_OBJECT_BYTES = sys.getsizeof(10**6)  # a slot number above the small-int cache
 _META_DTYPES = {
     "expire_at": np.int64,
@@ -39,6 +41,8 @@ def value_size(value: object) -> int:
 
 class NumpyStore(StoreBackend):
     name = "cpu"
+    #: bytes a value is accounted for; the GPU store counts its device block instead
+    value_size = staticmethod(value_size)
 
     def __init__(self, capacity: int = 64) -> None:
         self.on_expire = None
@@ -161,7 +165,7 @@ class NumpyStore(StoreBackend):
         else:
             self._data_bytes -= self._size[slot]
             self._flags[slot] = 0
-        size = value_size(value)
+        size = self.value_size(value)
         self._values[slot] = value
         self._size[slot] = size
         self._data_bytes += size
@@ -201,8 +205,11 @@ class NumpyStore(StoreBackend):
 
     # -- batch operations -----------------------------------------------------------------
     def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:
+        # NumpyStore.get explicitly: a subclass's get may fetch device values one by one,
+        # while get_many callers want its raw slots' values to gather them in one go.
+        get = NumpyStore.get
         if len(keys) < 32:
-            return [self.get(k, now_ms) for k in keys]
+            return [get(self, k, now_ms) for k in keys]
         index = self._index
         slots = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
         found = slots >= 0
@@ -215,7 +222,7 @@ class NumpyStore(StoreBackend):
                     key = self._keys[slot]
                     if key is not None and index.get(key) == slot:
                         self._expire(key, slot)
-                return [self.get(k, now_ms) for k in keys]
+                return [get(self, k, now_ms) for k in keys]
         self.last_access[hit] = now_ms
         if self.track_lfu:
             for slot in hit.tolist():
@@ -258,6 +265,8 @@ class NumpyStore(StoreBackend):
         victims: list[bytes] = []
         if policy is EvictionPolicy.NOEVICTION:
             return victims
+        if count >= BULK_EVICT:
+            return self._evict_bulk(count, policy, now_ms)
         n = len(self._keys)
         for _ in range(count):
             slots = self._sample(policy, max(samples, 1), n)
@@ -269,6 +278,25 @@ class NumpyStore(StoreBackend):
                 break
             self._drop(key, victim)
             victims.append(key)
+        return victims
+
+    def _scoring_arrays(self):
+        """(array namespace, metadata arrays) for whole-keyspace scoring; the GPU store's are on the device."""
+        n = len(self._keys)
+        return np, {name: getattr(self, name)[:n] for name in
+                    ("expire_at", "last_access", "lfu_count", "lfu_time", "reuse", "flags", "live")}
+
+    def _evict_bulk(self, count: int, policy: EvictionPolicy, now_ms: int) -> list[bytes]:
+        """Many victims at once (a lowered maxmemory): score every key and take the best exactly."""
+        xp, meta = self._scoring_arrays()
+        scores = victim_scores(xp, meta, policy, now_ms, self.lfu_decay_time, self._rng.randrange(1 << 30))
+        slots = best_victims(xp, scores, count)
+        victims = []
+        for slot in (slots.tolist() if xp is np else xp.asnumpy(slots).tolist()):
+            key = self._keys[slot]
+            if key is not None:
+                self._drop(key, slot)
+                victims.append(key)
         return victims
 
     def _sample(self, policy: EvictionPolicy, samples: int, n: int) -> np.ndarray:

@@ -42,9 +42,13 @@ def build_config(argv: list[str]) -> Config:
     return config
 
 
+_LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.WARNING,
+           "warning": logging.ERROR, "nothing": logging.CRITICAL + 1}
+
+
 def setup_logging(config: Config) -> None:
-    level = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.WARNING,
-             "warning": logging.WARNING, "nothing": logging.CRITICAL + 1}[config.loglevel]
+    """Log lines like redis-server's to ``logfile`` (or stdout); CONFIG SET loglevel applies at once."""
+    level = _LEVELS[config.loglevel]
     handler: logging.Handler
     if config.logfile:
         handler = logging.FileHandler(config.logfile)
@@ -54,6 +58,7 @@ def setup_logging(config: Config) -> None:
     root = logging.getLogger("predis")
     root.handlers[:] = [handler]
     root.setLevel(level)
+    config.watch("loglevel", lambda value: root.setLevel(_LEVELS[value]))
 
 
 def install_event_loop() -> str:
@@ -74,12 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    if argv and argv[0] == "--example-conf":
+        from .config import example_conf
+
+        sys.stdout.write(example_conf())
+        return 0
     try:
         config = build_config(argv)
     except (InvalidValue, OSError) as exc:
         print(f"\n*** FATAL CONFIG FILE ERROR (Predis {VERSION}) ***\n{exc}", file=sys.stderr)
         return 1
-    setup_logging(config)
+    from .logging_setup import setup_logging as setup_structured_logging
+
+    setup_structured_logging(config)
     if config.pidfile:
         with open(config.pidfile, "w") as handle:
             handle.write(f"{os.getpid()}\n")

@@ -137,10 +137,88 @@ OPTIONS: list[Option] = [
     Option("latency-monitor-threshold", "int", 0, True, "Record events slower than this (ms; 0 off).",
            minimum=0),
     Option("notify-keyspace-events", "string", "", True, "Accepted for compatibility; events are not sent."),
+    Option("enable-debug-command", "enum", "local", False,
+           "Allow DEBUG: yes, no, or local (loopback and Unix-socket clients only; Redis's default is no).",
+           choices=("no", "yes", "local")),
     # persistence (accepted so redis.conf files and exporters work; Predis is a cache)
     Option("save", "string", "", True, "Accepted for compatibility; Predis does not snapshot."),
     Option("appendonly", "bool", False, True, "Accepted for compatibility; always no."),
     Option("dbfilename", "string", "dump.rdb", True, "Accepted for compatibility."),
+    # TLS (tls/context.py); certificates and protocol settings reload on CONFIG SET
+    Option("tls-port", "int", 0, False, "TLS port; 0 disables TLS.", minimum=0, maximum=65535),
+    Option("tls-cert-file", "string", "", True, "Server certificate (PEM)."),
+    Option("tls-key-file", "string", "", True, "Server private key (PEM)."),
+    Option("tls-key-file-pass", "string", "", True, "Passphrase of tls-key-file.", sensitive=True),
+    Option("tls-ca-cert-file", "string", "", True, "CA bundle that client certificates must chain to."),
+    Option("tls-ca-cert-dir", "string", "", True, "Directory of CA certificates (c_rehash layout)."),
+    Option("tls-auth-clients", "enum", "yes", True, "Require client certificates: yes, no or optional.",
+           choices=("yes", "no", "optional")),
+    Option("tls-protocols", "string", "TLSv1.2 TLSv1.3", True, "Allowed TLS versions (space-separated)."),
+    Option("tls-ciphers", "string", "", True, "OpenSSL cipher list for TLSv1.2 and below."),
+    Option("tls-ciphersuites", "string", "", True, "TLSv1.3 cipher suites (ignored: Python sets its own)."),
+    Option("tls-prefer-server-ciphers", "bool", False, True, "Prefer the server's cipher order."),
+    # operations (predis_server/services/)
+    Option("metrics-port", "int", 0, False, "Prometheus /metrics HTTP port; 0 disables it.",
+           minimum=0, maximum=65535),
+    Option("metrics-bind", "string", "127.0.0.1", False, "Address the /metrics listener binds to."),
+    Option("audit-log-file", "string", "", False, "Audit log path (JSON lines); empty disables it."),
+    Option("audit-log-max-bytes", "memory", 100 * 1024 * 1024, True,
+           "Rotate the audit log when it reaches this size (0 = never).", minimum=0),
+    Option("audit-log-fsync", "enum", "everysec", True, "fsync the audit log: always, everysec or no.",
+           choices=("always", "everysec", "no")),
+    Option("aclfile", "string", "", False, "File of ACL users (ACL LOAD/SAVE)."),
+    Option("rename-command", "list", (), False,
+           'Rename or disable a command: rename-command CONFIG "" (repeatable).'),
+    # read-through origin, access collector, prefetching (predis_server/readthrough.py, models/)
+    Option("origin", "string", "", True,
+           "Read-through origin: sqlite:///path.db, file:///dir or redis://host:port[/db] "
+           "(+ ?delay_ms=N to inject latency); empty = none (plain Redis behaviour)."),
+    Option("origin-ttl", "int", 0, True, "TTL in seconds of values loaded from the origin (0 = none).",
+           minimum=0),
+    Option("origin-timeout", "int", 1000, True, "Origin read timeout in ms.", minimum=1),
+    Option("origin-error-reply", "enum", "error", True,
+           "On an origin failure answer -ERR origin ... (error) or a nil (nil).", choices=("error", "nil")),
+    Option("prefetch-enabled", "bool", False, True, "Prefetch keys the model predicts (needs an origin)."),
+    Option("prefetch-threshold", "float", 0.5, True, "Least predicted probability worth a prefetch.",
+           minimum=0, maximum=1),
+    Option("prefetch-max-inflight", "int", 64, True, "Most prefetch loads in flight at once.", minimum=0),
+    Option("prefetch-memory-share", "float", 0.2, True,
+           "Most of maxmemory that unread prefetched entries may hold.", minimum=0, maximum=1),
+    Option("models-dir", "string", "", True,
+           "Directory of versioned model directories; the newest valid one is served and watched."),
+    Option("collector-sampling", "float", 0.01, True,
+           "Share of time the access collector records (time windows; 0 = off, 1 = every access).",
+           minimum=0, maximum=1),
+    Option("collector-buffer-events", "int", 1_000_000, False, "Ring buffer size of the access collector.",
+           minimum=16),
+    Option("collector-export-dir", "string", "", True,
+           "Directory for the collector's NPZ segments (training data); empty = no export."),
+    Option("collector-export-max-bytes", "memory", 256 * 1024 * 1024, True,
+           "Oldest segments are deleted beyond this total size.", minimum=0),
+    # MLOps loop: drift, registry, retraining, A/B, rollback, tenants (models/loop.py)
+    Option("drift-check-interval", "float", 60.0, True, "Seconds between drift checks (0 = no background checks).",
+           minimum=0),
+    Option("drift-ks-pvalue", "float", 0.01, True,
+           "Significance level of the per-feature KS tests after Holm correction.", minimum=0, maximum=1),
+    Option("drift-psi-warn", "float", 0.1, True, "PSI (or relative outcome drop) that raises a drift warning.",
+           minimum=0),
+    Option("drift-psi-alarm", "float", 0.25, True, "PSI (or relative outcome drop) that raises a drift alarm.",
+           minimum=0),
+    Option("drift-min-samples", "int", 2000, True, "Feature rows needed on each side before drift is judged.",
+           minimum=1),
+    Option("drift-webhook-url", "string", "", True, "POST drift alerts as JSON here (empty = no webhook)."),
+    Option("mlflow-tracking-uri", "string", "", False,
+           "MLflow tracking server; empty = embedded SQLite + artifacts under dir/mlflow."),
+    Option("model-rollback-margin", "float", 0.1, True,
+           "Relative drop of hit ratio or precision after a promotion that rolls the model back.",
+           minimum=0, maximum=1),
+    Option("ab-share", "float", 0.1, True, "Share of keys the challenger serves during an A/B test.",
+           minimum=0, maximum=1),
+    Option("ab-min-samples", "int", 5000, True, "Lookups per arm between two looks of the A/B test.", minimum=1),
+    Option("tenant-mode", "enum", "user", True, "Tenants are ACL users (user) or key prefixes (prefix).",
+           choices=("user", "prefix")),
+    Option("retrain-schedule", "int", 0, True, "Retrain every this many seconds (0 = only on alarm or command).",
+           minimum=0),
 ]
 
 _BY_NAME: dict[str, Option] = {}
@@ -186,6 +264,8 @@ class Config:
         if not startup and not option.mutable:
             raise InvalidValue("can't set immutable config")
         value = option.parse(raw)
+        if option.kind == "list":  # repeatable directives (rename-command) accumulate
+            value = (*getattr(self, option.attr), value)
         setattr(self, option.attr, value)
         for watcher in self._watchers.get(option.name, ()):
             watcher(value)
@@ -267,6 +347,44 @@ class Config:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write("\n".join(out) + "\n")
         os.replace(tmp, self.path)
+
+
+def example_conf() -> str:
+    """conf/predis.conf: every option in the table, documented, set to its default.
+
+    Generated from ``OPTIONS`` so the example can never fall behind the table (a test checks
+    that the file in the repository is exactly this text).
+    """
+    out = [
+        "# Predis configuration file (redis.conf syntax: one 'directive value' per line).",
+        "#",
+        "# Start the server with it:   predis-server conf/predis.conf",
+        "# Command-line flags override the file:   predis-server conf/predis.conf --port 7000",
+        "# CONFIG SET changes options marked 'runtime: yes' while the server runs, and",
+        "# CONFIG REWRITE writes them back here, keeping comments and order.",
+        "#",
+        "# Memory values accept units: 1k = 1000 bytes, 1kb = 1024 bytes, likewise m/mb, g/gb.",
+        "#",
+        "# This file is generated from predis_server/config.py (OPTIONS):",
+        "#   python -m predis_server --example-conf > conf/predis.conf",
+        "",
+    ]
+    for option in OPTIONS:
+        out.append(f"# {option.help}")
+        details = [f"type: {option.kind}", f"runtime: {'yes' if option.mutable else 'no'}"]
+        if option.choices:
+            details.append("one of: " + ", ".join(option.choices))
+        if option.minimum is not None or option.maximum is not None:
+            low = "" if option.minimum is None else f"{option.minimum:g}"
+            high = "" if option.maximum is None else f"{option.maximum:g}"
+            details.append(f"range: {low}..{high}")
+        out.append("# " + "; ".join(details))
+        if option.kind == "list":  # repeatable; empty by default, so shown as an example
+            out.append(f"# {option.name} <value>")
+        else:
+            out.append(f"{option.name} {_quote(option.format(option.default))}")
+        out.append("")
+    return "\n".join(out)
 
 
 def _quote(text: str) -> str:

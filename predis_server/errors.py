@@ -70,6 +70,23 @@ PUBSUB_CONTEXT = (
 
 # Config
 CONFIG_UNKNOWN = "ERR Unknown option or number of arguments for CONFIG SET - '{}'"
+CONFIG_SET_FAILED = "ERR CONFIG SET failed (possibly related to argument '{}') - {}"
+
+# Server introspection
+NO_PERSISTENCE = "ERR {} is not supported: Predis is a cache and does not persist data to disk"
+LFU_NOT_SELECTED = (
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that "
+    "when switching between policies at runtime LRU and LFU data will take some time to adjust."
+)
+LFU_SELECTED = (
+    "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when "
+    "switching between policies at runtime LRU and LFU data will take some time to adjust."
+)
+DEBUG_NOT_ALLOWED = (
+    'ERR DEBUG command not allowed. If the enable-debug-command option is set to "local", you can '
+    "run it from a local connection, otherwise you need to set this option in the configuration "
+    "file, and then restart the server."
+)
 
 
 def wrong_arity(name: str) -> str:
@@ -91,5 +108,5 @@ def invalid_expire(command: str) -> str:
 
 def _clip(arg: bytes, limit: int = 128) -> str:
     # Redis shows at most 128 bytes of each argument and replaces newlines with spaces.
-    text = arg[:limit].decode("utf-8", "replace")
+    text = arg[:limit].decode("utf-8", "surrogateescape")  # re-encoded byte for byte
     return text.replace("\r", " ").replace("\n", " ")

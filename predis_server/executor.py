@@ -6,6 +6,7 @@ and the slow log are updated. Handlers return reply values or raise CommandError
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .server import Server
 
 _perf_ns = time.perf_counter_ns
+log = logging.getLogger("predis")
 _NOT_QUEUED = {"exec", "discard", "multi", "watch", "quit", "reset"}
 
 
@@ -29,6 +31,7 @@ class Executor:
         self.stats = server.stats
         self.config = server.config
         self.keyspace = server.keyspace
+        self.acl = server.acl
         self.table: dict[bytes, Command] = {name.encode(): cmd for name, cmd in COMMANDS.items()}
 
     def resolve(self, argv: list[bytes]) -> Command:
@@ -36,7 +39,7 @@ class Executor:
         cmd = self.table.get(argv[0].lower())
         if cmd is None:
             raise CommandError(errors.unknown_command(argv[0], argv[1:]))
-        if cmd.subcommands:
+        if cmd.subcommands and (len(argv) >= 2 or cmd.handler is None):  # bare COMMAND runs
             if len(argv) < 2:
                 raise CommandError(errors.wrong_arity(cmd.name))
             sub = cmd.subcommands.get(argv[1].lower().decode("utf-8", "replace"))
@@ -53,9 +56,15 @@ class Executor:
         except CommandError as exc:
             if client.multi is not None:
                 client.multi_error = True
-            return self.reject(None, exc)
+            return self.reject(None, self._abort_if_exec(client, argv[0], exc))
         if not client.authenticated and not cmd.no_auth:
-            return self.reject(cmd, CommandError(errors.NOAUTH))
+            return self.reject(cmd, self._abort_if_exec(client, argv[0], CommandError(errors.NOAUTH)))
+        if self.acl.enforcing:  # False while every user may run anything: no cost on the hot path
+            denied = self.acl.deny(client, cmd, argv)
+            if denied is not None:
+                if client.multi is not None:
+                    client.multi_error = True
+                return self.reject(cmd, denied)
         if client.multi is not None and cmd.name not in _NOT_QUEUED:
             if cmd.denyoom and not self.keyspace.enforce_maxmemory():
                 client.multi_error = True
@@ -63,7 +72,8 @@ class Executor:
             client.multi.append((cmd, argv))
             return QUEUED
         if client.resp == 2 and client.in_pubsub and not cmd.allowed_in_pubsub:
-            return self.reject(cmd, CommandError(errors.PUBSUB_CONTEXT.format(cmd.name)))
+            return self.reject(cmd, self._abort_if_exec(
+                client, argv[0], CommandError(errors.PUBSUB_CONTEXT.format(cmd.name))))
         if cmd.denyoom and self.keyspace.maxmemory and not self.keyspace.enforce_maxmemory():
             return self.reject(cmd, CommandError(errors.OOM))
         return self.call(client, cmd, argv)
@@ -76,15 +86,33 @@ class Executor:
             reply = exc
             cmd.failed_calls += 1
             self.stats.count_error(exc.message)
+        except Exception as exc:  # a bug in one handler must not cost the client its reply
+            log.exception("command %s failed", cmd.full_name)
+            reply = CommandError(f"ERR internal error in '{cmd.full_name}': {type(exc).__name__}")
+            cmd.failed_calls += 1
+            self.stats.count_error(reply.message)
+            self.stats.unexpected_error_replies += 1
         elapsed_us = (_perf_ns() - start) // 1000
         cmd.calls += 1
         cmd.usec += elapsed_us
         self.stats.total_commands_processed += 1
         threshold = self.config.slowlog_log_slower_than
-        if 0 <= threshold <= elapsed_us:
+        if 0 <= threshold <= elapsed_us and not cmd.skip_slowlog:
             self.server.slowlog.add(argv, elapsed_us, client.addr, client.name,
                                     self.config.slowlog_max_len)
+        latency_ms = self.config.latency_monitor_threshold
+        if latency_ms and elapsed_us >= latency_ms * 1000:  # LATENCY LATEST (latencyAddSample)
+            self.server.latency.record("fast-command" if "fast" in cmd.flags else "command",
+                                       elapsed_us // 1000)
         return reply
+
+    @staticmethod
+    def _abort_if_exec(client: Client, name: bytes, exc: CommandError) -> CommandError:
+        """A rejected EXEC discards the transaction and answers EXECABORT (rejectCommand)."""
+        if name.lower() != b"exec":
+            return exc
+        from .commands.transactions import exec_rejected
+        return exec_rejected(client, exc)
 
     def reject(self, cmd: Command | None, exc: CommandError) -> CommandError:
         if cmd is not None:

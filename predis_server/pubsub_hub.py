@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from .glob import glob_match
 from .protocol.encoder import encode
-from .replies import Push
+from .replies import Push, Raw
 
 if TYPE_CHECKING:
     from .client import Client
@@ -22,6 +22,14 @@ class PubSubHub:
         out: list[bytes] = []
         encode(Push(items), client.resp == 3, out)
         client.send(out[0] if len(out) == 1 else b"".join(out))
+
+    def frames(self, client: Client, messages: list[list[object]]) -> Raw:
+        """Several pub/sub frames as one reply (subscribe confirmations, one per channel)."""
+        out: list[bytes] = []
+        resp3 = client.resp == 3
+        for items in messages:
+            encode(Push(items), resp3, out)
+        return Raw(b"".join(out))
 
     def subscribe(self, client: Client, channel: bytes) -> None:
         if channel not in client.channels:

@@ -76,3 +76,25 @@ class Raw(bytes):
     """Bytes already encoded in RESP, written as they are (used for pre-encoded pub/sub frames)."""
 
     __slots__ = ()
+
+
+class Deferred:
+    """A reply that is not ready yet (e.g. a read-through load from the origin).
+
+    The connection's later commands wait behind it, so per-connection order is kept, while
+    other connections go on. ``future`` is an asyncio future resolving to a reply value.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: object) -> None:
+        self.future = future
+
+
+class Resolved:
+    """The value of a Deferred once ready, queued in front of the commands that waited."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value

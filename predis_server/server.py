@@ -8,7 +8,6 @@ each connection's replies leave in a single write.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import logging
 import os
@@ -18,15 +17,19 @@ from typing import Any
 
 from gpu import backend_class
 
+from .acl import AccessControl
 from .client import Client
+from .commands import COMMANDS
 from .config import Config
 from .errors import ProtocolError
 from .executor import Executor
 from .keyspace import Keyspace
-from .protocol.connection import Connection
+from .protocol.connection import OUTPUT_BATCH_LIMIT, Connection
 from .protocol.encoder import encode, encode_error
 from .pubsub_hub import PubSubHub
-from .replies import NoReply
+from .errors import CommandError
+from .replies import Deferred, NoReply, Resolved
+from .services import install_services, throttle_failed_auth
 from .stats import LatencyMonitor, Slowlog, Stats
 
 log = logging.getLogger("predis")
@@ -44,6 +47,7 @@ class Server:
         self.keyspace = Keyspace(config.databases, self.backend, self.stats)
         self.pubsub = PubSubHub(self)
         self.connections: dict[int, Connection] = {}
+        self.acl = AccessControl(COMMANDS, self.stats)
         self.executor = Executor(self)
         self.pending: list[tuple[Connection, list[Any]]] = []
         self.dirty: set[Connection] = set()
@@ -57,6 +61,10 @@ class Server:
         self.shutdown_event: asyncio.Event | None = None
         self.exit_code = 0
         self.hooks: dict[str, list[Any]] = {}  # extension points: "cron", "shutdown"
+        from .readthrough import install as install_prediction
+
+        install_prediction(self)  # sets self.access_hook (None: GET/MGET behave as plain Redis)
+        install_services(self)  # ACL users, rename-command, TLS, metrics, audit log
         self._apply_memory_config()
         for name in ("maxmemory", "maxmemory-policy", "maxmemory-samples", "lfu-log-factor",
                      "lfu-decay-time"):
@@ -81,15 +89,19 @@ class Server:
     loop_name = "asyncio"
 
     def auth_required(self) -> bool:
-        return bool(self.config.requirepass)
+        return self.acl.auth_required()
 
     def has_acl_users(self) -> bool:
-        return False
+        return self.acl.has_users()
 
     def authenticate(self, username: str, password: bytes, client: Client) -> bool:
-        """Constant-time password check for the default user (ACL users come with the ACL module)."""
-        required = self.config.requirepass
-        ok = username == "default" and (not required or hmac.compare_digest(password, required.encode()))
+        """Constant-time password check against the ACL users (predis_server/acl.py)."""
+        ok = self.acl.authenticate(username, password)
+        if not ok:
+            from .commands.connection import client_info_line
+
+            self.acl.add_log("auth", b"AUTH", username, client_info_line(client))
+            throttle_failed_auth(self, client)
         self.audit("auth-success" if ok else "auth-failure", client, user=username)
         return ok
 
@@ -158,6 +170,7 @@ class Server:
         pending, self.pending = self.pending, []
         execute = self.executor.execute
         dirty = self.dirty
+        throttled = []
         for conn, commands in pending:
             client = conn.client
             if client is None:
@@ -166,11 +179,19 @@ class Server:
             if client.paused_backlog is not None:
                 client.paused_backlog.extend(commands)
                 continue
+            if conn.backlog is not None:  # keep arrival order behind the throttled commands
+                conn.backlog.extend(commands)
+                continue
             out = client.output
+            counted = len(out)
+            out_bytes = 0
             for position, argv in enumerate(commands):
                 if client.closing:
                     break
                 if type(argv) is not list:
+                    if type(argv) is Resolved:  # the answer of a Deferred, in order
+                        encode(argv.value, client.resp == 3, out)
+                        continue
                     self._protocol_failure(client, argv)
                     break
                 if self.paused_until and self._must_pause(argv):
@@ -179,6 +200,11 @@ class Server:
                     break
                 reply = execute(client, argv)
                 client.last_command = argv[0]
+                if type(reply) is Deferred:
+                    # Later commands of this client wait until the reply is ready.
+                    client.paused_backlog = list(commands[position + 1:])
+                    self._await_deferred(conn, reply)
+                    break
                 if client.reply_mode == "on":
                     if type(reply) is not NoReply:
                         encode(reply, client.resp == 3, out)
@@ -186,12 +212,43 @@ class Server:
                     client.reply_mode = "on"
                 elif client.reply_mode == "skip_next":
                     client.reply_mode = "skip"
+                if position & 63 == 63:  # output flow control, checked cheaply every 64 commands
+                    out_bytes += sum(map(len, out[counted:]))
+                    counted = len(out)
+                    if out_bytes > OUTPUT_BATCH_LIMIT and position + 1 < len(commands):
+                        conn.backlog = commands[position + 1:]
+                        throttled.append(conn)
+                        break
             client.last_interaction = time.time()
         self.dirty = set()
         for conn in dirty:
             conn.flush()
+        for conn in throttled:
+            # run the rest next tick, or once the socket drains (resume_writing) if it is full
+            if conn.backlog is not None and not conn.writing_paused and conn.client is not None \
+                    and not conn.client.closing:
+                backlog, conn.backlog = conn.backlog, None
+                self.enqueue(conn, backlog)
         if self.shutdown_event is not None and self.shutdown_requested:
             self.shutdown_event.set()
+
+    def _await_deferred(self, conn: Connection, deferred: Deferred) -> None:
+        def resume(future: Any) -> None:
+            client = conn.client
+            if client is None or client.closing:
+                return
+            try:
+                value = future.result()
+            except CommandError as exc:
+                self.stats.count_error(exc.message)
+                value = exc
+            except Exception as exc:  # a failed load must not leave the client waiting
+                log.exception("deferred reply failed")
+                value = CommandError(f"ERR {exc}")
+            backlog, client.paused_backlog = client.paused_backlog or [], None
+            self.enqueue(conn, [Resolved(value), *backlog])
+
+        deferred.future.add_done_callback(resume)  # type: ignore[attr-defined]
 
     def _protocol_failure(self, client: Client, error: ProtocolError | None) -> None:
         if error is not None:

@@ -1,10 +1,10 @@
 """The command table: every family's rows merged into ``COMMANDS`` (name -> Command)."""
 from __future__ import annotations
 
-from . import connection, hashes, keys, pubsub, server, strings, transactions
+from . import acl, connection, hashes, keys, mlops, predict, pubsub, server, strings, transactions
 from .table import Command
 
-FAMILIES = (connection, strings, keys, hashes, transactions, pubsub, server)
+FAMILIES = (connection, strings, keys, hashes, transactions, pubsub, server, acl, predict, mlops)
 
 COMMANDS: dict[str, Command] = {}
 for _family in FAMILIES:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -47,18 +48,31 @@ def parse_float(arg: bytes, message: str = errors.NOT_FLOAT) -> float:
 
 
 def parse_long_double(arg: bytes, message: str = errors.NOT_FLOAT) -> np.longdouble:
-    """string2ld: Redis keeps INCRBYFLOAT values as long double (x87 80-bit here)."""
-    if not arg or len(arg) >= MAX_LONG_DOUBLE_CHARS or arg[:1].isspace() or arg[-1:].isspace():
-        raise CommandError(message)
-    if b"_" in arg:
+    """string2ld: strtold (hex floats and exponents past double's range included), the whole
+    argument consumed, no leading space, no NaN, and ERANGE (overflow to HUGE_VAL or underflow
+    to zero) rejected. Redis keeps INCRBYFLOAT values as long double (x87 80-bit here)."""
+    if (not arg or len(arg) >= MAX_LONG_DOUBLE_CHARS or arg[:1].isspace() or arg[-1:].isspace()
+            or b"_" in arg or b"\0" in arg):
         raise CommandError(message)
     try:
-        float(arg)  # Python's grammar check (rejects garbage numpy might accept)
-        value = np.longdouble(arg.decode("ascii"))
+        text = arg.decode("ascii")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # ERANGE; judged below as Redis does
+            value = np.longdouble(text)  # NumPy parses with the C library's strtold
     except (ValueError, UnicodeDecodeError):
         raise CommandError(message) from None
     if np.isnan(value):
         raise CommandError(message)
+    body = text.lstrip("+-").lower()
+    if np.isinf(value) and body not in ("inf", "infinity"):
+        raise CommandError(message)  # overflow: strtold returned HUGE_VAL with ERANGE
+    if value == 0:
+        if body.startswith("0x"):
+            mantissa, nonzero = body[2:].split("p")[0], "123456789abcdef"
+        else:
+            mantissa, nonzero = body.split("e")[0], "123456789"
+        if any(c in nonzero for c in mantissa):
+            raise CommandError(message)  # underflow to zero: ERANGE
     return value
 
 

@@ -360,7 +360,7 @@ _CONN = "@connection"
 _SLOW_ADMIN = "@admin @slow @dangerous @connection"
 COMMANDS = [
     command("ping", ping, -1, "fast", acl="@fast @connection", group="connection"),
-    command("echo", echo, 2, "fast", acl="@fast @connection", group="connection"),
+    command("echo", echo, 2, "loading stale fast", acl="@fast @connection", group="connection"),
     command("quit", quit_, -1, "allow_busy no_auth fast noscript loading stale", acl="@fast @connection",
             group="connection"),
     command("select", select, 2, "loading stale fast", acl="@fast @connection", group="connection"),

@@ -8,7 +8,11 @@ from .. import errors
 from ..errors import CommandError
 from ..replies import OK, Map
 from .args import (
-    INT64_MAX, INT64_MIN, format_long_double, parse_int, parse_long_double,
+    INT64_MAX,
+    INT64_MIN,
+    format_long_double,
+    parse_int,
+    parse_long_double,
 )
 from .table import command
 
@@ -45,49 +49,62 @@ def set_generic(client, key: bytes, value: bytes, *, nx: bool = False, xx: bool 
     old = None
     if get:
         old = db.get_string(key)
-    exists = old is not None if get else db.lookup_write(key) is not None
-    if (nx and exists) or (xx and not exists):
-        return old if get else None
-    if expire_at and expire_at <= db.clock():
-        db.delete(key)  # already expired: Redis deletes instead of storing
-    else:
-        db.set(key, value, expire_at, keep_ttl)
+    if nx or xx:
+        exists = old is not None if get else db.exists(key)
+        if exists == nx:
+            return old if get else None
+    # An EXAT/PXAT already past is stored as is and expires on the next access (Redis 7.0).
+    db.set(key, value, expire_at, keep_ttl)
     return old if get else OK
 
 
-def set_(client, argv):
-    """https://redis.io/commands/set"""
-    nx = xx = get = keep_ttl = False
+def parse_string_options(argv: list[bytes], first: int, for_set: bool):
+    """parseExtendedStringArgumentsOrReply: SET's and GETEX's options, with Redis's quirks.
+
+    Repeating an option is allowed (the last expiry wins); mixing exclusive ones is a
+    syntax error. Returns (flags, expire) where expire is (unit option, raw value) or None.
+    """
+    flags: set[bytes] = set()
     expire = None
-    i = 3
+    i = first
     while i < len(argv):
         option = argv[i].lower()
         has_next = i + 1 < len(argv)
-        if option == b"nx" and not xx:
-            nx = True
-        elif option == b"xx" and not nx:
-            xx = True
-        elif option == b"get":
-            get = True
-        elif option == b"keepttl" and expire is None:
-            keep_ttl = True
-        elif option in _EXPIRE_UNITS and expire is None and not keep_ttl and has_next:
+        units = flags & _EXPIRE_UNITS.keys()
+        if for_set and ((option == b"nx" and b"xx" not in flags)
+                        or (option == b"xx" and b"nx" not in flags)
+                        or option == b"get" or (option == b"keepttl" and not units)) or not for_set and option == b"persist" and not units:
+            flags.add(option)
+        elif (option in _EXPIRE_UNITS and has_next and not units - {option}
+              and not flags & {b"keepttl", b"persist"}):
+            flags.add(option)
             expire = (option, argv[i + 1])
             i += 1
         else:
             raise CommandError(errors.SYNTAX)
         i += 1
+    return flags, expire
+
+
+def set_(client, argv):
+    """https://redis.io/commands/set"""
+    flags, expire = parse_string_options(argv, 3, True)
     expire_at = 0
     if expire is not None:
         unit_ms, absolute = _EXPIRE_UNITS[expire[0]]
         expire_at = expire_deadline(client, expire[1], unit_ms, absolute, "set")
-    return set_generic(client, argv[1], argv[2], nx=nx, xx=xx, get=get, expire_at=expire_at,
-                       keep_ttl=keep_ttl)
+    return set_generic(client, argv[1], argv[2], nx=b"nx" in flags, xx=b"xx" in flags,
+                       get=b"get" in flags, expire_at=expire_at, keep_ttl=b"keepttl" in flags)
 
 
 def get(client, argv):
     """https://redis.io/commands/get"""
-    return client.db.get_string(argv[1])
+    value = client.db.get_string(argv[1])
+    # read-through / access collector / prefetch (None: plain Redis, or not installed yet)
+    hook = getattr(client.server, "access_hook", None)
+    if hook is None:
+        return value
+    return hook.on_get(client, argv[1], value)
 
 
 def setnx(client, argv):
@@ -114,7 +131,10 @@ def mget(client, argv):
     for key in argv[1:]:
         value = lookup(key)
         out.append(value if type(value) is bytes else None)
-    return out
+    hook = getattr(client.server, "access_hook", None)
+    if hook is None:
+        return out
+    return hook.on_mget(client, argv, out)
 
 
 def mset(client, argv):
@@ -146,31 +166,20 @@ def getdel(client, argv):
 
 
 def getex(client, argv):
-    """https://redis.io/commands/getex"""
-    expire = None
-    persist = False
-    i = 2
-    while i < len(argv):
-        option = argv[i].lower()
-        if option in _EXPIRE_UNITS and expire is None and not persist and i + 1 < len(argv):
-            expire = (option, argv[i + 1])
-            i += 2
-        elif option == b"persist" and expire is None and not persist:
-            persist = True
-            i += 1
-        else:
-            raise CommandError(errors.SYNTAX)
-    expire_at = 0
-    if expire is not None:
-        unit_ms, absolute = _EXPIRE_UNITS[expire[0]]
-        expire_at = expire_deadline(client, expire[1], unit_ms, absolute, "getex")
+    """https://redis.io/commands/getex (the expiry value is checked only once the key is found)."""
+    flags, expire = parse_string_options(argv, 2, False)
     db = client.db
     value = db.get_string(argv[1])
     if value is None:
         return None
     if expire is not None:
-        db.set_expire(argv[1], expire_at)
-    elif persist and db.expire_at(argv[1]):
+        unit_ms, absolute = _EXPIRE_UNITS[expire[0]]
+        expire_at = expire_deadline(client, expire[1], unit_ms, absolute, "getex")
+        if expire_at <= db.clock():
+            db.delete(argv[1])  # EXAT/PXAT already past: deleted, the old value still returned
+        else:
+            db.set_expire(argv[1], expire_at)
+    elif b"persist" in flags and db.expire_at(argv[1]):
         db.set_expire(argv[1], 0)
     return value
 
@@ -283,6 +292,12 @@ def incrbyfloat(client, argv):
 
 def lcs(client, argv):
     """https://redis.io/commands/lcs (the same backtracking as Redis, so IDX ranges match)."""
+    # Redis looks the keys up (and rejects non-strings) before it parses the options.
+    db = client.db
+    a = db.lookup_read(argv[1])
+    b = db.lookup_read(argv[2])
+    if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
+        raise CommandError("ERR The specified keys must contain string values")
     want_len = want_idx = with_match_len = False
     min_match_len = 0
     i = 3
@@ -300,11 +315,6 @@ def lcs(client, argv):
         else:
             raise CommandError(errors.SYNTAX)
         i += 1
-    db = client.db
-    a = db.lookup_read(argv[1])
-    b = db.lookup_read(argv[2])
-    if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
-        raise CommandError("ERR The specified keys must contain string values")
     if want_len and want_idx:
         raise CommandError("ERR If you want both the length and indexes, please just use IDX.")
     a = a or b""
@@ -317,7 +327,7 @@ def lcs(client, argv):
             if ax == b[y - 1]:
                 row[y] = prev[y - 1] + 1
             else:
-                row[y] = prev[y] if prev[y] > row[y - 1] else row[y - 1]
+                row[y] = prev[y] if prev[y] > row[y - 1] else row[y - 1]  # noqa: FURB136 (hot loop)
     length = table[alen][blen]
     if want_len:
         return length

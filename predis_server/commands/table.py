@@ -37,6 +37,7 @@ class Command:
         self.is_write = WRITE in self.flags
         self.denyoom = DENYOOM in self.flags
         self.no_auth = NO_AUTH in self.flags
+        self.skip_slowlog = SKIP_SLOWLOG in self.flags
         self.allowed_in_pubsub = self.name in _PUBSUB_CONTEXT_COMMANDS
         self.full_name = self.name if self.parent is None else f"{self.parent.name}|{self.name}"
         # commandstats counters: calls, usec, rejected_calls, failed_calls

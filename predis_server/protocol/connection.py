@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 # pipelines without reading its replies is throttled instead of growing our buffers.
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 WRITE_LOW_WATER = 1024 * 1024
+# Replies one connection may produce in one batch before the rest of its pipeline waits for
+# the socket to drain: a 256 KB read can hold ~12k GETs, and 12k large replies at once
+# would grow the process by gigabytes before the high-water mark could act.
+OUTPUT_BATCH_LIMIT = 4 * 1024 * 1024
 
 
 class Connection(asyncio.Protocol):
@@ -29,6 +33,8 @@ class Connection(asyncio.Protocol):
                                     server.config.client_query_buffer_limit)
         self.reading_paused = False
         self.writing_paused = False
+        # commands parsed but not yet run because this client's replies are not drained yet
+        self.backlog: list | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,6 +71,7 @@ class Connection(asyncio.Protocol):
         server.stats.total_net_input_bytes += len(data)
         server.stats.total_reads_processed += 1
         commands: list = []
+        self.parser.set_unauthenticated(not client.authenticated)
         try:
             self.parser.feed(data, commands)
         except ProtocolError as exc:
@@ -93,6 +100,9 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self.backlog is not None:
+            backlog, self.backlog = self.backlog, None
+            self.server.enqueue(self, backlog)
         if self.transport is not None and self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()

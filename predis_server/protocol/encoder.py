@@ -5,7 +5,16 @@ import math
 
 from ..errors import CommandError
 from ..replies import (
-    Double, ErrorReply, Map, NoReply, NullArray, Push, Raw, SetReply, Status, Verbatim,
+    Double,
+    ErrorReply,
+    Map,
+    NoReply,
+    NullArray,
+    Push,
+    Raw,
+    SetReply,
+    Status,
+    Verbatim,
 )
 
 NULL_BULK = b"$-1\r\n"
@@ -24,7 +33,8 @@ def format_double(value: float) -> bytes:
 
 
 def encode_error(message: str) -> bytes:
-    return b"-" + message.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace") + b"\r\n"
+    text = message.replace("\r", " ").replace("\n", " ")
+    return b"-" + text.encode("utf-8", "surrogateescape") + b"\r\n"
 
 
 def encode(value: object, resp3: bool, out: list[bytes]) -> None:

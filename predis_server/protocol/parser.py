@@ -5,13 +5,17 @@ Redis accepts two request forms (see networking.c ``processInlineBuffer`` and
 complete arrays far faster than Python can, but it cannot parse inline commands, does not
 enforce Redis's length limits, and accepts reply types that are not valid in requests. So:
 
-* a chunk that starts a new request with ``*`` goes to hiredis;
-* anything hiredis rejects (inline text, non-bulk elements) is parsed again by the Python
-  parser, which gives Redis's exact protocol errors;
+* a chunk that starts a new request with ``*`` goes to hiredis (unless it declares an array
+  of a million elements or more, which hiredis would allocate at once);
+* anything hiredis rejects (inline text, non-bulk elements, non-canonical lengths such as
+  "$04") is parsed again by the Python parser, which gives Redis's exact protocol errors;
 * a request left incomplete at the end of a chunk is handed to the Python parser, which
-  validates its headers (absurd lengths are refused at once, not buffered) and finishes it.
+  validates its headers (absurd lengths are refused at once, not buffered) and finishes it;
+  the bytes after it go back to hiredis.
 """
 from __future__ import annotations
+
+import re
 
 from ..errors import ProtocolError
 
@@ -22,6 +26,11 @@ except ImportError:  # pragma: no cover - exercised only where hiredis is missin
 
 INLINE_MAX_SIZE = 64 * 1024  # PROTO_INLINE_MAX_SIZE
 MAX_MULTIBULK_LEN = 2**31 - 1  # INT_MAX, as in Redis 7
+
+# hiredis allocates an array's list as soon as it reads the header ("*3000000000" would reserve
+# 24 GB of address space and make every GC pass crawl over it), so chunks that declare arrays
+# of a million elements or more anywhere go to the Python parser, which allocates nothing ahead.
+_BIG_ARRAY_HEADER = re.compile(rb"\*[0-9]{7}")
 
 _ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
 _HEX = b"0123456789abcdefABCDEF"
@@ -94,6 +103,9 @@ class PythonRequestParser:
     def __init__(self, max_bulk_len: int, max_buffer: int) -> None:
         self.max_bulk_len = max_bulk_len
         self.max_buffer = max_buffer
+        # Redis 7 caps array and bulk sizes for clients that have not authenticated yet, so an
+        # anonymous client cannot make the server buffer large requests.
+        self.unauthenticated = False
         self.buf = bytearray()
         self.pos = 0
         # state of a multibulk request in progress
@@ -107,13 +119,19 @@ class PythonRequestParser:
     def pending_bytes(self) -> int:
         return len(self.buf) - self.pos
 
-    def feed(self, data: bytes, out: list[list[bytes]]) -> None:
-        """Append parsed commands to ``out``; raise ProtocolError (after appending) on bad input."""
+    def feed(self, data: bytes, out: list[list[bytes]], stop_after_one: bool = False) -> bytes:
+        """Append parsed commands to ``out``; raise ProtocolError (after appending) on bad input.
+
+        With ``stop_after_one`` the parser stops once the request in progress is complete and
+        returns the bytes after it unparsed (so the caller can use a faster parser on them);
+        otherwise, and while that request is still incomplete, it returns b"".
+        """
         if self.pos:
             del self.buf[: self.pos]
             self.pos = 0
         self.buf += data
         buf = self.buf
+        completed = False
         while True:
             if self._remaining == 0:
                 if self.pos >= len(buf):
@@ -121,23 +139,43 @@ class PythonRequestParser:
                 if buf[self.pos] == 0x2A:  # '*'
                     if not self._start_multibulk(buf):
                         break
-                    if self._remaining == 0:
-                        continue  # empty request: *0 or *-1
+                    if self._remaining == 0:  # empty request: *0 or *-1
+                        completed = True
+                        if stop_after_one:
+                            break
+                        continue
                 else:
                     line = self._take_inline(buf)
                     if line is None:
                         break
                     args = split_inline_args(line)
                     if args:
-                        out.append(args)
+                        self._emit(args, out)
+                    completed = True
+                    if stop_after_one:
+                        break
                     continue
             if not self._read_bulks(buf, out):
                 break
+            completed = True
+            if stop_after_one:
+                break
+        if stop_after_one and completed:
+            rest = bytes(buf[self.pos:])
+            buf.clear()
+            self.pos = 0
+            return rest
         if self.pos >= len(buf):
             buf.clear()
             self.pos = 0
         if len(buf) - self.pos > self.max_buffer:
             raise ProtocolError("query buffer limit reached")
+        return b""
+
+    def _emit(self, args: list[bytes], out: list[list[bytes]]) -> None:
+        out.append(args)
+        if self.unauthenticated and args[0].lower() in (b"auth", b"hello"):
+            self.unauthenticated = False  # the connection re-arms the check if AUTH failed
 
     def _take_inline(self, buf: bytearray) -> bytes | None:
         nl = buf.find(b"\n", self.pos)
@@ -160,6 +198,8 @@ class PythonRequestParser:
         count = _parse_int(buf[self.pos + 1:cr])
         if count is None or count > MAX_MULTIBULK_LEN:
             raise ProtocolError("invalid multibulk length")
+        if count > 10 and self.unauthenticated:
+            raise ProtocolError("unauthenticated multibulk length")
         self.pos = cr + 2
         self._remaining = max(count, 0)
         self._args = []
@@ -181,6 +221,8 @@ class PythonRequestParser:
                 length = _parse_int(buf[self.pos + 1:cr])
                 if length is None or length < 0 or length > self.max_bulk_len:
                     raise ProtocolError("invalid bulk length")
+                if length > 16384 and self.unauthenticated:
+                    raise ProtocolError("unauthenticated bulk length")
                 self.pos = cr + 2
                 self._bulk_len = length
             end = self.pos + self._bulk_len
@@ -190,19 +232,20 @@ class PythonRequestParser:
             self.pos = end + 2
             self._bulk_len = -1
             self._remaining -= 1
-        out.append(self._args)
-        self._args = []
+        args, self._args = self._args, []
+        self._emit(args, out)
         return True
 
 
 def _parse_int(raw: bytes | bytearray) -> int | None:
-    # string2ll: optional '-', digits only, no '+', no spaces, no leading zeros except "0"
+    # string2ll: optional '-', digits only, no '+', no spaces, no leading zeros, "0" but not "-0"
     if not raw or len(raw) > 20:
         return None
     body = raw[1:] if raw[:1] == b"-" else raw
-    if not body.isdigit() or (len(body) > 1 and body[:1] == b"0"):
+    if not body.isdigit() or (body[:1] == b"0" and (len(body) > 1 or len(raw) > 1)):
         return None
-    return int(raw)
+    value = int(raw)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 class RequestParser:
@@ -216,50 +259,82 @@ class RequestParser:
         self.slow.max_bulk_len = max_bulk_len
         self.slow.max_buffer = max_buffer
 
+    def set_unauthenticated(self, value: bool) -> None:
+        self.slow.unauthenticated = value
+
     def feed(self, data: bytes, out: list[list[bytes]]) -> None:
+        slow = self.slow
         reader = self._reader
-        if reader is None or not self.slow.idle() or data[:1] != b"*":
-            self.slow.feed(data, out)
+        if reader is None or slow.unauthenticated:
+            slow.feed(data, out)
+            return
+        if not slow.idle():
+            # Finish the request split across reads exactly, then go back to hiredis.
+            data = slow.feed(data, out, stop_after_one=True)
+            if not data:
+                return
+        if data[:1] != b"*" or _BIG_ARRAY_HEADER.search(data) is not None:
+            slow.feed(data, out)
             return
         start = len(out)
+        append = out.append
+        empty = 0
         try:
             reader.feed(data)
+            gets = reader.gets
             while True:
-                cmd = reader.gets()
+                cmd = gets()
                 if cmd is False:
                     break
-                if type(cmd) is not list or not all(type(a) is bytes for a in cmd):
+                if type(cmd) is not list:
                     raise ValueError("not a request")
-                out.append(cmd)
+                for arg in cmd:
+                    if type(arg) is not bytes:
+                        raise ValueError("not a request")
+                if cmd:
+                    append(cmd)
+                else:
+                    empty += 1  # "*0" requests are skipped, as Redis does
         except (hiredis.ProtocolError, ValueError):
             self._reparse(data, out, start)
             return
-        # hiredis does not say where it stopped, so measure what it consumed: requests in
-        # canonical form (which Redis requires: no leading zeros or signs) have a known size.
-        consumed = 0
-        for cmd in out[start:]:
-            consumed += 3 + len(str(len(cmd)))
-            for arg in cmd:
-                size = len(arg)
-                # "$" digits "\r\n" payload "\r\n"
-                consumed += (size + 6 + (size > 9) + (size > 99) + (size > 999) if size < 10000
-                             else size + 5 + len(str(size)))
-        empty = [i for i in range(start, len(out)) if not out[i]]
-        for i in reversed(empty):  # "*0" requests are skipped, as Redis does
-            del out[i]
         if not reader.has_data():
-            if consumed != len(data):
-                self._reparse(data, out, start)  # non-canonical headers: let Redis's rules judge
-            return
-        # Hand the incomplete request to the Python parser, which checks its headers now.
+            # hiredis took every byte, but it may be inside an array whose elements have not
+            # arrived. An empty array fed now comes back as itself only if hiredis was between
+            # requests (inside one it would become an element, a payload or an error).
+            reader.feed(b"*0\r\n")
+            try:
+                if gets() == []:
+                    return
+            except hiredis.ProtocolError:
+                pass
+        # A request is incomplete at the end of the chunk: the Python parser takes it from its
+        # first byte and checks its headers now, so an absurd length is refused at once
+        # instead of being waited for. hiredis does not say where it stopped, but it refuses
+        # non-canonical lengths ("$04", "$+4", "$ 4": its string2ll is Redis's), so every
+        # request it returned had the canonical size computed here.
         self._reader = hiredis.Reader()
-        if data[consumed:consumed + 1] != b"*" or data[consumed - 2:consumed] not in (b"\r\n", b""):
-            self._reparse(data, out, start)
+        consumed = 4 * empty + _canonical_size(out, start)
+        if data[consumed:consumed + 1] != b"*" or (consumed and data[consumed - 2:consumed] != b"\r\n"):
+            self._reparse(data, out, start)  # cannot happen with canonical frames; be exact
             return
-        self.slow.feed(data[consumed:], out)
+        slow.feed(data[consumed:] if consumed else data, out)
 
     def _reparse(self, data: bytes, out: list[list[bytes]], start: int) -> None:
         """Not plain canonical RESP arrays (inline text, wrong element types...): parse exactly."""
         del out[start:]
         self._reader = hiredis.Reader()
         self.slow.feed(data, out)
+
+
+def _canonical_size(commands: list[list[bytes]], start: int) -> int:
+    """Bytes of ``commands[start:]`` written as canonical RESP arrays of bulk strings."""
+    size = 0
+    for index in range(start, len(commands)):
+        cmd = commands[index]
+        n = len(cmd)
+        size += 4 if n < 10 else 3 + len(str(n))  # "*" count "\r\n"
+        for arg in cmd:
+            length = len(arg)  # "$" digits "\r\n" payload "\r\n"
+            size += length + 5 + (1 if length < 10 else 2 if length < 100 else len(str(length)))
+    return size

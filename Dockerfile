@@ -1,0 +1,31 @@
+# Predis in a container: `docker build -t predis . && docker run -p 6379:6379 predis`
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# hiredis, uvloop and numpy ship manylinux wheels, so no compiler is needed.
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY predis_server ./predis_server
+COPY gpu ./gpu
+COPY models ./models
+COPY tls ./tls
+COPY workloads ./workloads
+RUN pip install . && rm -rf /src
+
+RUN groupadd --system predis && useradd --system --gid predis --home-dir /data predis \
+    && mkdir -p /data /etc/predis && chown predis:predis /data
+COPY conf/predis.conf /etc/predis/predis.conf
+
+USER predis
+WORKDIR /data
+EXPOSE 6379
+
+# The conf file is the single source of settings; the container only has to listen beyond
+# loopback. Protected mode is off as in the official redis image: publishing the port is the
+# operator's choice, and `requirepass` in the conf (or --requirepass) protects it.
+ENTRYPOINT ["predis-server", "/etc/predis/predis.conf"]
+CMD ["--bind", "0.0.0.0 -::", "--protected-mode", "no", "--dir", "/data"]

@@ -1,0 +1,282 @@
+"""Store backends and the server on each, measured in one run.
+
+1. Batch GET/SET throughput of each store backend against batch size (1 .. 1M keys,
+   16-byte keys, 100-byte values): the list API (``get_many``/``set_many``) on every
+   backend; on the GPU also the packed path through the device index, device-side only
+   (CUDA events around lookup + gather, keys already on the device) and including the
+   host<->device transfers (keys up, slots and values down).
+2. The end-to-end server with each backend (and redis-server for reference) under
+   ``redis-benchmark -P 16`` (SET, GET) and MGET of 100 keys.
+
+Usage: ``python bench/store_bench.py --out bench/results/store [--no-server] [--max-batch N]``.
+Writes ``store_bench.json`` and ``store_bench.md`` into ``--out`` and prints the tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from gpu import gpu_available
+from gpu.cpu import NumpyStore
+
+NOW = 1_700_000_000_000
+BATCHES = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
+WORK_PER_POINT = 200_000  # keys per (backend, batch size) point for the list API
+
+
+def device_name() -> str:
+    if gpu_available():
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        return props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    return f"CPU only ({platform.processor() or platform.machine()})"
+
+
+def make_data(n: int) -> tuple[list[bytes], list[bytes]]:
+    rng = random.Random(42)
+    keys = [b"key:%012d" % i for i in range(n)]  # 16 bytes, redis-benchmark's key format
+    blob = rng.randbytes(100 * 1024)
+    values = [blob[(i * 97) % 102300: (i * 97) % 102300 + 100] for i in range(n)]
+    return keys, values
+
+
+def packed(keys: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lens = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+    offs = np.zeros(len(keys), dtype=np.int64)
+    np.cumsum(lens[:-1], out=offs[1:])
+    return np.frombuffer(b"".join(keys), dtype=np.uint8), offs, lens
+
+
+def time_list_api(store, keys, values, batch: int) -> dict:
+    rng = random.Random(batch)
+    reps = max(1, min(WORK_PER_POINT // batch, 2000))
+    starts = [rng.randrange(0, len(keys) - batch + 1) for _ in range(reps)]
+    t0 = time.perf_counter()
+    for s in starts:
+        store.set_many(keys[s: s + batch], values[s: s + batch], NOW)
+    if hasattr(store, "flush"):
+        store.flush()
+    set_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for s in starts:
+        store.get_many(keys[s: s + batch], NOW)
+    get_s = time.perf_counter() - t0
+    return {"set_keys_per_s": reps * batch / set_s, "get_keys_per_s": reps * batch / get_s}
+
+
+def time_packed_gpu(store, keys, batch: int) -> dict:
+    import cupy as cp
+
+    rng = np.random.default_rng(batch)
+    sample = [keys[i] for i in rng.integers(0, len(keys), batch)]
+    host = packed(sample)
+    dev = [cp.asarray(a) for a in host]
+    store.sync()
+    out = {}
+    # device side: lookup + gather, keys already resident
+    for _ in range(3):
+        slots = store.lookup_packed(*dev)
+        store.gather_device(slots)
+    times = []
+    for _ in range(20):
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        slots = store.ops.lookup(store.t_hash, store.t_slot, dev[0], dev[1], dev[2], store.arena.buf,
+                                 store.d_key_off, store.d_key_len)
+        store.gather_device(slots)
+        end.record()
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+    assert int((slots < 0).sum()) == 0, "benchmark keys must all hit"
+    out["device_lookup_gather_keys_per_s"] = batch / statistics.median(times)
+    times = []
+    for _ in range(20):
+        start, end = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        store.ops.lookup(store.t_hash, store.t_slot, dev[0], dev[1], dev[2], store.arena.buf,
+                         store.d_key_off, store.d_key_len)
+        end.record()
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+    out["device_lookup_keys_per_s"] = batch / statistics.median(times)
+    # with transfers: keys up, lookup, slots down (the index alone)
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        d = [cp.asarray(a) for a in host]
+        slots = cp.asnumpy(store.ops.lookup(store.t_hash, store.t_slot, d[0], d[1], d[2], store.arena.buf,
+                                            store.d_key_off, store.d_key_len))
+        times.append(time.perf_counter() - t0)
+    out["lookup_with_transfer_keys_per_s"] = batch / statistics.median(times)
+    # full batch GET: keys up, lookup, host metadata touch, gather, values down
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        store.get_many_packed(*host, NOW)
+        times.append(time.perf_counter() - t0)
+    out["get_packed_with_transfer_keys_per_s"] = batch / statistics.median(times)
+    return out
+
+
+def run_batches(max_batch: int) -> dict:
+    n = max(max_batch, 1000)
+    keys, values = make_data(n)
+    backends = {"cpu": NumpyStore}
+    if gpu_available():
+        from gpu.cuda import CupyStore
+
+        backends["gpu"] = CupyStore
+    results: dict = {}
+    for name, cls in backends.items():
+        store = cls()
+        t0 = time.perf_counter()
+        store.set_many(keys, values, NOW)
+        if hasattr(store, "sync"):
+            store.sync()
+        load_s = time.perf_counter() - t0
+        rows = {}
+        for batch in [b for b in BATCHES if b <= n]:
+            row = time_list_api(store, keys, values, batch)
+            if name == "gpu":
+                row.update(time_packed_gpu(store, keys, batch))
+            rows[batch] = row
+            print(name, batch, {k: f"{v:,.0f}" for k, v in row.items()}, flush=True)
+        results[name] = {"load_keys_per_s": n / load_s, "used_memory": store.used_memory(),
+                         "keys": n, "by_batch": rows}
+        del store
+    return results
+
+
+# -- the server under redis-benchmark ------------------------------------------------------
+def _redis_benchmark(port: int, args: list[str]) -> float:
+    binary = shutil.which("redis-benchmark")
+    out = subprocess.run([binary, "-p", str(port), "--csv", *args], capture_output=True, text=True,
+                         timeout=300)
+    rates = []
+    for line in out.stdout.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) > 1 and cells[0] != "test":
+            try:
+                rates.append(float(cells[1]))
+            except ValueError:
+                pass
+    if not rates:
+        raise RuntimeError(f"redis-benchmark gave no numbers: {out.stdout}\n{out.stderr}")
+    return rates[0]
+
+
+def bench_server(port: int, requests: int) -> dict:
+    common = ["-P", "16", "-r", "100000", "-d", "100", "-c", "50"]
+    row = {}
+    for test in ("set", "get"):
+        row[f"{test}_P16_ops_per_s"] = _redis_benchmark(port, [*common, "-n", str(requests), "-t", test])
+    mget = ["MGET", *["key:__rand_int__"] * 100]
+    row["mget100_P16_ops_per_s"] = _redis_benchmark(port, [*common, "-n", str(requests // 10), *mget])
+    row["mget100_P1_ops_per_s"] = _redis_benchmark(
+        port, ["-r", "100000", "-c", "50", "-n", str(requests // 20), *mget])
+    return row
+
+
+COALESCING_LAUNCHER = ("import sys; from predis_server import batching, server; "
+                       "batching.install(server.Server); from predis_server.cli import main; sys.exit(main())")
+
+
+def coalescing_predis(*args: str):
+    """Predis with predis_server.batching wrapped around run_batch (until the server calls it)."""
+    import contextlib
+    import tempfile
+
+    from servers import RunningServer, _stop, _wait_ready, free_port
+
+    @contextlib.contextmanager
+    def running():
+        port = free_port()
+        log = tempfile.NamedTemporaryFile(prefix="predis-", suffix=".log", delete=False)
+        proc = subprocess.Popen([sys.executable, "-c", COALESCING_LAUNCHER, "--port", str(port), *args],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            _wait_ready(port, proc, log.name)
+            yield RunningServer(port, proc, log.name, "predis")
+        finally:
+            _stop(proc)
+
+    return running()
+
+
+def run_servers(requests: int) -> dict:
+    from servers import predis_process, redis_process
+
+    results = {}
+    if shutil.which("redis-server"):
+        with redis_process() as server:
+            results["redis-server"] = bench_server(server.port, requests)
+            print("redis-server", results["redis-server"], flush=True)
+    for backend in ["cpu", "gpu"] if gpu_available() else ["cpu"]:
+        with predis_process("--store-backend", backend) as server:
+            results[f"predis-{backend}"] = bench_server(server.port, requests)
+            print(f"predis-{backend}", results[f"predis-{backend}"], flush=True)
+        with coalescing_predis("--store-backend", backend) as server:
+            results[f"predis-{backend}+coalescing"] = bench_server(server.port, requests)
+            print(f"predis-{backend}+coalescing", results[f"predis-{backend}+coalescing"], flush=True)
+    return results
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Store benchmark\n\nDevice: {report['device']}  \nHost: {report['host']}  \n"
+             f"Date: {report['date']}\n"]
+    for name, res in report["batches"].items():
+        lines.append(f"\n## {name} backend ({res['keys']:,} keys loaded at {res['load_keys_per_s']:,.0f} keys/s; "
+                     f"used_memory {res['used_memory'] / 1e6:,.1f} MB)\n")
+        cols = sorted({c for row in res["by_batch"].values() for c in row})
+        lines.append("| batch | " + " | ".join(cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for batch, row in res["by_batch"].items():
+            lines.append(f"| {int(batch):,} | " + " | ".join(f"{row.get(c, 0):,.0f}" for c in cols) + " |")
+    if report.get("servers"):
+        lines.append("\n## Server under redis-benchmark (ops/s; 50 clients, 100-byte values, -r 100000)\n")
+        cols = sorted({c for row in report["servers"].values() for c in row})
+        lines.append("| server | " + " | ".join(cols) + " |")
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for name, row in report["servers"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{row.get(c, 0):,.0f}" for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))
+    parser.add_argument("--max-batch", type=int, default=1_000_000)
+    parser.add_argument("--no-server", action="store_true")
+    parser.add_argument("--requests", type=int, default=200_000)
+    args = parser.parse_args()
+    report = {"device": device_name(), "host": f"{platform.node()} {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report["batches"] = run_batches(args.max_batch)
+    if not args.no_server:
+        report["servers"] = run_servers(args.requests)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "store_bench.json"), "w") as handle:
+        json.dump(report, handle, indent=2, default=str)
+    text = markdown(report)
+    with open(os.path.join(args.out, "store_bench.md"), "w") as handle:
+        handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""The GPU store: string values, their keys and a hash index in device memory (CuPy).
+
+Layout
+------
+* **Value arena** (``gpu/arena.py``): every string value and every key's bytes live in
+  one device byte buffer; an allocator with size classes and free lists reuses freed space.
+* **Device hash index**: open addressing over 64-bit key hashes, verified against the
+  full key bytes in the arena (``gpu/kernels.py``), so collisions never give wrong answers.
+* **Slot tables on the device**: ``key_off``/``key_len``/``val_off``/``val_len`` per slot,
+  used by the lookup and gather kernels.
+* **Host side**: the key -> slot dict and the key list (needed for SCAN/KEYS and to name
+  expired and evicted keys), the per-key metadata arrays (NumPy, shared with the CPU
+  store so single-key commands stay cheap), and values of other types (hashes).
+  ``device_metadata()`` copies the metadata to the device in one transfer for
+  whole-keyspace scoring (bulk eviction of 256+ keys, model scoring); sampled eviction
+  of a few keys and the expiry cycle read the host arrays, where they cost microseconds.
+
+Writes are staged: a single ``set`` allocates its device blocks at once (so device
+out-of-memory fails *that* write with ``StoreFull`` and nothing else changes) but copies
+the bytes to the device in the next ``sync``, which uploads all staged keys and values in
+one transfer and one scatter kernel, then inserts the new keys into the device index in one
+kernel. ``sync`` runs before every device read, when the stage passes a threshold, and at
+the end of each event-loop tick through ``flush()``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .arena import DeviceArena, size_class
+from .cpu import NumpyStore, value_size
+from .interface import StoreFull
+from .kernels import EMPTY, NumpyKernels
+
+ON_DEVICE = type("OnDevice", (), {"__repr__": lambda self: "<on device>"})()
+STAGE_MAX_ITEMS = 4096
+STAGE_MAX_BYTES = 4 << 20
+BIG_VALUE = 1 << 20  # values this large are copied with one memcpy, not through the stage
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(4, (n - 1).bit_length())
+
+
+class ArenaStore(NumpyStore):
+    """Device layout over an array namespace ``xp`` and kernels ``ops`` (see CupyStore)."""
+
+    name = "arena"
+
+    def __init__(self, xp=np, ops=None, capacity: int = 64) -> None:
+        self.xp = xp
+        self.ops = ops if ops is not None else NumpyKernels()
+        self._to_host = np.asarray if xp is np else xp.asnumpy
+        self._reset_device()
+        super().__init__(capacity)
+
+    def value_size(self, value: object) -> int:  # type: ignore[override]
+        return size_class(len(value)) if type(value) is bytes else value_size(value)
+
+    # -- device state ---------------------------------------------------------------------
+    def _reset_device(self) -> None:
+        xp = self.xp
+        self.arena = DeviceArena(xp)
+        self.t_hash = xp.zeros(1024, dtype=xp.uint64)
+        self.t_slot = xp.full(1024, EMPTY, dtype=xp.int32)
+        self._table_used = 0  # entries holding a slot or a tombstone
+        self._staged: dict[int, None] = {}  # slots whose bytes value awaits upload
+        self._staged_bytes = 0
+        self._pending_insert: dict[int, None] = {}  # slots whose key awaits the device index
+        self._pending_remove: list[tuple[int, int]] = []  # (hash, slot) to tombstone
+        self._read_cache: dict[int, bytes] = {}  # slot -> value prefetched for this tick
+        for name in ("d_key_off", "d_key_len", "d_val_off", "d_val_len"):
+            setattr(self, name, xp.zeros(0, dtype=xp.int64))
+        for name, dtype in (("key_off", np.int64), ("key_len", np.int64), ("val_off", np.int64),
+                            ("val_len", np.int64), ("khash", np.uint64), ("on_table", bool)):
+            setattr(self, name, np.zeros(0, dtype=dtype))
+
+    def _grow(self, capacity: int) -> None:
+        super()._grow(capacity)
+        xp = self.xp
+        for name in ("key_off", "key_len", "val_off", "val_len", "khash", "on_table"):
+            old = getattr(self, name)
+            new = np.full(capacity, -1, dtype=old.dtype) if name == "val_off" else np.zeros(capacity, old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+        for name in ("d_key_off", "d_key_len", "d_val_off", "d_val_len"):
+            old = getattr(self, name)
+            new = xp.zeros(capacity, dtype=xp.int64)
+            new[: old.size] = old
+            setattr(self, name, new)
+
+    # -- writes ---------------------------------------------------------------------------
+    def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
+            keep_ttl: bool = False) -> None:
+        arena = self.arena
+        slot = self._index.get(key)
+        is_bytes = type(value) is bytes
+        # Allocate before changing anything: device OOM fails this write and only this write.
+        new_val = arena.alloc(len(value)) if is_bytes else -1  # type: ignore[arg-type]
+        key_block = -1
+        if slot is None:
+            try:
+                key_block = arena.alloc(len(key))
+            except StoreFull:
+                if new_val >= 0:
+                    arena.free(new_val, len(value))  # type: ignore[arg-type]
+                raise
+        else:
+            self._release_value(slot)
+        NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
+        if slot is None:
+            slot = self._index[key]
+            self.key_off[slot] = key_block
+            self.key_len[slot] = len(key)
+            self._pending_insert[slot] = None
+        if is_bytes:
+            self.val_off[slot] = new_val
+            self.val_len[slot] = len(value)  # type: ignore[arg-type]
+            if len(value) >= BIG_VALUE:  # type: ignore[arg-type]
+                self._upload_big(slot, value)  # type: ignore[arg-type]
+            else:
+                self._staged[slot] = None
+                self._staged_bytes += len(value)  # type: ignore[arg-type]
+                if len(self._staged) >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
+                    self.sync()
+
+    def _release_value(self, slot: int) -> None:
+        self._read_cache.pop(slot, None)
+        off = int(self.val_off[slot])
+        if off >= 0:
+            self.arena.free(off, int(self.val_len[slot]))
+            self.val_off[slot] = -1
+        if self._staged.pop(slot, 0) is None:
+            self._staged_bytes -= int(self.val_len[slot])
+
+    def _upload_big(self, slot: int, value: bytes) -> None:
+        off = int(self.val_off[slot])
+        self.arena.buf[off: off + len(value)] = self.xp.asarray(np.frombuffer(value, dtype=np.uint8))
+        self.d_val_off[slot] = off
+        self.d_val_len[slot] = len(value)
+        self._values[slot] = ON_DEVICE
+
+    def _drop(self, key: bytes, slot: int) -> None:
+        self._release_value(slot)
+        self.arena.free(int(self.key_off[slot]), int(self.key_len[slot]))
+        if self.on_table[slot]:
+            self._pending_remove.append((int(self.khash[slot]), slot))
+            self.on_table[slot] = False
+        else:
+            self._pending_insert.pop(slot, None)
+        super()._drop(key, slot)
+
+    def set_many(self, keys: Sequence[bytes], values: Sequence[object], now_ms: int,
+                 expire_at: Sequence[int] | None = None) -> None:
+        super().set_many(keys, values, now_ms, expire_at)
+        self.sync()
+
+    def delete_many(self, keys: Iterable[bytes]) -> int:
+        return sum(1 for key in keys if self.delete(key))
+
+    def flush(self) -> None:
+        """End of an event-loop tick: push staged writes to the device, drop prefetched reads."""
+        self._read_cache = {}
+        if self._staged or self._pending_insert or self._pending_remove:
+            self.sync()
+
+    # -- the sync: one upload, one scatter, one index update -------------------------------
+    def sync(self) -> None:
+        xp, ops = self.xp, self.ops
+        if self._pending_remove:
+            hashes, slots = zip(*self._pending_remove)
+            ops.remove(self.t_hash, self.t_slot, xp.asarray(np.array(hashes, dtype=np.uint64)),
+                       xp.asarray(np.array(slots, dtype=np.int32)))
+            self._pending_remove = []
+        staged = list(self._staged)
+        inserts = list(self._pending_insert)
+        if not staged and not inserts:
+            return
+        values, keys = self._values, self._keys
+        chunks = [values[s] for s in staged] + [keys[s] for s in inserts]
+        staged_idx = np.asarray(staged, dtype=np.int64)
+        insert_idx = np.asarray(inserts, dtype=np.int64)
+        dst = np.concatenate([self.val_off[staged_idx], self.key_off[insert_idx]])
+        lens = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+        src = np.zeros(len(chunks), dtype=np.int64)
+        np.cumsum(lens[:-1], out=src[1:])
+        packed = np.frombuffer(b"".join(chunks), dtype=np.uint8)  # type: ignore[arg-type]
+        if inserts and self._table_used + len(inserts) > self.t_slot.size // 2:
+            self._rebuild_table(len(self) + len(inserts))
+        ops.copy_segments(self.arena.buf, xp.asarray(dst), xp.asarray(packed), xp.asarray(src), xp.asarray(lens))
+        if staged:
+            d_staged = xp.asarray(staged_idx)
+            self.d_val_off[d_staged] = xp.asarray(self.val_off[staged_idx])
+            self.d_val_len[d_staged] = xp.asarray(self.val_len[staged_idx])
+            for s in staged:
+                values[s] = ON_DEVICE
+        if inserts:
+            d_ins = xp.asarray(insert_idx)
+            d_off = xp.asarray(self.key_off[insert_idx])
+            d_len = xp.asarray(self.key_len[insert_idx])
+            self.d_key_off[d_ins] = d_off
+            self.d_key_len[d_ins] = d_len
+            hashes = ops.hash_keys(self.arena.buf, d_off, d_len)
+            ops.insert(self.t_hash, self.t_slot, hashes, d_ins.astype(xp.int32))
+            self.khash[insert_idx] = self._to_host(hashes)
+            self.on_table[insert_idx] = True
+            self._table_used += len(inserts)
+        self._staged = {}
+        self._staged_bytes = 0
+        self._pending_insert = {}
+
+    def _rebuild_table(self, keys_expected: int) -> None:
+        """A fresh table at most a quarter full (drops tombstones); the caller inserts new keys."""
+        xp = self.xp
+        size = _pow2_at_least(4 * max(keys_expected, 256))
+        t_hash = xp.zeros(size, dtype=xp.uint64)
+        t_slot = xp.full(size, EMPTY, dtype=xp.int32)
+        present = np.flatnonzero(self.on_table)
+        self.ops.insert(t_hash, t_slot, xp.asarray(self.khash[present]), xp.asarray(present.astype(np.int32)))
+        self.t_hash, self.t_slot = t_hash, t_slot
+        self._table_used = int(present.size)
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, key: bytes, now_ms: int, touch: bool = True) -> object | None:
+        value = NumpyStore.get(self, key, now_ms, touch)
+        if value is ON_DEVICE:
+            slot = self._index[key]
+            cached = self._read_cache.get(slot)
+            return cached if cached is not None else self._read_device(slot)
+        return value
+
+    def prefetch(self, keys: Iterable[bytes]) -> None:
+        """Gather the device values of ``keys`` in one kernel and one copy for the ``get`` calls
+        that follow in this tick. Only a cache: metadata, expiry and hit counting still happen in
+        ``get``, and any write to a key drops its entry, so results are exactly those of ``get``."""
+        index, values, cache = self._index, self._values, self._read_cache
+        slots = set()
+        for key in keys:
+            slot = index.get(key)
+            if slot is not None and values[slot] is ON_DEVICE and slot not in cache:
+                slots.add(slot)
+        if not slots:
+            return
+        order = np.fromiter(slots, dtype=np.int64, count=len(slots))
+        buf, offsets = self._gather(order)
+        data = buf.tobytes()
+        bounds = offsets.tolist()
+        for j, slot in enumerate(order.tolist()):
+            cache[slot] = data[bounds[j]: bounds[j + 1]]
+
+    def contains(self, key: bytes, now_ms: int) -> bool:
+        return NumpyStore.get(self, key, now_ms, False) is not None
+
+    def _read_device(self, slot: int) -> bytes:
+        off, n = int(self.val_off[slot]), int(self.val_len[slot])
+        return self._to_host(self.arena.buf[off: off + n]).tobytes()
+
+    def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:
+        """Slots from the host index, device-resident values gathered by one kernel and one copy."""
+        values = NumpyStore.get_many(self, keys, now_ms)
+        on_device = [i for i, v in enumerate(values) if v is ON_DEVICE]
+        if on_device:
+            index = self._index
+            slots = np.fromiter((index[keys[i]] for i in on_device), dtype=np.int64, count=len(on_device))
+            buf, offsets = self._gather(slots)
+            data = buf.tobytes()
+            bounds = offsets.tolist()
+            for j, i in enumerate(on_device):
+                values[i] = data[bounds[j]: bounds[j + 1]]
+        return values
+
+    def _gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values of device-resident ``slots`` as one host buffer and n+1 offsets."""
+        xp = self.xp
+        lens = self.val_len[slots]
+        offsets = np.zeros(len(slots) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        out = xp.empty(int(offsets[-1]), dtype=xp.uint8)
+        d_slots = xp.asarray(slots)
+        self.ops.copy_segments(out, xp.asarray(offsets[:-1]), self.arena.buf, self.d_val_off[d_slots],
+                               self.d_val_len[d_slots])
+        return self._to_host(out), offsets
+
+    def lookup_packed(self, keys_buf, key_off, key_len):
+        """Device slots (-1 missing) for packed keys already on the device: the index alone."""
+        self.sync()
+        return self.ops.lookup(self.t_hash, self.t_slot, keys_buf, key_off, key_len, self.arena.buf,
+                               self.d_key_off, self.d_key_len)
+
+    def gather_device(self, slots):
+        """Values of device ``slots`` (all hits, strings) into one device buffer; (buf, offsets)."""
+        xp = self.xp
+        lens = self.d_val_len[slots]
+        offsets = xp.cumsum(lens) - lens
+        total = int(offsets[-1] + lens[-1]) if slots.size else 0
+        out = xp.empty(total, dtype=xp.uint8)
+        self.ops.copy_segments(out, offsets, self.arena.buf, self.d_val_off[slots], lens)
+        return out, offsets
+
+    def get_many_packed(self, keys_buf: np.ndarray, key_off: np.ndarray, key_len: np.ndarray,
+                        now_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batch GET of packed host keys through the device index.
+
+        Returns (slots, values buffer, n+1 offsets); a missing or non-string key has slot -1
+        or an empty span. Keys go up in one copy, slots and values come back in two.
+        """
+        xp = self.xp
+        d_slots = self.lookup_packed(xp.asarray(keys_buf), xp.asarray(key_off), xp.asarray(key_len))
+        slots = self._to_host(d_slots).astype(np.int64)
+        hit = slots >= 0
+        if self._volatile and hit.any():
+            exp = self.expire_at[slots[hit]]
+            dead = (exp > 0) & (exp <= now_ms)
+            if dead.any():
+                for slot in np.unique(slots[hit][dead]).tolist():
+                    self._expire(self._keys[slot], slot)  # type: ignore[arg-type]
+                return self.get_many_packed(keys_buf, key_off, key_len, now_ms)
+        hits = slots[hit]
+        self.last_access[hits] = now_ms
+        if self.track_lfu:
+            for slot in hits.tolist():
+                self._lfu_update(slot, now_ms)
+        strings = hit.copy()
+        strings[hit] = self.val_off[hits] >= 0
+        lens = np.where(strings, self.val_len[np.maximum(slots, 0)], 0)
+        offsets = np.zeros(len(slots) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        out = xp.empty(int(offsets[-1]), dtype=xp.uint8)
+        d_strings = xp.asarray(strings)
+        d_src = xp.where(d_strings, self.d_val_off[xp.maximum(d_slots, 0)], 0)
+        self.ops.copy_segments(out, xp.asarray(offsets[:-1]), self.arena.buf, d_src, xp.asarray(lens))
+        return slots, self._to_host(out), offsets
+
+    # -- whole-keyspace scoring on the device ---------------------------------------------
+    def device_metadata(self) -> dict:
+        """The metadata arrays copied to the device (one transfer each) for vectorised scoring."""
+        n = len(self._keys)
+        xp = self.xp
+        return {name: xp.asarray(getattr(self, name)[:n]) for name in
+                ("expire_at", "last_access", "lfu_count", "lfu_time", "reuse", "flags", "live")}
+
+    def _scoring_arrays(self):
+        return self.xp, self.device_metadata()
+
+    # -- size -----------------------------------------------------------------------------
+    def used_memory(self) -> int:
+        host = super().used_memory() + sum(getattr(self, name).nbytes for name in
+                                           ("key_off", "key_len", "val_off", "val_len", "khash", "on_table"))
+        device = (self.t_hash.nbytes + self.t_slot.nbytes
+                  + sum(getattr(self, n).nbytes for n in ("d_key_off", "d_key_len", "d_val_off", "d_val_len")))
+        # Keys are held twice (host mirror for SCAN and device copy for verification).
+        keys_on_device = int(np.sum(self.key_len[: len(self._keys)][self.live[: len(self._keys)]]))
+        return host + device + keys_on_device
+
+    def device_bytes(self) -> int:
+        """Device memory really reserved: arena capacity, index and slot tables."""
+        return (self.arena.capacity + self.t_hash.nbytes + self.t_slot.nbytes
+                + sum(getattr(self, n).nbytes for n in ("d_key_off", "d_key_len", "d_val_off", "d_val_len")))
+
+    def clear(self) -> None:
+        self._reset_device()
+        self._alloc(64)
+
+
+class CupyStore(ArenaStore):
+    """ArenaStore on a CUDA device through CuPy RawKernels."""
+
+    name = "gpu"
+    _kernels = None
+
+    def __init__(self, capacity: int = 64) -> None:
+        import cupy
+
+        from .kernels import CudaKernels
+
+        if CupyStore._kernels is None:
+            CupyStore._kernels = CudaKernels(cupy)
+        super().__init__(cupy, CupyStore._kernels, capacity)

@@ -1,0 +1,1 @@
+"""Learning the clients' access patterns: collector, candidates, features, ranker, prefetch, training."""

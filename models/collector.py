@@ -1,0 +1,177 @@
+"""The access collector: a fixed-size ring buffer of access events in NumPy arrays.
+
+Columns (one array each, allocated once): ``key_hash`` ``prefix_hash`` ``suffix`` (see
+``models.keycodes``), ``ts`` (µs since the epoch), ``op`` (0 GET, 1 MGET), ``outcome``
+(0 hit, 1 miss, 2 hit on a prefetched entry), ``size`` (value bytes), ``tenant`` (db index).
+
+Events arrive in per-tick batches from the server's access hook, so the per-access cost
+on the event loop is one tuple append; hashing is vectorised once per batch.
+
+Sampling is by time window: with rate r the collector records during the first r of every
+``window_s`` second period and the access hook is not even installed in between, so the
+cost at rate r is about r times the full cost, and sampled stretches keep whole access
+sequences (what successor statistics need), unlike per-event coin flips.
+
+The exporter thread writes what was recorded since its last run as an NPZ segment
+(``access-<first ts>-<seq>.npz``) into ``export_dir`` and deletes the oldest segments to
+stay under ``export_max_bytes``.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from .keycodes import key_codes
+
+log = logging.getLogger("predis.collector")
+
+HIT, MISS, PREFETCHED_HIT = 0, 1, 2
+OP_GET, OP_MGET = 0, 1
+COLUMNS = {
+    "key_hash": np.uint64, "prefix_hash": np.uint64, "suffix": np.int64, "ts": np.int64,
+    "op": np.uint8, "outcome": np.uint8, "size": np.uint32, "tenant": np.uint16,
+}
+
+
+class AccessCollector:
+    def __init__(self, capacity: int = 1_000_000, sampling: float = 0.01, export_dir: str = "",
+                 export_max_bytes: int = 256 * 1024 * 1024, window_s: float = 1.0) -> None:
+        self.capacity = max(16, int(capacity))
+        self.arrays = {name: np.zeros(self.capacity, dtype=dtype) for name, dtype in COLUMNS.items()}
+        self.written = 0          # events ever recorded (ring position = written % capacity)
+        self.exported_upto = 0    # events already exported
+        self.sampling = sampling
+        self.window_s = window_s
+        self.export_dir = export_dir
+        self.export_max_bytes = export_max_bytes
+        self.segments_written = 0
+        self.export_dropped = 0   # events overwritten before the exporter saw them
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    # -- recording (event loop) -------------------------------------------------------------
+    def window_open(self, now: float) -> bool:
+        """Whether ``now`` (seconds) falls inside a sampling window."""
+        if self.sampling >= 1.0:
+            return True
+        if self.sampling <= 0.0:
+            return False
+        return (now % self.window_s) < self.sampling * self.window_s
+
+    def record(self, events: list[tuple[bytes, int, int, int, int]], now: float) -> None:
+        """Append a batch of (key, op, outcome, size, tenant) events observed at ``now`` (s)."""
+        n = len(events)
+        if n == 0:
+            return
+        if n > self.capacity:
+            events = events[-self.capacity:]
+            n = self.capacity
+        keys, ops, outcomes, sizes, tenants = zip(*events)
+        key_hash, prefix_hash, suffix = key_codes(keys)
+        columns = {
+            "key_hash": key_hash, "prefix_hash": prefix_hash, "suffix": suffix,
+            "ts": np.full(n, int(now * 1e6), dtype=np.int64),
+            "op": np.asarray(ops, dtype=np.uint8), "outcome": np.asarray(outcomes, dtype=np.uint8),
+            "size": np.asarray(sizes, dtype=np.uint32), "tenant": np.asarray(tenants, dtype=np.uint16),
+        }
+        with self._lock:
+            start = self.written % self.capacity
+            first = min(n, self.capacity - start)
+            for name, values in columns.items():
+                arr = self.arrays[name]
+                arr[start:start + first] = values[:first]
+                if first < n:
+                    arr[:n - first] = values[first:]
+            self.written += n
+
+    # -- reading ----------------------------------------------------------------------------
+    def recent(self, limit: int | None = None) -> dict[str, np.ndarray]:
+        """The last ``limit`` events (all held when None), oldest first, as copies."""
+        with self._lock:
+            held = min(self.written, self.capacity)
+            count = held if limit is None else min(limit, held)
+            return self._slice(self.written - count, self.written)
+
+    def _slice(self, begin: int, end: int) -> dict[str, np.ndarray]:
+        idx = np.arange(begin, end) % self.capacity
+        return {name: arr[idx] for name, arr in self.arrays.items()}
+
+    # -- export (exporter thread) -----------------------------------------------------------
+    def export_once(self) -> str | None:
+        """Write events recorded since the last export as one NPZ segment; returns its path."""
+        if not self.export_dir:
+            return None
+        with self._lock:
+            begin = max(self.exported_upto, self.written - self.capacity)
+            self.export_dropped += begin - self.exported_upto
+            end = self.written
+            if end <= begin:
+                return None
+            batch = self._slice(begin, end)
+            self.exported_upto = end
+        os.makedirs(self.export_dir, exist_ok=True)
+        self._seq += 1
+        name = f"access-{int(batch['ts'][0])}-{os.getpid()}-{self._seq:06d}.npz"
+        tmp = os.path.join(self.export_dir, "." + name + ".tmp")
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **batch)
+        os.replace(tmp, os.path.join(self.export_dir, name))
+        self.segments_written += 1
+        self._enforce_cap()
+        return os.path.join(self.export_dir, name)
+
+    def _enforce_cap(self) -> None:
+        segments = sorted(glob.glob(os.path.join(self.export_dir, "access-*.npz")), key=os.path.getmtime)
+        sizes = [os.path.getsize(p) for p in segments]
+        total = sum(sizes)
+        while len(segments) > 1 and total > self.export_max_bytes:  # the newest always stays
+            total -= sizes.pop(0)
+            os.unlink(segments.pop(0))
+
+
+class CollectorExporter(threading.Thread):
+    """Background thread: exports a segment every ``interval_s`` seconds until stopped."""
+
+    def __init__(self, collector: AccessCollector, interval_s: float = 5.0) -> None:
+        super().__init__(name="predis-collector-export", daemon=True)
+        self.collector = collector
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            self._export()
+        self._export()
+
+    def _export(self) -> None:
+        try:
+            self.collector.export_once()
+        except Exception:  # a full disk must not kill the server
+            log.exception("collector export failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def load_segments(paths: list[str]) -> dict[str, np.ndarray]:
+    """Concatenate NPZ segments (directories expand to their segments) in time order."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            files.extend(glob.glob(os.path.join(path, "access-*.npz")))
+        else:
+            files.append(path)
+    parts = []
+    for f in sorted(files):
+        with np.load(f) as data:
+            parts.append({name: data[name] for name in COLUMNS})
+    if not parts:
+        return {name: np.zeros(0, dtype=dtype) for name, dtype in COLUMNS.items()}
+    merged = {name: np.concatenate([p[name] for p in parts]) for name in COLUMNS}
+    order = np.argsort(merged["ts"], kind="stable")
+    return {name: arr[order] for name, arr in merged.items()}

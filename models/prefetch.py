@@ -1,0 +1,217 @@
+"""The prefetch queue: learn from each tick's accesses, rank candidates, load the likely ones.
+
+Per event-loop tick the server's access hook hands over the tick's events. Within a CPU
+budget (``budget_fraction`` of wall time, so a busy server sheds learning rather than
+slowing clients) the prefetcher updates the candidate statistics, collects candidates,
+computes their features (``models.features``) and sends one batch to the ranker's worker
+thread. Scored candidates already cached get their predicted reuse written to the store
+(``allkeys-predictive``); absent ones scoring at least ``threshold`` are loaded through the
+origin loader (single-flight with client misses), bounded by ``max_inflight`` concurrent
+loads and by ``memory_share`` of maxmemory for prefetched-but-unread bytes. Loaded entries
+are marked (``store.mark_prefetched``) so the predictive policy evicts unused ones first.
+
+Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
+(evicted, expired or overwritten before any read), late (a client missed while the
+prefetch was in flight).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .candidates import CandidateGenerator, raw_matrix
+from .features import candidate_features
+from .keycodes import key_codes, prefix_of
+from .ranker import RankerService
+
+if TYPE_CHECKING:
+    from predis_server.origin import OriginLoader
+
+
+class Prefetcher:
+    def __init__(self, server: Any, loader: OriginLoader | None, ranker: RankerService,
+                 threshold: float = 0.5, max_inflight: int = 64, memory_share: float = 0.2,
+                 ttl_ms: int = 0, budget_fraction: float = 0.05, max_candidates: int = 512) -> None:
+        self.server = server
+        self.loader = loader
+        self.ranker = ranker
+        self.generator = CandidateGenerator()
+        self.threshold = threshold
+        self.max_inflight = max_inflight
+        self.memory_share = memory_share
+        self.ttl_ms = ttl_ms
+        self.budget_fraction = budget_fraction
+        self.max_candidates = max_candidates
+        self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
+        self.prefixes: dict[int, tuple[bytes, int]] = {}  # prefix hash -> (prefix, digit width)
+        self.unread: dict[bytes, tuple[int, int]] = {}    # prefetched, not yet read: key -> (db, size)
+        self.inflight = 0
+        self.unread_bytes = 0
+        self.tokens = 0.02
+        self.last_refill = time.perf_counter()
+        self.recent_features: list[np.ndarray] = []   # for shadow scoring at model reload
+        # counters
+        self.issued = self.stored = self.used = self.wasted = self.late = 0
+        self.events_seen = self.events_learned = 0
+        self.candidates_scored = 0
+        self.skipped_inflight = self.skipped_memory = 0
+        self.learn_seconds = 0.0
+
+    # -- learning and ranking (event loop, once per tick) -------------------------------------
+    def observe(self, events: list[tuple[bytes, int, int, int, int]]) -> None:
+        self.events_seen += len(events)
+        now = time.perf_counter()
+        self.tokens = min(0.05, self.tokens + (now - self.last_refill) * self.budget_fraction)
+        self.last_refill = now
+        if self.tokens <= 0:
+            return
+        if len(events) > 256:
+            events = events[:256]
+        keys = [e[0] for e in events]
+        key_hash, prefix_hash, suffix = key_codes(keys)
+        gen = self.generator
+        rows: list[tuple[int, int, int, tuple]] = []
+        triggers: list[int] = []
+        known = self.keys
+        prefixes = self.prefixes
+        for i, (kid, pid, sfx) in enumerate(zip(key_hash.tolist(), prefix_hash.tolist(), suffix.tolist())):
+            key = keys[i]
+            known[kid] = key
+            if sfx >= 0 and pid not in prefixes:
+                prefix, _, width = prefix_of(key)
+                prefixes[pid] = (prefix, width)
+            gen.observe(kid, pid, sfx)
+            before = len(rows)
+            gen.candidates(kid, pid, sfx, rows)
+            triggers.extend([events[i][4]] * (len(rows) - before))
+            if len(rows) >= self.max_candidates:
+                break
+        if len(known) > 2 * gen.max_keys:
+            known.clear()
+        self.events_learned += i + 1 if events else 0
+        spent = time.perf_counter() - now
+        if rows:
+            self._rank(rows, triggers)
+        spent = time.perf_counter() - now
+        self.tokens -= spent
+        self.learn_seconds += spent
+
+    def _rank(self, rows: list[tuple[int, int, int, tuple]], tenants: list[int]) -> None:
+        seen: set[tuple[int, bytes]] = set()
+        keys: list[bytes] = []
+        dbs: list[int] = []
+        raw: list[tuple] = []
+        for (cand, stride_suffix, pid, columns), db_id in zip(rows, tenants):
+            if cand >= 0:
+                key = self.keys.get(cand)
+            else:
+                prefix = self.prefixes.get(pid)
+                key = None if prefix is None else prefix[0] + str(stride_suffix).zfill(prefix[1]).encode()
+            if key is None or (db_id, key) in seen:
+                continue
+            seen.add((db_id, key))
+            keys.append(key)
+            dbs.append(db_id)
+            raw.append(columns)
+        if not keys:
+            return
+        features = candidate_features(raw_matrix(raw))
+        self.recent_features.append(features)
+        if len(self.recent_features) > 32:
+            del self.recent_features[:16]
+        loop = self.server.loop
+        self.ranker.submit(features, lambda scores: self._act(keys, dbs, scores), loop)
+
+    def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray) -> None:
+        self.candidates_scored += len(keys)
+        keyspace = self.server.keyspace
+        order = np.argsort(-scores, kind="stable").tolist()
+        present_keys: dict[int, list[bytes]] = {}
+        present_scores: dict[int, list[float]] = {}
+        for i in order:
+            key, db_id, score = keys[i], dbs[i], float(scores[i])
+            db = keyspace.dbs[db_id] if db_id < len(keyspace.dbs) else keyspace.dbs[0]
+            if db.peek(key) is not None:
+                present_keys.setdefault(db_id, []).append(key)
+                present_scores.setdefault(db_id, []).append(score)
+                continue
+            if score < self.threshold or self.loader is None:
+                continue
+            self._issue(db, key)
+        for db_id, ks in present_keys.items():
+            keyspace.dbs[db_id].store.set_reuse_scores(ks, present_scores[db_id])
+
+    def _issue(self, db: Any, key: bytes) -> None:
+        assert self.loader is not None
+        if key in self.loader.inflight:
+            return
+        if self.inflight >= self.max_inflight:
+            self.skipped_inflight += 1
+            return
+        maxmemory = self.server.keyspace.maxmemory
+        if maxmemory and self.unread_bytes >= self.memory_share * maxmemory:
+            self.skipped_memory += 1
+            return
+        self.inflight += 1
+        self.issued += 1
+        future = self.loader.load(key)
+        future.add_done_callback(lambda f: self._loaded(f, db, key))
+
+    def _loaded(self, future: asyncio.Future, db: Any, key: bytes) -> None:
+        self.inflight -= 1
+        if future.cancelled() or future.exception() is not None:
+            return
+        value = future.result()
+        if value is None or db.peek(key) is not None:
+            return  # not in the origin, or a client wrote/loaded it meanwhile
+        expire_at = db.clock() + self.ttl_ms if self.ttl_ms else 0
+        try:
+            db.set(key, value, expire_at)
+        except Exception:  # OOM under noeviction: a prefetch is optional
+            return
+        db.store.mark_prefetched(key, True)
+        size = len(value)
+        self.unread[key] = (db.id, size)
+        self.unread_bytes += size
+        self.stored += 1
+        keyspace = self.server.keyspace
+        if keyspace.maxmemory:
+            keyspace.enforce_maxmemory()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def on_hit(self, db: Any, key: bytes) -> bool:
+        """A client read ``key``: True when it was an unread prefetched entry (now used)."""
+        entry = self.unread.pop(key, None)
+        if entry is None:
+            return False
+        self.unread_bytes -= entry[1]
+        if db.store.is_prefetched(key):
+            db.store.mark_prefetched(key, False)
+            self.used += 1
+            return True
+        self.wasted += 1  # overwritten by a client write, then read: not the prefetch's merit
+        return False
+
+    def on_demand_load(self, db: Any, key: bytes) -> None:
+        """A client miss shared an in-flight prefetch: the entry is read, no longer 'unread'."""
+        entry = self.unread.pop(key, None)
+        if entry is not None:
+            self.unread_bytes -= entry[1]
+            db.store.mark_prefetched(key, False)
+            self.late += 1
+
+    def reconcile(self) -> None:
+        """Count prefetched entries that left the store (evicted, expired, overwritten) unread."""
+        dbs = self.server.keyspace.dbs
+        gone = [k for k, (db_id, _) in self.unread.items() if not dbs[db_id].store.is_prefetched(k)]
+        for key in gone:
+            self.unread_bytes -= self.unread.pop(key)[1]
+            self.wasted += 1
+
+    @property
+    def precision(self) -> float:
+        decided = self.used + self.wasted
+        return self.used / decided if decided else 0.0

@@ -1,0 +1,343 @@
+"""Read-through and access observation: what GET and MGET call through ``server.access_hook``.
+
+``server.access_hook`` is None unless an origin is configured, prefetching is on, or the
+collector is inside a sampling window, so plain Redis behaviour costs GET one attribute
+check. When set, it is the ``AccessHook`` below:
+
+* a miss with an origin returns a ``Deferred`` whose future resolves to the origin's value
+  (stored with origin-ttl) or to ``-ERR origin ...``/nil; inside EXEC nothing is deferred
+  (the origin is treated as absent there, as a transaction must not wait);
+* each access becomes an event (key, op, outcome, size, tenant=db) appended to a per-tick
+  list; once per tick the list goes to the collector and the prefetcher.
+
+``PredictionServices`` owns the loader, collector, exporter, ranker, prefetcher and model
+reloader, and follows CONFIG SET of their options.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import CommandError
+from .replies import Deferred
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("predis.readthrough")
+
+HIT, MISS, PREFETCHED_HIT = 0, 1, 2  # models.collector's outcome codes
+OP_GET, OP_MGET = 0, 1
+
+
+class AccessHook:
+    def __init__(self, services: PredictionServices) -> None:
+        self.services = services
+        self.loader = None          # OriginLoader when an origin is configured
+        self.observing = False      # record events (collector window open or prefetch on)
+        self.prefetcher = None
+        self.in_exec = 0
+        self.events: list[tuple[bytes, int, int, int, int]] = []
+
+    # -- GET / MGET ---------------------------------------------------------------------------
+    def on_get(self, client: Any, key: bytes, value: bytes | None) -> object:
+        if value is not None:
+            if self.observing:
+                outcome = HIT
+                prefetcher = self.prefetcher
+                if prefetcher is not None and prefetcher.unread and prefetcher.on_hit(client.db, key):
+                    outcome = PREFETCHED_HIT
+                self._note(key, OP_GET, outcome, len(value), client.db.id)
+            return value
+        if self.observing:
+            self._note(key, OP_GET, MISS, 0, client.db.id)
+        if self.loader is None or self.in_exec:
+            return None
+        return self._load_one(client.db, key)
+
+    def on_mget(self, client: Any, argv: list[bytes], values: list) -> object:
+        db = client.db
+        keys = argv[1:]
+        if self.observing:
+            prefetcher = self.prefetcher
+            for key, value in zip(keys, values):
+                if value is None:
+                    self._note(key, OP_MGET, MISS, 0, db.id)
+                else:
+                    outcome = HIT
+                    if prefetcher is not None and prefetcher.unread and prefetcher.on_hit(db, key):
+                        outcome = PREFETCHED_HIT
+                    self._note(key, OP_MGET, outcome, len(value), db.id)
+        if self.loader is None or self.in_exec:
+            return values
+        missing = [i for i, v in enumerate(values) if v is None and db.peek(keys[i]) is None]
+        if not missing:
+            return values
+        loop = asyncio.get_running_loop()
+        out = loop.create_future()
+        futures = [self.loader.load(keys[i]) for i in missing]
+        pending = [len(futures)]
+        result = list(values)
+        failure: list[str] = []
+
+        def one_done(index: int, future: asyncio.Future) -> None:
+            try:
+                value = future.result()
+            except Exception as exc:
+                failure.append(str(exc))
+                value = None
+            else:
+                if value is not None:
+                    self._store(db, keys[index], value)
+            result[index] = value
+            pending[0] -= 1
+            if pending[0] == 0 and not out.done():
+                if failure and self.services.error_reply == "error":
+                    out.set_exception(CommandError(f"ERR origin {failure[0]}"))
+                else:
+                    out.set_result(result)
+
+        for index, future in zip(missing, futures):
+            future.add_done_callback(lambda f, i=index: one_done(i, f))
+        return Deferred(out)
+
+    # -- loading ------------------------------------------------------------------------------
+    def _load_one(self, db: Any, key: bytes) -> Deferred:
+        out = asyncio.get_running_loop().create_future()
+
+        def done(future: asyncio.Future) -> None:
+            try:
+                value = future.result()
+            except Exception as exc:
+                if self.services.error_reply == "error":
+                    out.set_exception(CommandError(f"ERR origin {exc}"))
+                else:
+                    out.set_result(None)
+                return
+            if value is not None:
+                self._store(db, key, value)
+            out.set_result(value)
+
+        self.loader.load(key).add_done_callback(done)  # type: ignore[union-attr]
+        return Deferred(out)
+
+    def _store(self, db: Any, key: bytes, value: bytes) -> None:
+        prefetcher = self.prefetcher
+        if db.peek(key) is not None:
+            if prefetcher is not None:
+                prefetcher.on_demand_load(db, key)
+            return  # a client wrote it meanwhile, or a prefetch stored it
+        ttl_ms = self.services.ttl_ms
+        try:
+            db.set(key, value, db.clock() + ttl_ms if ttl_ms else 0)
+        except CommandError:
+            return  # OOM under noeviction: answer the value without caching it
+        keyspace = db.keyspace
+        if keyspace.maxmemory:
+            keyspace.enforce_maxmemory()
+
+    # -- per-tick events ----------------------------------------------------------------------
+    def _note(self, key: bytes, op: int, outcome: int, size: int, tenant: int) -> None:
+        events = self.events
+        if not events:
+            self.services.server.loop.call_soon(self._tick)
+        events.append((key, op, outcome, size, tenant))
+
+    def _tick(self) -> None:
+        events, self.events = self.events, []
+        services = self.services
+        try:
+            collector = services.collector
+            now = time.time()
+            if collector is not None and collector.window_open(now):
+                collector.record(events, now)
+            if self.prefetcher is not None:
+                self.prefetcher.observe(events)
+        except Exception:  # learning must never break serving
+            log.exception("access event processing failed")
+
+
+class PredictionServices:
+    """Wires origin, collector, prefetcher and model reload into the server and its config."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
+        self.hook = AccessHook(self)
+        self.loader = None
+        self.collector = None
+        self.exporter = None
+        self.ranker = None
+        self.prefetcher = None
+        self.reloader = None
+        self.window_handle: asyncio.TimerHandle | None = None
+        self.last_reconcile = 0.0
+        self.origin_error = ""
+        c = server.config
+        for name in ("origin", "origin-timeout"):
+            c.watch(name, lambda _v: self._open_origin())
+        for name in ("origin-ttl", "origin-error-reply", "prefetch-threshold", "prefetch-max-inflight",
+                     "prefetch-memory-share"):
+            c.watch(name, lambda _v: self._apply_prefetch_limits())
+        for name in ("prefetch-enabled", "collector-sampling", "collector-export-dir", "models-dir"):
+            c.watch(name, lambda _v: self._reconfigure())
+        server.hooks.setdefault("start", []).append(self.start)
+        server.hooks.setdefault("cron", []).append(self.cron)
+        server.hooks.setdefault("shutdown", []).append(self.shutdown)
+
+    @property
+    def ttl_ms(self) -> int:
+        return self.config.origin_ttl * 1000
+
+    @property
+    def error_reply(self) -> str:
+        return self.config.origin_error_reply
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._wrap_exec()
+        self._open_origin()
+        self._reconfigure()
+
+    def _wrap_exec(self) -> None:
+        # Queued GETs run inside EXEC's handler, where a Deferred cannot be answered:
+        # mark EXEC's extent so the hook treats the origin as absent there.
+        cmd = self.server.executor.table.get(b"exec")
+        if cmd is None or getattr(cmd.handler, "_predis_no_defer", False):
+            return
+        original = cmd.handler
+        hook = self.hook
+
+        def exec_without_deferral(client: Any, argv: list[bytes]) -> object:
+            hook.in_exec += 1
+            try:
+                return original(client, argv)
+            finally:
+                hook.in_exec -= 1
+
+        exec_without_deferral._predis_no_defer = True  # type: ignore[attr-defined]
+        cmd.handler = exec_without_deferral
+
+    async def shutdown(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop()
+            self.exporter.join(5)
+        if self.reloader is not None:
+            self.reloader.stop()
+        if self.ranker is not None:
+            self.ranker.close()
+        if self.loader is not None:
+            self.loader.close()
+
+    def _open_origin(self) -> None:
+        from .origin import OriginLoader, open_origin
+
+        if self.loader is not None:
+            self.loader.close()
+            self.loader = None
+        url = self.config.origin
+        self.origin_error = ""
+        if url:
+            try:
+                origin = open_origin(url)
+                self.loader = OriginLoader(origin, timeout_s=self.config.origin_timeout / 1000.0)
+            except Exception as exc:  # a bad URL leaves the server running without an origin
+                self.origin_error = str(exc)
+                log.error("origin %s unusable: %s", url, exc)
+        self.hook.loader = self.loader
+        if self.prefetcher is not None:
+            self.prefetcher.loader = self.loader
+        self._install_hook()
+
+    def _apply_prefetch_limits(self) -> None:
+        p = self.prefetcher
+        if p is not None:
+            c = self.config
+            p.threshold = c.prefetch_threshold
+            p.max_inflight = c.prefetch_max_inflight
+            p.memory_share = c.prefetch_memory_share
+            p.ttl_ms = self.ttl_ms
+
+    def _reconfigure(self) -> None:
+        c = self.config
+        if self.server.loop is None:
+            return  # start() applies it
+        if (c.collector_sampling > 0 or c.prefetch_enabled) and self.collector is None:
+            from models.collector import AccessCollector
+
+            self.collector = AccessCollector(c.collector_buffer_events, c.collector_sampling)
+        if self.collector is not None:
+            self.collector.sampling = c.collector_sampling
+            self.collector.export_dir = c.collector_export_dir
+            self.collector.export_max_bytes = c.collector_export_max_bytes
+            if c.collector_export_dir and self.exporter is None:
+                from models.collector import CollectorExporter
+
+                self.exporter = CollectorExporter(self.collector)
+                self.exporter.start()
+        if c.prefetch_enabled or c.models_dir:
+            self._ensure_ranker()
+        if c.prefetch_enabled and self.prefetcher is None:
+            from models.prefetch import Prefetcher
+
+            self.prefetcher = Prefetcher(self.server, self.loader, self.ranker)
+            self._apply_prefetch_limits()
+        elif not c.prefetch_enabled and self.prefetcher is not None:
+            self.prefetcher = None
+        self.hook.prefetcher = self.prefetcher
+        if self.reloader is not None:
+            self.reloader.set_directory(c.models_dir)
+        self._install_hook()
+
+    def _ensure_ranker(self) -> None:
+        if self.ranker is None:
+            from models.ranker import RankerService
+            from models.reload import ModelReloader
+
+            self.ranker = RankerService()
+            self.reloader = ModelReloader(self)
+            self.reloader.set_directory(self.config.models_dir)
+
+    def _install_hook(self) -> None:
+        """Set server.access_hook only when something needs it (else GET pays one check)."""
+        c = self.config
+        collector_on = self.collector is not None and self.collector.window_open(time.time())
+        self.hook.observing = bool(self.prefetcher is not None or collector_on)
+        needed = self.loader is not None or self.hook.observing
+        self.server.access_hook = self.hook if needed else None
+        if self.window_handle is not None:
+            self.window_handle.cancel()
+            self.window_handle = None
+        loop = self.server.loop
+        if loop is not None and self.collector is not None and 0 < c.collector_sampling < 1:
+            # Re-evaluate at the next window edge.
+            period = self.collector.window_s
+            now = time.time()
+            phase = now % period
+            open_len = c.collector_sampling * period
+            delay = (open_len - phase) if phase < open_len else (period - phase)
+            self.window_handle = loop.call_later(max(delay, 0.001), self._install_hook)
+
+    def cron(self) -> None:
+        now = time.monotonic()
+        if now - self.last_reconcile < 1.0:
+            return
+        self.last_reconcile = now
+        if self.prefetcher is not None:
+            self.prefetcher.reconcile()
+        if self.reloader is not None:
+            self.reloader.poll()
+        if self.config.maxmemory_policy == "allkeys-predictive":
+            for db in self.server.keyspace.dbs:
+                reuse = getattr(db.store, "reuse", None)
+                if reuse is not None and len(db.store):
+                    reuse *= 0.5  # predictions age: a score says "soon", not "forever"
+
+
+def install(server: Server) -> PredictionServices:
+    server.access_hook = None
+    services = PredictionServices(server)
+    server.prediction = services
+    return services

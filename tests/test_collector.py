@@ -1,0 +1,83 @@
+"""The access collector: ring buffer, key codes, sampling windows, NPZ export, a live server."""
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+import numpy as np
+import redis
+
+from models.collector import HIT, MISS, AccessCollector, load_segments
+from models.keycodes import key_codes
+from servers import predis_process
+
+
+def test_key_codes_are_stable_and_split_numeric_suffixes():
+    h, p, s = key_codes([b"user:1001", b"user:1002", b"abc", b"", b"123", b"x:007"])
+    assert s.tolist() == [1001, 1002, -1, -1, 123, 7]
+    assert p[0] == p[1] and h[0] != h[1]
+    again, _, _ = key_codes([b"user:1001"])
+    assert again[0] == h[0]
+    # A fixed value: the hash must not depend on the process (PYTHONHASHSEED).
+    assert int(h[0]) == 16446147035789307976
+
+
+def test_ring_buffer_wraps_and_keeps_the_newest():
+    c = AccessCollector(capacity=16, sampling=1.0)
+    ids = c.arrays["key_hash"].__array_interface__["data"][0]
+    for i in range(5):
+        c.record([(b"k%d" % (i * 10 + j), 0, HIT, j, 0) for j in range(7)], now=1000.0 + i)
+    assert c.written == 35
+    assert c.arrays["key_hash"].__array_interface__["data"][0] == ids  # allocated once
+    recent = c.recent()
+    assert len(recent["key_hash"]) == 16
+    expected, _, _ = key_codes([b"k%d" % (i * 10 + j) for i in range(5) for j in range(7)][-16:])
+    assert recent["key_hash"].tolist() == expected.tolist()
+    assert recent["ts"][-1] == int(1004.0 * 1e6)
+
+
+def test_sampling_windows():
+    c = AccessCollector(capacity=16, sampling=0.25, window_s=1.0)
+    assert c.window_open(100.1) and not c.window_open(100.5)
+    c.sampling = 0.0
+    assert not c.window_open(100.1)
+
+
+def test_export_segments_rotate_under_the_size_cap(tmp_path):
+    c = AccessCollector(capacity=1000, sampling=1.0, export_dir=str(tmp_path))
+    for round_ in range(6):
+        c.record([(b"key:%d" % (round_ * 500 + j), 0, MISS, 10, 1) for j in range(500)], now=2000.0 + round_)
+        first = c.export_once()
+        assert first is not None
+        c.export_max_bytes = int(2.5 * os.path.getsize(first))
+    files = glob.glob(str(tmp_path / "access-*.npz"))
+    assert 1 < len(files) < 6 and sum(os.path.getsize(f) for f in files) <= c.export_max_bytes
+    merged = load_segments([str(tmp_path)])
+    assert np.all(np.diff(merged["ts"]) >= 0) and set(merged["tenant"].tolist()) == {1}
+    assert merged["suffix"][-1] == 2999
+
+
+def test_live_server_records_and_exports(tmp_path):
+    with predis_process("--collector-sampling", "1", "--collector-export-dir", str(tmp_path)) as server:
+        r = redis.Redis(port=server.port)
+        r.set("a", "xyz")
+        for _ in range(10):
+            r.get("a")
+            r.get("b")
+        r.mget("a", "b")
+        info = r.info("prediction")
+        assert info["collector_events"] == 22
+    merged = load_segments([str(tmp_path)])  # the exporter flushes at shutdown
+    assert len(merged["key_hash"]) == 22
+    assert merged["outcome"].tolist()[:2] == [HIT, MISS] and merged["size"][0] == 3
+    assert merged["op"][-1] == 1
+
+
+def test_sampling_zero_leaves_get_unhooked():
+    with predis_process("--collector-sampling", "0") as server:
+        r = redis.Redis(port=server.port)
+        for _ in range(20):
+            r.get("a")
+        time.sleep(0.05)
+        assert r.info("prediction")["collector_events"] == 0

@@ -1,0 +1,306 @@
+"""The store interface, run against every backend with the same tests.
+
+``cpu`` is the NumPy store; ``arena`` is the GPU store's layout (arena, hash index, staged
+uploads, kernels) on NumPy arrays with the kernels emulated, so its bookkeeping is tested
+on machines without CUDA; ``gpu`` is the real CuPy store (marked ``gpu``, skipped without
+CUDA, run on the accelerator machine).
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from gpu import EvictionPolicy
+from gpu.cpu import NumpyStore
+from gpu.cuda import ArenaStore
+from gpu.interface import StoreFull
+
+NOW = 1_700_000_000_000
+
+
+def make_store(kind: str):
+    if kind == "cpu":
+        return NumpyStore()
+    if kind == "arena":
+        return ArenaStore()
+    from gpu.cuda import CupyStore
+
+    return CupyStore()
+
+
+@pytest.fixture(params=["cpu", "arena", pytest.param("gpu", marks=pytest.mark.gpu)])
+def store(request):
+    return make_store(request.param)
+
+
+@pytest.fixture(params=["arena", pytest.param("gpu", marks=pytest.mark.gpu)])
+def device_store(request):
+    return make_store(request.param)
+
+
+def test_set_get_delete_and_overwrite(store):
+    assert store.get(b"k", NOW) is None
+    store.set(b"k", b"v1", NOW)
+    assert store.get(b"k", NOW) == b"v1"
+    store.set(b"k", b"a much longer value " * 20, NOW)
+    assert store.get(b"k", NOW) == b"a much longer value " * 20
+    store.set(b"empty", b"", NOW)
+    assert store.get(b"empty", NOW) == b""
+    store.set(b"bin\x00\xff", bytes(range(256)), NOW)
+    assert store.get(b"bin\x00\xff", NOW) == bytes(range(256))
+    assert store.delete(b"k") is True
+    assert store.delete(b"k") is False
+    assert store.get(b"k", NOW) is None
+    assert len(store) == 2
+    store.set(b"h", {b"f": b"v"}, NOW)
+    assert store.get(b"h", NOW) == {b"f": b"v"}
+
+
+def test_big_value_round_trips(store):
+    big = bytes(random.Random(1).randbytes(3 << 20))
+    store.set(b"big", big, NOW)
+    store.set(b"small", b"x", NOW)
+    assert store.get(b"big", NOW) == big
+    assert store.get_many([b"small", b"big", b"none"], NOW) == [b"x", big, None]
+
+
+def test_random_operations_match_a_dict(store):
+    rng = random.Random(7)
+    model: dict[bytes, bytes] = {}
+    keys = [b"key:%d" % i for i in range(300)]
+    for step in range(4000):
+        key = rng.choice(keys)
+        op = rng.random()
+        if op < 0.5:
+            value = rng.randbytes(rng.choice([0, 1, 15, 16, 17, 100, 129, 700]))
+            store.set(key, value, NOW)
+            model[key] = value
+        elif op < 0.7:
+            assert store.delete(key) == (key in model)
+            model.pop(key, None)
+        elif op < 0.9:
+            assert store.get(key, NOW) == model.get(key)
+        else:
+            batch = rng.sample(keys, 50)
+            assert store.get_many(batch, NOW) == [model.get(k) for k in batch]
+    assert sorted(store.keys()) == sorted(model)
+    assert len(store) == len(model)
+
+
+def test_set_many_and_delete_many(store):
+    keys = [b"k%05d" % i for i in range(5000)]
+    values = [b"v%d" % i * 7 for i in range(5000)]
+    store.set_many(keys, values, NOW)
+    assert store.get_many(keys, NOW) == values
+    store.set_many(keys[:10], [b"x"] * 10, NOW, [NOW + 1000] * 10)
+    assert store.get_expire(keys[0]) == NOW + 1000 and store.volatile_count == 10
+    assert store.delete_many(keys[:2500] + [b"absent"]) == 2500
+    assert store.get_many(keys[2495:2505], NOW) == [None] * 5 + values[2500:2505]
+
+
+def test_lazy_and_active_expiry(store):
+    expired = []
+    store.on_expire = expired.append
+    store.set(b"a", b"1", NOW, expire_at=NOW + 100)
+    store.set(b"b", b"2", NOW, expire_at=NOW + 100)
+    store.set(b"c", b"3", NOW)
+    assert store.volatile_count == 2
+    assert store.get(b"a", NOW + 99) == b"1"
+    assert store.get(b"a", NOW + 100) is None
+    assert expired == [b"a"]
+    assert store.expire_scan(NOW + 200, 1000) == [b"b"]
+    assert expired == [b"a", b"b"] and store.volatile_count == 0 and len(store) == 1
+    store.set(b"d", b"4", NOW, expire_at=NOW + 5)
+    store.set(b"d", b"5", NOW)  # a plain SET clears the TTL
+    assert store.get_expire(b"d") == 0
+    store.set_expire(b"d", NOW + 5)
+    store.set(b"d", b"6", NOW, keep_ttl=True)
+    assert store.get_expire(b"d") == NOW + 5
+    many = [b"m%d" % i for i in range(100)]
+    store.set_many(many, [b"v"] * 100, NOW, [NOW + 10] * 100)
+    assert store.get_many(many + [b"c"], NOW + 10) == [None] * 100 + [b"3"]
+
+
+def test_scan_is_stable_while_the_table_changes(store):
+    stable = {b"stable:%d" % i for i in range(500)}
+    for key in stable:
+        store.set(key, b"v", NOW)
+    cursor, seen, extra = 0, set(), 0
+    while True:
+        cursor, batch = store.scan(cursor, 37)
+        seen.update(batch)
+        store.set(b"new:%d" % extra, b"v", NOW)  # inserts and deletes during the walk
+        store.delete(b"new:%d" % (extra - 3))
+        extra += 1
+        if cursor == 0:
+            break
+    assert stable <= seen
+    assert store.random_key() is not None
+
+
+def _fill(store, n=200, ttl_every=0):
+    for i in range(n):
+        exp = NOW + 10_000 + i if ttl_every and i % ttl_every == 0 else 0
+        store.set(b"k%d" % i, b"v" * 10, NOW + i, expire_at=exp)
+
+
+@pytest.mark.parametrize("policy", [p for p in EvictionPolicy if p.volatile_only])
+def test_volatile_policies_only_evict_keys_with_ttl(store, policy):
+    _fill(store, 200, ttl_every=4)
+    victims = store.evict(100, policy, 5, NOW + 1000)
+    assert len(victims) == 50
+    assert all(int(v[1:]) % 4 == 0 for v in victims)
+    assert store.evict(5, policy, 5, NOW + 1000) == []
+    assert store.volatile_count == 0 and len(store) == 150
+
+
+def test_noeviction_evicts_nothing(store):
+    _fill(store, 10)
+    assert store.evict(5, EvictionPolicy.NOEVICTION, 5, NOW) == []
+
+
+def test_lru_prefers_idle_keys(store):
+    _fill(store, 300)
+    for i in range(150, 300):
+        store.get(b"k%d" % i, NOW + 10_000)
+    victims = store.evict(60, EvictionPolicy.ALLKEYS_LRU, 10, NOW + 20_000)
+    assert len(victims) == 60
+    old = sum(1 for v in victims if int(v[1:]) < 150)
+    assert old >= 57  # sampling 10 of 300 with half recently read: a recent victim is rare
+
+
+def test_volatile_ttl_evicts_soonest_expiry(store):
+    for i in range(50):
+        store.set(b"t%d" % i, b"v", NOW, expire_at=NOW + 100_000 - i * 1000)
+    victims = store.evict(1, EvictionPolicy.VOLATILE_TTL, 50, NOW)
+    assert victims == [b"t49"]
+
+
+@pytest.mark.parametrize("policy", [EvictionPolicy.ALLKEYS_LRU, EvictionPolicy.ALLKEYS_LFU,
+                                    EvictionPolicy.VOLATILE_TTL, EvictionPolicy.ALLKEYS_RANDOM])
+def test_bulk_eviction(store, policy):
+    _fill(store, 1000, ttl_every=1 if policy is EvictionPolicy.VOLATILE_TTL else 0)
+    for i in range(500, 1000):
+        store.get(b"k%d" % i, NOW + 5000)
+    victims = store.evict(400, policy, 5, NOW + 6000)
+    assert len(victims) == 400 == len(set(victims)) and len(store) == 600
+    if policy in (EvictionPolicy.ALLKEYS_LRU, EvictionPolicy.VOLATILE_TTL):
+        assert sum(1 for v in victims if int(v[1:]) < 500) >= 380
+
+
+def test_lfu_counter_grows_logarithmically_and_decays(store):
+    store.track_lfu = True
+    store.set(b"hot", b"v", NOW)
+    store.set(b"cold", b"v", NOW)
+    assert store.lfu_frequency(b"cold", NOW) == 5  # LFU_INIT_VAL
+    for _ in range(2000):
+        store.get(b"hot", NOW)
+    hot = store.lfu_frequency(b"hot", NOW)
+    assert 10 < hot < 40  # log factor 10: ~2000 hits give a counter in the teens or twenties
+    assert store.lfu_frequency(b"hot", NOW + 3 * 60_000) == hot - 3  # decay time 1 minute
+    victims = store.evict(1, EvictionPolicy.ALLKEYS_LFU, 5, NOW)
+    assert victims == [b"cold"]
+    assert store.idle_ms(b"hot", NOW + 1234) == 1234
+
+
+def test_reuse_scores_drive_predictive_eviction(store):
+    _fill(store, 4)
+    keys = [b"k%d" % i for i in range(4)]
+    store.set_reuse_scores(keys, [0.5, 0.1, 0.9, 0.7])
+    assert float(store.reuse[store._index[b"k2"]]) == pytest.approx(0.9)
+    store.mark_prefetched(b"k3", True)
+    assert store.is_prefetched(b"k3")
+    # 64 samples of 4 keys see every key (a miss has probability 0.75**64)
+    victims = store.evict(2, EvictionPolicy.ALLKEYS_PREDICTIVE, 64, NOW)
+    assert victims == [b"k3", b"k1"]  # unread prefetch first, then the lowest score
+    _fill(store, 600)
+    store.set_reuse_scores([b"k%d" % i for i in range(600)], [float(600 - i) for i in range(600)])
+    bulk = store.evict(300, EvictionPolicy.ALLKEYS_PREDICTIVE, 5, NOW)
+    assert sorted(bulk) == sorted(b"k%d" % i for i in range(300, 600))
+
+
+def test_used_memory_tracks_data(store):
+    empty = store.used_memory()
+    store.set_many([b"key:%06d" % i for i in range(2000)], [b"x" * 100] * 2000, NOW)
+    full = store.used_memory()
+    assert 2000 * 130 < full - empty < 2000 * 600
+    store.delete_many([b"key:%06d" % i for i in range(2000)])
+    assert full - store.used_memory() > 2000 * 130  # keys and values released; arrays stay sized
+    store.clear()
+    assert len(store) == 0 and store.get(b"key:000001", NOW) is None
+
+
+# -- the device layout: index, verification, out-of-memory --------------------------------
+def _packed(keys):
+    lens = np.array([len(k) for k in keys], dtype=np.int64)
+    offs = np.zeros(len(keys), dtype=np.int64)
+    np.cumsum(lens[:-1], out=offs[1:])
+    return np.frombuffer(b"".join(keys), dtype=np.uint8), offs, lens
+
+
+def test_packed_lookup_through_the_device_index(device_store):
+    keys = [b"key:%013d" % i for i in range(3000)]
+    device_store.set_many(keys, [b"value-%d" % i for i in range(3000)], NOW)
+    device_store.delete_many(keys[:1000])  # tombstones in the probe chains
+    device_store.set(b"hash", {b"f": b"v"}, NOW)
+    query = keys[900:1100] + [b"missing", b"hash"]
+    slots, buf, offs = device_store.get_many_packed(*_packed(query), NOW)
+    got = [buf[offs[i]: offs[i + 1]].tobytes() if slots[i] >= 0 else None for i in range(len(query))]
+    assert got[:100] == [None] * 100
+    assert got[100:200] == [b"value-%d" % i for i in range(1000, 1100)]
+    assert slots[200] == -1 and slots[201] >= 0 and got[201] == b""
+
+
+def test_hash_collision_never_returns_the_wrong_key(device_store):
+    from gpu.kernels import host_key_hash
+
+    device_store.set(b"stored", b"secret", NOW)
+    device_store.sync()
+    xp = device_store.xp
+    slot = device_store._index[b"stored"]
+    forged = host_key_hash(b"other")  # make the stored entry look like b"other"'s hash
+    device_store.t_slot[:] = -1
+    pos = forged & (device_store.t_slot.size - 1)
+    device_store.t_slot[pos] = slot
+    device_store.t_hash[pos] = xp.uint64(forged)
+    slots, _, _ = device_store.get_many_packed(*_packed([b"other"]), NOW)
+    assert slots.tolist() == [-1]
+
+
+def test_device_oom_fails_only_the_write(device_store, monkeypatch):
+    device_store.set(b"kept", b"safe", NOW)
+    device_store.sync()
+
+    def no_memory(nbytes):
+        raise StoreFull("device memory exhausted")
+
+    monkeypatch.setattr(device_store.arena, "_allocate", no_memory)
+    with pytest.raises(StoreFull):
+        device_store.set(b"huge", b"x" * (8 << 20), NOW)
+    with pytest.raises(StoreFull):
+        device_store.set(b"kept", b"y" * (8 << 20), NOW)
+    assert device_store.get(b"kept", NOW) == b"safe"
+    assert device_store.get(b"huge", NOW) is None and len(device_store) == 1
+
+
+def test_prefetch_is_an_exact_cache(device_store):
+    from types import SimpleNamespace
+
+    from predis_server.batching import coalesce_reads, end_tick, read_keys
+
+    keys = [b"p%d" % i for i in range(100)]
+    device_store.set_many(keys, [b"v%d" % i for i in range(100)], NOW)
+    assert read_keys([[b"GET", b"p1"], [b"mget", b"p2", b"p3"], [b"SET", b"p4", b"x"], b"bad"]) == \
+        [b"p1", b"p2", b"p3"]
+    conn = SimpleNamespace(client=SimpleNamespace(db=SimpleNamespace(store=device_store)))
+    coalesce_reads([(conn, [[b"GET", b"p1"], [b"MGET", b"p2", b"p3", b"absent"]])])
+    assert set(device_store._read_cache) == {device_store._index[k] for k in (b"p1", b"p2", b"p3")}
+    device_store.set(b"p2", b"changed", NOW)  # a write in the same batch drops the entry
+    device_store.delete(b"p3")
+    assert device_store.get(b"p1", NOW) == b"v1"
+    assert device_store.get(b"p2", NOW) == b"changed"
+    assert device_store.get(b"p3", NOW) is None
+    end_tick(SimpleNamespace(dbs=[SimpleNamespace(store=device_store)]))
+    assert device_store._read_cache == {} and device_store.get(b"p2", NOW) == b"changed"
