@@ -9,7 +9,7 @@ The decision is a sequential two-proportion z-test on the hit ratio: looks happe
 ``min_samples`` lookups per arm, up to ``max_looks``; each look tests at alpha/max_looks
 (Bonferroni over looks), so the chance of promoting an equal challenger over the whole test
 stays below alpha = 0.05 however long it runs. The challenger is promoted when it is
-significantly better (and its precision not significantly worse, its latency <= 1.1x);
+significantly better (and its precision not significantly worse, its latency <= 1.1x + 20 us);
 rejected when significantly worse, or when the looks run out without a verdict.
 
 In shadow mode the challenger scores the same candidates but never acts: only prefetch
@@ -75,7 +75,7 @@ def one_sided_p(success_a: int, n_a: int, success_b: int, n_b: int) -> float:
 class ABTest:
     def __init__(self, champion_version: str, challenger_version: str, share: float = 0.1,
                  min_samples: int = 1000, alpha: float = 0.05, max_looks: int = 10, shadow: bool = False,
-                 latency_factor: float = 1.1, salt: bytes = b"predis-ab") -> None:
+                 latency_factor: float = 1.1, salt: bytes = b"predis-ab", latency_slack_us: float = 20.0) -> None:
         self.champion_version = champion_version
         self.challenger_version = challenger_version
         self.share = share
@@ -84,6 +84,7 @@ class ABTest:
         self.max_looks = max_looks
         self.shadow = shadow
         self.latency_factor = latency_factor
+        self.latency_slack_us = latency_slack_us
         self.salt = salt
         self.arms = {CHAMPION: ArmStats(), CHALLENGER: ArmStats()}
         self.looks = 0
@@ -138,7 +139,8 @@ class ABTest:
             self.p_value = min(better, worse)
             precision_worse = one_sided_p(champ.prefetch_used, champ.prefetched,
                                           chall.prefetch_used, chall.prefetched) < level
-            slow = champ.latency_p50_us > 0 and chall.latency_p50_us > self.latency_factor * champ.latency_p50_us
+            slow = champ.latency_p50_us > 0 and \
+                chall.latency_p50_us > self.latency_factor * champ.latency_p50_us + self.latency_slack_us
             metric = "precision" if self.shadow else "hit ratio"
             if worse < level:
                 self._end("reject", f"challenger {metric} significantly lower (p={worse:.2g})")

@@ -6,8 +6,14 @@ Three sources, all learned online from the past only:
   ``window`` accesses after it, with counts (``followers`` slots per key, the weakest
   replaced, so memory stays bounded); window 1 is the plain transition table, a wider
   window also captures keys read together (co-access);
-* strides in numeric key suffixes: per key prefix (``user:``), the last suffix and the
-  last step; when the same step repeats, ``prefix + (suffix + k*step)`` for k = 1..depth;
+* strided streams in numeric key suffixes: per key prefix (``user:``) up to ``streams``
+  concurrent streams (last suffix, step, confidence), like a CPU's stream prefetcher, so a
+  scan interleaved with other clients' reads still shows up: an access continuing a stream
+  (``last + step``) raises its confidence, one within ``max_step`` of a young stream sets its
+  step, any other starts a stream (the least recently advanced one is replaced). A stream
+  whose step repeated yields ``prefix + (suffix + k*step)`` for k = 1..depth, the depth
+  growing with confidence up to ``stride_depth`` (the origin's latency is hidden only when
+  the prefetch runs several accesses ahead);
 * per-key frequency and recency, which the ranker uses to tell hot from one-off keys.
 
 Keys are identified by their 64-bit hash (``models.keycodes``), so the same code runs when
@@ -27,19 +33,22 @@ _NEVER = 1 << 30
 
 
 class CandidateGenerator:
-    def __init__(self, followers: int = 4, window: int = 2, stride_depth: int = 2,
-                 max_keys: int = 500_000) -> None:
+    def __init__(self, followers: int = 6, window: int = 4, stride_depth: int = 16,
+                 max_keys: int = 500_000, streams: int = 16, max_step: int = 16) -> None:
         self.followers = followers
         self.window = window
         self.stride_depth = stride_depth
+        self.max_streams = streams
+        self.max_step = max_step
         self.max_keys = max_keys
         self.follow: dict[int, dict[int, int]] = {}
         self.total: dict[int, int] = {}
         self.freq: dict[int, int] = {}
         self.last_seen: dict[int, int] = {}
         self.recent: deque[int] = deque(maxlen=window)
-        # prefix hash -> [last suffix, step, confidence]
-        self.strides: dict[int, list[int]] = {}
+        # prefix hash -> streams, each [last suffix, step, confidence, position last advanced]
+        self.strides: dict[int, list[list[int]]] = {}
+        self.current_stream: list[int] | None = None  # the stream the last access advanced
         self.position = 0
 
     def observe(self, key_id: int, prefix_id: int, suffix: int) -> None:
@@ -65,22 +74,44 @@ class CandidateGenerator:
                 table[key_id] = max(1, table.pop(weakest) // 2)
             self.total[earlier] = self.total.get(earlier, 0) + 1
         self.recent.append(key_id)
-        if suffix >= 0:
-            state = self.strides.get(prefix_id)
-            if state is None:
-                self.strides[prefix_id] = [suffix, 0, 0]
-            else:
-                step = suffix - state[0]
-                if step != 0:
-                    if step == state[1]:
-                        state[2] = min(state[2] + 1, 1000)
-                    else:
-                        state[1], state[2] = step, 0
-                    state[0] = suffix
+        self.current_stream = self._advance_stream(prefix_id, suffix) if suffix >= 0 else None
         self.last_seen[key_id] = self.position
         self.position += 1
         if len(freq) > self.max_keys:
             self._forget()
+
+    def _advance_stream(self, prefix_id: int, suffix: int) -> list[int] | None:
+        streams = self.strides.get(prefix_id)
+        if streams is None:
+            streams = self.strides[prefix_id] = []
+        position = self.position
+        young = None
+        young_distance = self.max_step + 1
+        for st in streams:
+            last, step = st[0], st[1]
+            if step and last + step == suffix:
+                st[0] = suffix
+                st[2] = min(st[2] + 1, 1000)
+                st[3] = position
+                return st
+            if last == suffix:
+                st[3] = position
+                return st  # a re-read: the stream neither advances nor breaks
+            distance = abs(suffix - last)
+            if st[2] == 0 and distance < young_distance:
+                young, young_distance = st, distance
+        if young is not None:
+            young[1] = suffix - young[0]
+            young[0] = suffix
+            young[3] = position
+            return young  # confidence 0: one step seen, not yet repeated
+        stream = [suffix, 0, 0, position]
+        if len(streams) < self.max_streams:
+            streams.append(stream)
+        else:
+            oldest = min(range(len(streams)), key=lambda i: streams[i][3])
+            streams[oldest] = stream
+        return stream
 
     def _forget(self) -> None:
         """Drop the statistics of the half of the keys seen longest ago (bounded memory)."""
@@ -112,13 +143,14 @@ class CandidateGenerator:
                 seen = last_seen.get(cand)
                 out.append((cand, -1, prefix_id, (count, total, rank, 0, 0, 0, freq.get(cand, 0),
                                                   position - seen if seen is not None else _NEVER)))
-        if suffix >= 0:
-            state = self.strides.get(prefix_id)
-            if state is not None and state[1] and state[2] >= 1 and state[0] == suffix:
-                for k in range(1, self.stride_depth + 1):
-                    target = suffix + k * state[1]
-                    if target >= 0:
-                        out.append((-1, target, prefix_id, (0, total, self.followers, 1, state[2], k, 0, _NEVER)))
+        state = self.current_stream
+        if suffix >= 0 and state is not None and state[1] and state[2] >= 1 and state[0] == suffix:
+            step, confidence = state[1], state[2]
+            depth = min(self.stride_depth, 1 + 2 * confidence)
+            for k in range(1, depth + 1):
+                target = suffix + k * step
+                if target >= 0:
+                    out.append((-1, target, prefix_id, (0, total, self.followers, 1, confidence, k, 0, _NEVER)))
 
 
 def stride_id(prefix_id: int, suffix: int) -> int:

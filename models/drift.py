@@ -27,6 +27,19 @@ the drift monitor sees exactly the features the ranker sees.
 
 ``DriftMonitor`` runs the check every ``drift-check-interval`` seconds on a daemon thread and
 hands each report to its listeners (``models.alerts``, the retraining trigger).
+
+Where the reference comes from (``models.loop`` decides, per serving model):
+
+* a model registered by the loop carries ``reference.npz``, computed from the most recent
+  window of its training data (``models.retrain``);
+* a model loaded by ``PREDIS.MODEL LOAD`` or from ``models-dir`` uses the ``reference.npz``
+  in its directory when there is one;
+* otherwise (a directory without one, the built-in heuristic) the monitor *captures* it:
+  ``capture()`` clears the reference, and the first check that finds ``min_samples`` rows in
+  the current window makes that window the reference (reported as ``insufficient`` with
+  ``reason="reference captured ..."``). Drift is then judged relative to the traffic the
+  model met in its first window: it says "traffic changed since this model went live",
+  which is what an operator who loaded a model by hand can act on.
 """
 from __future__ import annotations
 
@@ -329,20 +342,36 @@ class DriftMonitor:
         self.alarms = 0
         self.failures = 0
         self.model_version = ""
+        self.capturing = False
+        self.reference_source = "none" if reference is None else "given"
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def set_reference(self, reference: ReferenceDistribution | None, model_version: str = "") -> None:
+    def set_reference(self, reference: ReferenceDistribution | None, model_version: str = "",
+                      source: str = "given") -> None:
         """A new model serves: compare with what it was trained on from now on."""
         with self._lock:
             self.checker = DriftChecker(reference, self.thresholds) if reference is not None else None
             self.model_version = model_version
+            self.capturing = False
+            self.reference_source = source if reference is not None else "none"
+            self.last = None
+
+    def capture(self, model_version: str) -> None:
+        """A model without a reference serves: the first full window becomes its reference."""
+        with self._lock:
+            self.checker = None
+            self.model_version = model_version
+            self.capturing = True
+            self.reference_source = "capturing"
             self.last = None
 
     def check_now(self) -> DriftReport | None:
         with self._lock:
+            if self.checker is None and self.capturing:
+                return self._capture_locked()
             checker = self.checker
             if checker is None:
                 return None
@@ -359,6 +388,25 @@ class DriftMonitor:
             except Exception:  # an alert sink failing must not stop the checks
                 log.exception("drift listener failed")
         return report
+
+    def _capture_locked(self) -> DriftReport:
+        matrix, outcomes = self.source()
+        now = time.time()
+        need = self.thresholds.min_samples
+        self.checks += 1
+        if len(matrix) < need:
+            self.last = DriftReport("insufficient", now, 0, len(matrix), [],
+                                    f"capturing the reference: {len(matrix)} of {need} rows")
+            return self.last
+        reference = ReferenceDistribution.from_features(matrix, outcomes)
+        self.checker = DriftChecker(reference, self.thresholds)
+        self.capturing = False
+        self.reference_source = "captured"
+        log.warning("drift reference for %s captured from %d rows of live traffic",
+                    self.model_version or "the serving model", len(matrix))
+        self.last = DriftReport("insufficient", now, reference.rows, len(matrix), [],
+                                f"reference captured from {len(matrix)} rows")
+        return self.last
 
     def start(self) -> None:
         if self._thread is None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .candidates import RAW_COLUMNS
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: multi-stream strides with confidence-dependent depth
 FEATURE_NAMES = (
     "follow_probability",     # follow_count / trigger_total: the transition probability
     "log_follow_count",

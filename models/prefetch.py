@@ -13,6 +13,15 @@ are marked (``store.mark_prefetched``) so the predictive policy evicts unused on
 Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
 (evicted, expired or overwritten before any read), late (a client missed while the
 prefetch was in flight).
+
+MLOps hooks (no-ops unless ``server.mlops`` has them): while ``server.mlops.abtest`` runs,
+``abtest.arm(key)`` picks the model that scores each candidate (champion: the active model;
+challenger: ``abtest.challenger_ranker`` or the registry's copy of ``challenger_version``) and
+per-arm lookups, hits, prefetches, uses and inference latencies go to ``abtest.record_*``; in
+shadow mode both models score every candidate, only the champion acts, and each arm's
+would-be prefetches (absent keys scoring >= threshold) count as used when read while still
+among the last 2-4 x ``SHADOW_HORIZON`` would-be prefetches. While ``server.mlops.watch`` watches a promotion, each tick's
+lookups, hits and the champion's prefetch deltas go to ``watch.observe``.
 """
 from __future__ import annotations
 
@@ -26,6 +35,40 @@ from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
 from .keycodes import key_codes, prefix_of
 from .ranker import RankerService
+
+SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
+CHAMPION_ARM, CHALLENGER_ARM = "champion", "challenger"  # models.abtest's arm names
+
+
+class SplitRanker:
+    """Scores each row with its A/B arm's model; records each arm's inference latency."""
+
+    def __init__(self, champion: Any, challenger: Any, challenger_rows: np.ndarray | None,
+                 abtest: Any) -> None:
+        self.champion = champion
+        self.challenger = challenger
+        self.challenger_rows = challenger_rows  # bool mask; None: shadow (both score every row)
+        self.abtest = abtest
+        self.version = f"{champion.version}|{challenger.version}"
+        self.shadow_scores: np.ndarray | None = None
+
+    def _timed(self, arm: str, ranker: Any, features: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        scores = np.asarray(ranker.score(features), dtype=np.float32)
+        self.abtest.record_latency(arm, (time.perf_counter() - start) * 1e6)
+        return scores
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        mask = self.challenger_rows
+        if mask is None:
+            self.shadow_scores = self._timed(CHALLENGER_ARM, self.challenger, features)
+            return self._timed(CHAMPION_ARM, self.champion, features)
+        scores = np.zeros(len(features), dtype=np.float32)
+        if (~mask).any():
+            scores[~mask] = self._timed(CHAMPION_ARM, self.champion, features[~mask])
+        if mask.any():
+            scores[mask] = self._timed(CHALLENGER_ARM, self.challenger, features[mask])
+        return scores
 
 if TYPE_CHECKING:
     from predis_server.origin import OriginLoader
@@ -59,10 +102,20 @@ class Prefetcher:
         self.candidates_scored = 0
         self.skipped_inflight = self.skipped_memory = 0
         self.learn_seconds = 0.0
+        self.last_reconcile = 0.0
+        # MLOps hooks
+        self.challenger_rankers: dict[str, Any] = {}   # challenger version -> loaded ranker
+        self.key_arm: dict[bytes, str] = {}            # unread prefetched key -> A/B arm
+        self.shadow_pending: dict[bytes, int] = {}     # would-be prefetch -> arm bits (1 champ, 2 chall)
+        self.watch_fed = (0, 0)                        # (stored, used) already given to the watch
 
     # -- learning and ranking (event loop, once per tick) -------------------------------------
     def observe(self, events: list[tuple[bytes, int, int, int, int]]) -> None:
         self.events_seen += len(events)
+        mlops = getattr(self.server, "mlops", None)
+        if mlops is not None and (getattr(mlops, "abtest", None) is not None
+                                  or getattr(mlops, "watch", None) is not None):
+            self._mlops_outcomes(mlops, events)
         now = time.perf_counter()
         self.tokens = min(0.05, self.tokens + (now - self.last_refill) * self.budget_fraction)
         self.last_refill = now
@@ -123,10 +176,16 @@ class Prefetcher:
         if len(self.recent_features) > 32:
             del self.recent_features[:16]
         loop = self.server.loop
-        self.ranker.submit(features, lambda scores: self._act(keys, dbs, scores), loop)
+        split = self._split_ranker(keys)
+        if split is None:
+            self.ranker.submit(features, lambda scores: self._act(keys, dbs, scores), loop)
+        else:
+            self.ranker.submit(features, lambda scores: self._act(keys, dbs, scores, split), loop, ranker=split)
 
-    def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray) -> None:
+    def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray,
+             split: SplitRanker | None = None) -> None:
         self.candidates_scored += len(keys)
+        shadow = split.shadow_scores if split is not None else None
         keyspace = self.server.keyspace
         order = np.argsort(-scores, kind="stable").tolist()
         present_keys: dict[int, list[bytes]] = {}
@@ -138,13 +197,16 @@ class Prefetcher:
                 present_keys.setdefault(db_id, []).append(key)
                 present_scores.setdefault(db_id, []).append(score)
                 continue
+            if shadow is not None:
+                self._shadow_note(key, score >= self.threshold, float(shadow[i]) >= self.threshold)
             if score < self.threshold or self.loader is None:
                 continue
-            self._issue(db, key)
+            self._issue(db, key, None if split is None or shadow is not None else
+                        (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM))
         for db_id, ks in present_keys.items():
             keyspace.dbs[db_id].store.set_reuse_scores(ks, present_scores[db_id])
 
-    def _issue(self, db: Any, key: bytes) -> None:
+    def _issue(self, db: Any, key: bytes, arm: str | None = None) -> None:
         assert self.loader is not None
         if key in self.loader.inflight:
             return
@@ -153,10 +215,17 @@ class Prefetcher:
             return
         maxmemory = self.server.keyspace.maxmemory
         if maxmemory and self.unread_bytes >= self.memory_share * maxmemory:
-            self.skipped_memory += 1
-            return
+            now = time.monotonic()
+            if now - self.last_reconcile >= 0.01:
+                self.reconcile()  # evicted unread entries no longer hold memory: count them out now
+            if self.unread_bytes >= self.memory_share * maxmemory:
+                self.skipped_memory += 1
+                return
         self.inflight += 1
         self.issued += 1
+        if arm is not None:
+            self.key_arm[key] = arm
+            self.server.mlops.abtest.record_prefetches(arm, 1, 0)
         future = self.loader.load(key)
         future.add_done_callback(lambda f: self._loaded(f, db, key))
 
@@ -188,9 +257,14 @@ class Prefetcher:
         if entry is None:
             return False
         self.unread_bytes -= entry[1]
+        arm = self.key_arm.pop(key, None) if self.key_arm else None
         if db.store.is_prefetched(key):
             db.store.mark_prefetched(key, False)
             self.used += 1
+            if arm is not None:
+                abtest = getattr(getattr(self.server, "mlops", None), "abtest", None)
+                if abtest is not None:
+                    abtest.record_prefetches(arm, 0, 1)
             return True
         self.wasted += 1  # overwritten by a client write, then read: not the prefetch's merit
         return False
@@ -205,11 +279,99 @@ class Prefetcher:
 
     def reconcile(self) -> None:
         """Count prefetched entries that left the store (evicted, expired, overwritten) unread."""
+        self.last_reconcile = time.monotonic()
         dbs = self.server.keyspace.dbs
         gone = [k for k, (db_id, _) in self.unread.items() if not dbs[db_id].store.is_prefetched(k)]
         for key in gone:
             self.unread_bytes -= self.unread.pop(key)[1]
             self.wasted += 1
+            self.key_arm.pop(key, None)
+        if self.key_arm and getattr(getattr(self.server, "mlops", None), "abtest", None) is None:
+            self.key_arm.clear()  # the test ended: its arms no longer matter
+
+    # -- MLOps hooks (A/B arms, promotion watch) ------------------------------------------------
+    def _split_ranker(self, keys: list[bytes]) -> SplitRanker | None:
+        abtest = getattr(getattr(self.server, "mlops", None), "abtest", None)
+        if abtest is None or getattr(abtest, "decision", "running") != "running":
+            return None
+        challenger = self._challenger_ranker(abtest)
+        if challenger is None:
+            return None
+        if abtest.shadow:
+            mask = None
+        else:
+            mask = np.fromiter((abtest.arm(k) == CHALLENGER_ARM for k in keys), dtype=bool, count=len(keys))
+        return SplitRanker(self.ranker.active, challenger, mask, abtest)
+
+    def _challenger_ranker(self, abtest: Any) -> Any:
+        ranker = getattr(abtest, "challenger_ranker", None)
+        if ranker is not None:
+            return ranker
+        version = str(abtest.challenger_version)
+        if version not in self.challenger_rankers:
+            self.challenger_rankers.clear()
+            try:
+                from .ranker import OnnxRanker
+
+                self.challenger_rankers[version] = OnnxRanker(self.server.mlops.get_registry().fetch(version))
+            except Exception:  # no registry copy: the champion serves every arm, recorded as such
+                self.challenger_rankers[version] = None
+        return self.challenger_rankers[version]
+
+    def _shadow_note(self, key: bytes, champion_would: bool, challenger_would: bool) -> None:
+        bits = (1 if champion_would else 0) | (2 if challenger_would else 0)
+        if not bits:
+            return
+        abtest = self.server.mlops.abtest
+        pending = self.shadow_pending
+        earlier = pending.pop(key, 0)  # re-inserted: the dict's order stays oldest-first
+        new = bits & ~earlier
+        if new & 1:
+            abtest.record_prefetches(CHAMPION_ARM, 1, 0)
+        if new & 2:
+            abtest.record_prefetches(CHALLENGER_ARM, 1, 0)
+        pending[key] = earlier | bits
+        if len(pending) > 4 * SHADOW_HORIZON:
+            for stale in list(pending)[:len(pending) - 2 * SHADOW_HORIZON]:
+                del pending[stale]
+
+    def _mlops_outcomes(self, mlops: Any, events: list[tuple[bytes, int, int, int, int]]) -> None:
+        """Per-arm lookups/hits (and shadow uses) for the A/B test; the champion's figures for the watch."""
+        abtest = getattr(mlops, "abtest", None)
+        if abtest is not None and getattr(abtest, "decision", "running") != "running":
+            abtest = None
+        lookups = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
+        hits = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
+        if abtest is not None:
+            shadow = abtest.shadow
+            pending = self.shadow_pending
+            for key, _op, outcome, _size, _db in events:
+                arm = abtest.arm(key)
+                lookups[arm] += 1
+                if outcome != 1:
+                    hits[arm] += 1
+                if shadow and pending:
+                    bits = pending.pop(key, 0)
+                    if bits & 1:
+                        abtest.record_prefetches(CHAMPION_ARM, 0, 1)
+                    if bits & 2:
+                        abtest.record_prefetches(CHALLENGER_ARM, 0, 1)
+            for arm in (CHAMPION_ARM, CHALLENGER_ARM):
+                if lookups[arm]:
+                    abtest.record_lookups(arm, lookups[arm], hits[arm])
+        else:
+            lookups[CHAMPION_ARM] = len(events)
+            hits[CHAMPION_ARM] = sum(1 for e in events if e[2] != 1)
+        watch = getattr(mlops, "watch", None)
+        if watch is not None and getattr(watch, "verdict", "watching") == "watching":
+            stored, used = self.watch_fed
+            if abtest is not None and not abtest.shadow:
+                # the challenger arm's prefetches are not the champion's
+                prefetched, prefetch_used = 0, 0
+            else:
+                prefetched, prefetch_used = self.stored - stored, self.used - used
+            self.watch_fed = (self.stored, self.used)
+            watch.observe(lookups[CHAMPION_ARM], hits[CHAMPION_ARM], prefetched, prefetch_used)
 
     @property
     def precision(self) -> float:

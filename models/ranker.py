@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,7 +40,8 @@ class HeuristicRanker:
         stride = features[:, 4] > 0
         confidence = np.expm1(features[:, 5])
         stride_p = 1.0 - 1.0 / (confidence + 2.0)
-        return np.where(stride, stride_p / np.maximum(features[:, 6], 1.0), follow_p).astype(np.float32)
+        # k steps ahead needs the stream to continue k times
+        return np.where(stride, stride_p ** np.maximum(features[:, 6], 1.0), follow_p).astype(np.float32)
 
 
 class OnnxRanker:
@@ -121,13 +123,14 @@ class RankerService:
         self.active = ranker  # one reference assignment: atomic for the worker thread
 
     def submit(self, features: np.ndarray, done: Callable[[np.ndarray], None],
-               loop) -> bool:
-        """Score ``features`` off the loop; ``done(scores)`` runs on ``loop``. False: dropped."""
+               loop, ranker: Any = None) -> bool:
+        """Score ``features`` off the loop (with ``ranker``, default the active one);
+        ``done(scores)`` runs on ``loop``. False: dropped."""
         if self.busy:
             self.dropped_batches += 1
             return False
         self.busy = True
-        ranker = self.active
+        ranker = ranker if ranker is not None else self.active
 
         def work() -> None:
             start = time.perf_counter()

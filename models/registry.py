@@ -31,6 +31,7 @@ log = logging.getLogger("predis.models")
 MODEL_NAME = "predis-ranker"
 EXPERIMENT = "predis-ranker"
 ARTIFACT_FILES = ("model.onnx", "schema.json", "metrics.json", "reference.npz")
+OPTIONAL_FILES = ("coef.npz",)  # a linear model's weights: what a tenant model is fine-tuned from
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
 
@@ -89,7 +90,7 @@ class ModelRegistry:
                                      run_name=f"{registered_name(tenant)}-{os.path.basename(model_dir)}")
         run_id = run.info.run_id
         with tempfile.TemporaryDirectory(prefix="predis-register-") as staging:
-            for name in ("model.onnx", "schema.json", "metrics.json"):
+            for name in ("model.onnx", "schema.json", "metrics.json", *OPTIONAL_FILES):
                 if os.path.isfile(os.path.join(model_dir, name)):
                     shutil.copy2(os.path.join(model_dir, name), staging)
             if not os.path.isfile(os.path.join(staging, "metrics.json")):

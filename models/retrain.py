@@ -26,44 +26,30 @@ from typing import Any
 
 import numpy as np
 
-from .candidates import CandidateGenerator
 from .collector import load_segments
 from .drift import ReferenceDistribution, features_from_events, outcome_counts
-from .features import candidate_features, schema
+from .features import schema
 
 
-def training_rows(events: dict[str, np.ndarray], horizon: int = 16, warmup: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, labels, event timestamps) from collector events, oldest first."""
-    keys = events["key_hash"].tolist()
-    prefixes = events["prefix_hash"].tolist()
-    suffixes = events["suffix"].tolist()
-    ts = events["ts"]
-    by_stride = {(p, s): k for k, p, s in zip(keys, prefixes, suffixes) if s >= 0}
-    next_seen: dict[int, list[int]] = {}
-    for i, k in enumerate(keys):
-        next_seen.setdefault(k, []).append(i)
-    gen = CandidateGenerator()
-    raw: list[tuple] = []
-    labels: list[int] = []
-    times: list[int] = []
-    out: list[tuple] = []
-    start = int(len(keys) * warmup)
-    for i, (k, p, s) in enumerate(zip(keys, prefixes, suffixes)):
-        gen.observe(k, p, s)
-        if i < start:
-            continue
-        out.clear()
-        gen.candidates(k, p, s, out)
-        for cand, stride_suffix, cand_prefix, columns in out:
-            target = cand if cand >= 0 else by_stride.get((cand_prefix, stride_suffix), -1)
-            positions = next_seen.get(target, ())
-            j = int(np.searchsorted(positions, i, side="right")) if positions else 0
-            labels.append(int(j < len(positions) and positions[j] - i <= horizon))
-            raw.append(columns)
-            times.append(int(ts[i]))
-    if not raw:
-        return np.zeros((0, 9), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return candidate_features(np.asarray(raw, dtype=np.float64)), np.asarray(labels), np.asarray(times)
+def training_rows(events: dict[str, np.ndarray], horizon: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, event timestamps) from collector events, oldest first.
+
+    The labelling is ``predis-train``'s (``models.train.build_dataset``): one definition of
+    "read within the horizon" for both trainers; only the weighting and the model differ.
+    """
+    from .train import build_dataset
+
+    n = len(events["ts"])
+    features, labels, where = build_dataset(events, horizon, max_triggers=max(1, n))
+    return features, labels, events["ts"][where] if len(where) else np.zeros(0, np.int64)
+
+
+def tenant_events(events: dict[str, np.ndarray], tenant: int | None) -> dict[str, np.ndarray]:
+    """Only ``tenant``'s events (all when None): the one place a tenant's training data is chosen."""
+    if tenant is None:
+        return events
+    keep = events["tenant"] == tenant
+    return {k: v[keep] for k, v in events.items()}
 
 
 def recency_weights(times: np.ndarray, half_life_s: float) -> np.ndarray:
@@ -74,15 +60,18 @@ def recency_weights(times: np.ndarray, half_life_s: float) -> np.ndarray:
 
 
 def train(segments: list[str], out_dir: str, tenant: int | None = None, half_life_s: float = 3600.0,
-          held_out: float = 0.2, horizon: int = 16, base_model: str = "") -> dict[str, Any]:
-    """Train a ranker from segments into ``out_dir`` (model.onnx, schema.json, metrics.json, reference.npz)."""
+          held_out: float = 0.2, horizon: int = 16, base_model: str = "",
+          reference_events: int = 20_000) -> dict[str, Any]:
+    """Train a ranker from segments into ``out_dir`` (model.onnx, schema.json, metrics.json, reference.npz).
+
+    The reference is computed from the last ``reference_events`` training events (the drift
+    window's size): recency weighting makes those the traffic the model fits best, and a
+    window of the same size is what the drift monitor will compare with it.
+    """
     from skl2onnx import to_onnx
     from sklearn.linear_model import SGDClassifier
 
-    events = load_segments(segments)
-    if tenant is not None:
-        keep = events["tenant"] == tenant
-        events = {k: v[keep] for k, v in events.items()}
+    events = tenant_events(load_segments(segments), tenant)
     n = len(events["ts"])
     cut = int(n * (1 - held_out))
     train_events = {k: v[:cut] for k, v in events.items()}
@@ -103,13 +92,17 @@ def train(segments: list[str], out_dir: str, tenant: int | None = None, half_lif
         handle.write(onx.SerializeToString())
     np.savez(os.path.join(out_dir, "coef.npz"), coef=model.coef_, intercept=model.intercept_)
     metrics = {"rows": int(len(x)), "positives": float(y.mean()), "events": int(n),
-               "train_accuracy": float(model.score(x, y, sample_weight=weights)), "trained_at": time.time()}
+               "train_accuracy": float(model.score(x, y, sample_weight=weights)), "trained_at": time.time(),
+               "held_out_from_ts": int(events["ts"][cut]) if cut < n else 0,
+               # isolation evidence: the tenant ids of every event the rows came from
+               "row_tenants": sorted({int(t) for t in train_events["tenant"].tolist()}),
+               "base_model": base_model}
     with open(os.path.join(out_dir, "schema.json"), "w", encoding="utf-8") as handle:
         json.dump({**schema(), "version": os.path.basename(out_dir.rstrip("/"))}, handle)
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as handle:
         json.dump(metrics, handle)
-    reference = ReferenceDistribution.from_features(features_from_events(train_events),
-                                                    outcome_counts(train_events))
+    tail = {k: v[-reference_events:] for k, v in train_events.items()}
+    reference = ReferenceDistribution.from_features(features_from_events(tail), outcome_counts(tail))
     reference.save(os.path.join(out_dir, "reference.npz"))
     return metrics
 
@@ -118,15 +111,17 @@ class RetrainJob:
     """One training run in a child process; ``poll()`` says when it is done and how it went."""
 
     def __init__(self, segments_dir: str, out_dir: str, reason: str, tenant: int | None = None,
-                 base_model: str = "", half_life_s: float = 3600.0) -> None:
+                 base_model: str = "", half_life_s: float = 3600.0, reference_events: int = 20_000,
+                 tenant_name: str = "") -> None:
         self.out_dir = out_dir
         self.reason = reason
         self.tenant = tenant
+        self.tenant_name = tenant_name
         self.started = time.time()
         self.log_path = out_dir.rstrip("/") + ".log"
         os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
         cmd = [sys.executable, "-m", "models.retrain", "--out", out_dir, "--half-life", str(half_life_s),
-               segments_dir]
+               "--reference-events", str(reference_events), segments_dir]
         if tenant is not None:
             cmd += ["--tenant", str(tenant)]
         if base_model:
@@ -159,8 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tenant", type=int, default=None)
     ap.add_argument("--half-life", type=float, default=3600.0, help="seconds for a row's weight to halve")
     ap.add_argument("--base-model", default="")
+    ap.add_argument("--reference-events", type=int, default=20_000)
     args = ap.parse_args(argv)
-    metrics = train(args.segments, args.out, args.tenant, args.half_life, base_model=args.base_model)
+    try:
+        metrics = train(args.segments, args.out, args.tenant, args.half_life, base_model=args.base_model,
+                        reference_events=args.reference_events)
+    except ValueError as exc:
+        print(f"retrain: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(metrics))
     return 0
 

@@ -219,6 +219,13 @@ OPTIONS: list[Option] = [
            choices=("user", "prefix")),
     Option("retrain-schedule", "int", 0, True, "Retrain every this many seconds (0 = only on alarm or command).",
            minimum=0),
+    Option("drift-window-events", "int", 20_000, True,
+           "Collector events in the drift check's current window (and in a retrained model's reference).",
+           minimum=100),
+    Option("model-watch-min-lookups", "int", 2000, True,
+           "Lookups after a promotion before the rollback watch judges the new model.", minimum=1),
+    Option("tenant-min-events", "int", 50_000, True,
+           "Collected events a tenant needs before it gets its own fine-tuned model.", minimum=1),
 ]
 
 _BY_NAME: dict[str, Option] = {}

@@ -42,14 +42,35 @@ def test_candidates_learn_transitions_and_strides():
     gen = CandidateGenerator()
     keys = [b"u:%d" % i for i in range(10)] + [b"a", b"b", b"a", b"b", b"a"]
     kh, ph, sx = key_codes(keys)
-    for k, p, s in zip(kh.tolist(), ph.tolist(), sx.tolist()):
+    codes = list(zip(kh.tolist(), ph.tolist(), sx.tolist()))
+    for k, p, s in codes[:10]:
         gen.observe(k, p, s)
     out = []
-    gen.candidates(int(kh[-1]), int(ph[-1]), int(sx[-1]), out)  # after "a": "b"
-    assert out[0][0] == int(kh[-2]) and out[0][3][0] == 2
+    gen.candidates(*codes[9], out)  # u:9 continues the +1 stream: u:10, u:11, ... deepening with confidence
+    strides = [o[1] for o in out if o[0] == -1]
+    assert strides[:2] == [10, 11] and len(strides) == gen.stride_depth
+    for k, p, s in codes[10:]:
+        gen.observe(k, p, s)
     out = []
-    gen.candidates(int(kh[9]), int(ph[9]), int(sx[9]), out)  # u:9 -> strides u:10, u:11
-    assert [o[1] for o in out if o[0] == -1] == [10, 11]
+    gen.candidates(*codes[-1], out)  # after "a": "b"
+    assert out[0][0] == int(kh[-2]) and out[0][3][0] == 3  # window 4: b follows a@10 twice, a@12 once
+
+
+def test_interleaved_scans_are_separate_streams():
+    gen = CandidateGenerator()
+    # two scans (ids 100.. step 1 and 5000.. step -2) interleaved with random reads
+    keys = []
+    for i in range(8):
+        keys += [b"%d" % (100 + i), b"%d" % (5000 - 2 * i), b"%d" % (70_000 + 977 * i)]
+    kh, ph, sx = key_codes(keys)
+    seen = {}
+    for k, p, s in zip(kh.tolist(), ph.tolist(), sx.tolist()):
+        gen.observe(k, p, s)
+        out = []
+        gen.candidates(k, p, s, out)
+        seen[s] = [o[1] for o in out if o[0] == -1]
+    assert seen[107][:2] == [108, 109] and seen[4986][:2] == [4984, 4982]
+    assert seen[70_000 + 977 * 7] == []  # no stride among the random reads
 
 
 def test_feature_function_shape_and_names():

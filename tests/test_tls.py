@@ -116,9 +116,9 @@ def test_redis_cli_tls(pki):
     with tls_server(pki) as port:
         base = ["redis-cli", "-p", str(port), "--tls", "--cacert", pki["ca"]]
         ok = subprocess.run([*base, "--cert", pki["client"], "--key", pki["client"], "PING"],
-                            capture_output=True, text=True, timeout=20)
+                            capture_output=True, text=True, timeout=60)
         assert ok.stdout.strip() == "PONG", ok.stderr
-        refused = subprocess.run([*base, "PING"], capture_output=True, text=True, timeout=20)
+        refused = subprocess.run([*base, "PING"], capture_output=True, text=True, timeout=60)
         assert "PONG" not in refused.stdout
 
 

@@ -127,11 +127,12 @@ class TLSAcceptor(asyncio.Protocol):
             tls_transport = await loop.start_tls(
                 transport, buffer, self.holder.context, server_side=True,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+        except Exception as exc:  # any failed handshake: count it, audit it, drop the socket
             self._handshake_failed(peer, exc)
             transport.abort()
             return
         if tls_transport is None or buffer.lost:
+            transport.abort()
             return
         conn = self.make_connection()
         tls_transport.set_protocol(conn)

@@ -44,8 +44,10 @@ class SqliteOrigin:
     under a lock and are committed in batches (WAL mode lets readers run meanwhile).
     """
 
-    def __init__(self, path: str | os.PathLike[str], latency_ms: float = 0.0, key_prefix: bytes = b"") -> None:
+    def __init__(self, path: str | os.PathLike[str], latency_ms: float = 0.0, key_prefix: bytes = b"",
+                 commit_every: int = 256) -> None:
         self.path = Path(path)
+        self.commit_every = max(1, commit_every)
         self.latency_s = latency_ms / 1000.0
         self.key_prefix = key_prefix
         self._local = threading.local()
@@ -103,7 +105,7 @@ class SqliteOrigin:
             self._writer.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
             self._pending_writes += 1
             self.writes += 1
-            if self._pending_writes >= 256:
+            if self._pending_writes >= self.commit_every:
                 self._writer.commit()
                 self._pending_writes = 0
 
@@ -111,6 +113,9 @@ class SqliteOrigin:
         with self._write_lock:
             self._writer.execute("DELETE FROM kv WHERE key = ?", (key,))
             self._pending_writes += 1
+            if self._pending_writes >= self.commit_every:
+                self._writer.commit()
+                self._pending_writes = 0
 
     def flush(self) -> None:
         with self._write_lock:

@@ -14,10 +14,18 @@ Writes in the trace update the origin and then the cache (``write_policy="update
 drop the cached copy (``"invalidate"``: DEL). Figures exclude the first ``warmup`` fraction of
 requests: the server's INFO counters are read at the boundary and at the end, and client-side
 counters only run after it.
+
+After the run the replay also reports what the cache really held (``resident_keys`` and
+``resident_value_bytes``, by SCAN and STRLEN), so servers whose ``used_memory`` counts memory
+differently (Redis: allocator bytes including its own start-up and per-key overhead; Predis:
+the store's data and metadata only) can be compared at the same nominal cache size, and the
+machine's load during the measured phase (``load``: load averages and the share of all CPUs
+busy), since replays on a shared machine are only comparable under similar load.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -66,6 +74,7 @@ class ReplayConfig:
     batch: int = 128
     csv_spec: CsvSpec | None = field(default=None, repr=False)
     default_size: int = 1
+    measure_resident: bool = True
 
 
 @dataclass
@@ -202,7 +211,10 @@ class TraceReplayer:
         cache_bytes = parse_cache_size(cfg.size, summary.footprint_bytes)
         origin_path = self._origin_path()
         self._origin_path_used = origin_path
-        origin = SqliteOrigin(origin_path, cfg.origin_latency_ms, self.prefix)
+        # In read-through mode the server reads the origin itself, so each write must be
+        # committed at once or an evicted key could be reloaded stale.
+        origin = SqliteOrigin(origin_path, cfg.origin_latency_ms, self.prefix,
+                              commit_every=1 if cfg.mode == "read-through" else 256)
         t0 = time.perf_counter()
         origin.seed(keys, sizes)
         seed_s = time.perf_counter() - t0
@@ -224,12 +236,15 @@ class TraceReplayer:
         self._run_phase(feeder, origin, measure=False)
         stats0 = r.info("stats")
         feeder.limit = summary.n_requests
+        cpu0 = _cpu_times()
         t1 = time.perf_counter()
         counters, latencies = self._run_phase(feeder, origin, measure=True)
         wall = time.perf_counter() - t1
+        load = _load(cpu0, _cpu_times())
         stats1 = r.info("stats")
         mem = r.info("memory")
         dbsize = r.dbsize()
+        resident_keys, resident_bytes = _resident(r) if cfg.measure_resident else (None, None)
         for w in self._workers:
             w.close()
         r.close()
@@ -241,9 +256,14 @@ class TraceReplayer:
         misses = int(stats1.get("keyspace_misses", 0)) - int(stats0.get("keyspace_misses", 0))
         lat_us = latencies / 1000.0
         pct = (lambda q: float(np.percentile(lat_us, q))) if len(lat_us) else (lambda q: float("nan"))
+        answered = counters.hits / counters.gets if counters.gets else float("nan")
+        hit_ratio_client = answered
         if cfg.mode == "read-through":
-            # The client cannot see the server's origin reads; its GET misses are them.
+            # The client cannot see the server's origin reads; the server's misses are them. The
+            # server answers misses from the origin, so the client's share of answered GETs is
+            # not a hit ratio.
             counters.origin_reads = misses
+            hit_ratio_client = float("nan")
         return {
             "kind": "replay",
             "trace": str(cfg.trace),
@@ -262,7 +282,8 @@ class TraceReplayer:
             "server_keyspace_hits": hits,
             "server_keyspace_misses": misses,
             "evicted_keys": int(stats1.get("evicted_keys", 0)) - int(stats0.get("evicted_keys", 0)),
-            "hit_ratio_client": counters.hits / counters.gets if counters.gets else float("nan"),
+            "hit_ratio_client": hit_ratio_client,
+            "answered_ratio_client": answered,
             "counters": asdict(counters),
             "bytes_moved": counters.bytes_from_cache + counters.bytes_to_cache + counters.bytes_from_origin,
             "latency_us": {"mean": float(lat_us.mean()) if len(lat_us) else float("nan"), "p50": pct(50),
@@ -271,6 +292,11 @@ class TraceReplayer:
             "measured_seconds": wall,
             "used_memory_end": int(mem.get("used_memory", 0)),
             "dbsize_end": int(dbsize),
+            "resident_keys": resident_keys,
+            "resident_value_bytes": resident_bytes,
+            "resident_fraction_of_cache": (resident_bytes / cache_bytes
+                                           if resident_bytes is not None and cache_bytes else None),
+            "load": load,
             "total_seconds": time.time() - t_start,
         }
 
@@ -352,6 +378,49 @@ class TraceReplayer:
         except redis.ResponseError:
             # OOM: the value does not fit under maxmemory even after eviction.
             c.set_errors += 1
+
+
+def _resident(r: redis.Redis) -> tuple[int, int]:
+    """Keys and value bytes the server holds now (SCAN, then STRLEN in pipelined batches)."""
+    keys = n_bytes = 0
+    cursor = 0
+    while True:
+        cursor, batch = r.scan(cursor, count=1000)
+        if batch:
+            pipe = r.pipeline(transaction=False)
+            for key in batch:
+                pipe.strlen(key)
+            lengths = pipe.execute()
+            keys += len(batch)
+            n_bytes += sum(int(x) for x in lengths)
+        if cursor == 0:
+            return keys, n_bytes
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all CPUs from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _load(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, Any]:
+    """Load averages at the end of the measured phase and the share of all CPUs busy during it
+    (this replay's client and server included)."""
+    out: dict[str, Any] = {"cores": os.cpu_count()}
+    try:
+        out["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        out["loadavg"] = None
+    if before and after and after[1] > before[1]:
+        out["cpu_busy"] = round((after[0] - before[0]) / (after[1] - before[1]), 4)
+    else:
+        out["cpu_busy"] = None
+    return out
 
 
 def replay(config: ReplayConfig) -> dict[str, Any]:

@@ -99,7 +99,8 @@ def _size_bytes(result: dict[str, Any], size: str) -> int:
 def replay_markdown(runs: Sequence[dict[str, Any]], label: str = "") -> str:
     """One row per replay run."""
     head = ["size", "cache", "hit ratio (server)", "hit ratio (client)", "origin reads", "bytes moved",
-            "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "mean µs", "req/s", "evicted", "SETs refused (OOM)"]
+            "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "mean µs", "req/s", "evicted", "SETs refused (OOM)",
+            "resident data (of cache)", "CPU busy / load 1m"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         lat = r["latency_us"]
@@ -108,13 +109,56 @@ def replay_markdown(runs: Sequence[dict[str, Any]], label: str = "") -> str:
             f"{r['counters']['origin_reads']:,}", human_bytes(r["bytes_moved"]),
             *(f"{lat[k]:.0f}" if lat[k] is not None else "—" for k in ("p50", "p90", "p99", "p999", "mean")),
             f"{r['throughput_rps']:.0f}", f"{r['evicted_keys']:,}", f"{r['counters']['set_errors']:,}",
+            _resident_cell(r), _load_cell(r),
         ]) + " |")
     first = runs[0] if runs else {}
     srv = first.get("server", {})
     title = (f"{label + ': ' if label else ''}{first.get('mode', '')} replay of `{first.get('trace', '')}` against "
-             f"{srv.get('host')}:{srv.get('port')} (redis_version {srv.get('redis_version', '?')}), "
+             f"{srv.get('host')}:{srv.get('port')} (redis_version {srv.get('redis_version', '?')}"
+             f"{', predis_version ' + srv['predis_version'] if srv.get('predis_version') else ''}), "
              f"policy {first.get('maxmemory_policy', '?')}, origin latency "
              f"{first.get('config', {}).get('origin_latency_ms', 0)} ms, concurrency "
              f"{first.get('config', {}).get('concurrency', 1)}, warm-up {first.get('config', {}).get('warmup', 0):.0%} "
              f"excluded\n\n")
     return title + "\n".join(lines) + "\n"
+
+
+def _resident_cell(r: dict[str, Any]) -> str:
+    """Value bytes the server held at the end, and their share of the nominal cache size."""
+    if r.get("resident_value_bytes") is None:
+        return "—"
+    return f"{human_bytes(r['resident_value_bytes'])} ({_pct(r.get('resident_fraction_of_cache'))})"
+
+
+def _load_cell(r: dict[str, Any]) -> str:
+    load = r.get("load") or {}
+    busy = load.get("cpu_busy")
+    avg = load.get("loadavg")
+    if busy is None and not avg:
+        return "—"
+    return f"{_pct(busy)} / {avg[0]:.2f}" if avg else _pct(busy)
+
+
+def comparison_markdown(sim: dict[str, Any], replays: Sequence[dict[str, Any]]) -> str:
+    """Sizes down; LRU, the best simulated policy, Belady and each replayed server across, each
+    server's hit ratio with the share of the nominal cache its data really used."""
+    rows = {row["policy"]: row for row in sim["policies"]}
+    labels = [rep["label"] for rep in replays]
+    head = ["size", "cache", "LRU (sim)", "best sim policy", "Belady"] + [
+        f"{label} (resident data)" for label in labels]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    def ratio(policy: str, size: str) -> float | None:
+        r = rows.get(policy, {}).get("results", {}).get(size) or {}
+        return r.get("hit_ratio")
+
+    for size in sim["sizes"]:
+        online = [(ratio(p, size), p) for p in rows if p != "Belady" and ratio(p, size) is not None]
+        best = max(online) if online else (None, "—")
+        cells = [size, human_bytes(_size_bytes(sim, size)), _pct(ratio("LRU", size)), f"{best[1]} {_pct(best[0])}",
+                 _pct(ratio("Belady", size))]
+        for rep in replays:
+            run = next((x for x in rep["runs"] if x["size_arg"] == size), None)
+            cells.append("—" if run is None else
+                         f"{_pct(run['hit_ratio_server'])} ({_pct(run.get('resident_fraction_of_cache'))})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
