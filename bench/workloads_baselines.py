@@ -60,8 +60,9 @@ METHOD = """
   per-key overhead: dict entry, robj, sds header, allocator rounding), Predis counts only its
   store (key and value objects as `sys.getsizeof` sees them plus per-slot metadata arrays; 0 when
   empty, so the baseline is 0). Neither counts the values alone, so each row also gives
-  *resident data*: the value bytes the server held at the end of the replay (SCAN + STRLEN) and
-  their share of the nominal cache size. Compare hit ratios of the two servers together with that
+  *resident data*: the value bytes the server held at the end of the replay (SCAN + STRLEN, with
+  maxmemory lifted first so the counting itself evicts nothing) and their share of the nominal
+  cache size; it is one snapshot, not an average over the run. Compare hit ratios of the two servers together with that
   column: a server that fits more data in the same `maxmemory` gets a higher hit ratio for that
   reason alone. libCacheSim's caches hold exactly the nominal size of values (100%). Measured
   with 5,000 SETs into each empty server (`used_memory` growth minus the value bytes): Redis
@@ -69,8 +70,12 @@ METHOD = """
   size classes); Predis 0.1.0 (CPU store) 190 B per key at every value size. So with small values
   (hft) Predis holds fewer keys than Redis in the same cache size, with large ones (ml-training,
   gaming) about as many. Redis's effective room also moves with its client buffers, which
-  `used_memory` counts and the baseline only estimates: at hft's 1% (20 KiB) they took the whole
-  cache and Redis refused every SET (OOM), Predis has no such term.
+  `used_memory` counts and the baseline only estimates: the baseline is taken with the replay's
+  connections' buffers grown to the largest value, which Redis later shrinks (more room than
+  nominal: above 100% resident is possible with large values), while INFO replies and query
+  buffers can take room back (at hft's 1%, 20 KiB, they took all of it and Redis refused every
+  SET with OOM). Predis's `used_memory` has no such term, but it evicts 16 sampled victims at a
+  time, so it sits up to 15 keys below its limit.
 * **Policies.** Both servers run `allkeys-lru`, set by the replay with CONFIG SET: Redis's is
   approximated LRU (5 sampled keys per eviction); Predis's is its current default LRU-like
   eviction, until the prefetch issue changes the default.
@@ -179,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _workload_markdown(result: dict[str, Any]) -> str:
     sim, replays, repro = result["sim"], result.get("replays") or [], result["reproduce"]
-    md = [f"## {result['workload']}\n", sim_markdown(sim, replays)]
+    prov = result["provenance"]
+    md = [f"## {result['workload']}\n",
+          f"Run {prov['date']} (`{prov['command']}`), load average {result.get('start_loadavg', 'unknown')} at "
+          "its start." + (f" Note: {result['resident_note']}." if result.get("resident_note") else "") + "\n",
+          sim_markdown(sim, replays)]
     if replays:
         md.append("\nSide by side (hit ratio; in brackets the value bytes each server held at the end, as a share "
                   "of the nominal cache size):\n\n" + comparison_markdown(sim, replays))
@@ -194,18 +203,20 @@ def _write_markdown(out: Path, results: list[dict[str, Any]]) -> None:
     """``KIND.md`` for each workload and ``README.md`` with them all, from the results' JSON."""
     first = results[0]
     prov = first["provenance"]
+    dates = sorted({res["provenance"]["date"] for res in results})
     rows = [run for res in results for rep in res.get("replays") or [] for run in rep["runs"]]
     busy = [run["load"]["cpu_busy"] for run in rows if run.get("load", {}).get("cpu_busy") is not None]
     load1 = [run["load"]["loadavg"][0] for run in rows if (run.get("load") or {}).get("loadavg")]
-    load_line = (f"- machine load (shared with other engineers' jobs): load average "
-                 f"{first.get('start_loadavg', 'unknown')} when the run started on {prov['machine']['cores']} cores")
+    starts = "; ".join(sorted({str(res.get("start_loadavg", "unknown")) for res in results}))
+    load_line = (f"- machine load (shared with other engineers' jobs): load average at the start of each run {starts} "
+                 f"on {prov['machine']['cores']} cores")
     if busy:
         load_line += (f"; during the replays' measured phases all CPUs were {min(busy):.0%}–{max(busy):.0%} busy "
                       f"and the 1-minute load average was {min(load1):.2f}–{max(load1):.2f} (each row gives its "
                       "own); latency and req/s are only comparable between rows run under similar load")
     summary = [
         "# Workload baselines\n",
-        (f"- date: {prov['date']}\n- machine: {prov['machine']['cpu_model']}, {prov['machine']['cores']} cores, "
+        (f"- date: {', '.join(dates)} (each workload names its run)\n- machine: {prov['machine']['cpu_model']}, {prov['machine']['cores']} cores, "
          f"{prov['machine']['platform']}, Python {prov['machine']['python']}\n- command: `{prov['command']}`\n"
          f"- {first['requests']:,} requests per workload, seed {first['seed']}, warm-up "
          f"{first.get('warmup', first['sim']['warmup']):.0%} excluded; sizes are fractions of the trace "

@@ -34,7 +34,7 @@ class RunningServer:
             return handle.read()
 
 
-def _wait_ready(port: int, process: subprocess.Popen, log_path: str, timeout: float = 20.0) -> None:
+def _wait_ready(port: int, process: subprocess.Popen, log_path: str, timeout: float = 60.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:

@@ -241,10 +241,18 @@ class TraceReplayer:
         counters, latencies = self._run_phase(feeder, origin, measure=True)
         wall = time.perf_counter() - t1
         load = _load(cpu0, _cpu_times())
+        if cfg.measure_resident:
+            # Lift maxmemory before anything else: Redis counts this connection's buffers (INFO
+            # replies, SCAN, pipelined STRLENs) in used_memory and, at small sizes, would evict
+            # the data being counted.
+            r.config_set("maxmemory", "0")
         stats1 = r.info("stats")
         mem = r.info("memory")
         dbsize = r.dbsize()
-        resident_keys, resident_bytes = _resident(r) if cfg.measure_resident else (None, None)
+        resident_keys = resident_bytes = None
+        if cfg.measure_resident:
+            resident_keys, resident_bytes = _resident(r)  # STRLEN counts keyspace hits: after stats1
+            r.config_set("maxmemory", str(server_cfg["maxmemory"]))
         for w in self._workers:
             w.close()
         r.close()

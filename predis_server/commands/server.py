@@ -170,6 +170,7 @@ def config_rewrite(client, argv):
         client.server.config.rewrite()
     except OSError as exc:
         raise CommandError(f"ERR Rewriting config file: {exc.strerror}") from None
+    client.server.audit("config-rewrite", client, path=client.server.config.path)
     return OK
 
 
