@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -39,12 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import predis_process  # noqa: E402
-from workloads.readers import read_trace  # noqa: E402
-from workloads.replay import ReplayConfig, replay  # noqa: E402
-from workloads.report import provenance  # noqa: E402
-from workloads.sim import DEFAULT_POLICIES, SimConfig, simulate  # noqa: E402
-from workloads.trace import concat, write_trace  # noqa: E402
+from servers import predis_process
+
+from workloads.readers import read_trace
+from workloads.replay import ReplayConfig, replay
+from workloads.report import provenance
+from workloads.sim import DEFAULT_POLICIES, SimConfig, simulate
+from workloads.trace import concat, write_trace
 
 OUT = ROOT / "bench" / "results" / "prefetch"
 BIN = Path(sys.executable).parent
@@ -103,7 +103,7 @@ def measure(arm: str, kind: str, prefix: Path, suffix: Path, size: str, origin_d
     policy = "allkeys-predictive" if arm == "prefetch-predictive" else "allkeys-lru"
     server_args = ["--origin", f"sqlite:///{origin_db}?delay_ms={delay_ms:g}", "--collector-sampling", "0"]
     if arm != "lru":
-        server_args += ["--prefetch-enabled", "yes"]
+        server_args += ["--prefetch-enabled", "yes", "--prefetch-stream-floor", str(args_floor())]
     log.append(f"# {kind} {size} {arm}: predis-server " + shlex.join(server_args))
     with predis_process(*server_args) as server:
         r = redis.Redis(port=server.port)
@@ -132,6 +132,13 @@ def measure(arm: str, kind: str, prefix: Path, suffix: Path, size: str, origin_d
             "precision": delta["prefetches_used"] / (decided + unread) if decided + unread else None,
             "inference_p50_us": float(after.get("inference_p50_us", 0)),
             "inference_p99_us": float(after.get("inference_p99_us", 0))}
+
+
+_FLOOR = [4]
+
+
+def args_floor() -> int:
+    return _FLOOR[0]
 
 
 def bench_workload(kind: str, args: argparse.Namespace, work: Path, log: list[str]) -> dict[str, Any]:
@@ -222,7 +229,9 @@ def markdown(result: dict[str, Any]) -> str:
             for name, a in sr["arms"].items():
                 lat = a["latency_us"]
                 if name == "lru":
-                    lines.append(f"| {w['kind']} | {size} | Predis LRU, no prefetch | {a['hit_ratio']:.2%} | 1.00 | "
+                    sim_lru = sr["baselines"].get("LRU")
+                    sim_lru = f" (libCacheSim LRU {sim_lru:.2%})" if sim_lru is not None else ""
+                    lines.append(f"| {w['kind']} | {size} | Predis LRU, no prefetch{sim_lru} | {a['hit_ratio']:.2%} | 1.00 | "
                                  f"{sr['best_baseline']} {sr['best_baseline_hit_ratio']:.2%} | "
                                  f"{a['hit_ratio'] / sr['best_baseline_hit_ratio']:.2f} | – | 1.00 | "
                                  f"{lat['mean']:.0f} | {lat['p99']:.0f} | |")
@@ -236,6 +245,9 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{(a['precision'] or 0):.2f} | {x['origin_reads_ratio']:.2f} | {lat['mean']:.0f} "
                     f"({x['mean_latency_ratio']:.2f}) | {lat['p99']:.0f} ({x['p99_ratio']:.2f}) | "
                     f"met: {', '.join(met) or '–'}; missed: {', '.join(missed) or '–'} |")
+    if "merged_from" in result:
+        lines.append("\nOne bench process per workload, run side by side; commands: "
+                     + "; ".join(f"`{p['command']}`" for p in result["merged_from"]) + "\n")
     lines.append("\n## Models (trained on each prefix only)\n")
     lines.append("| workload | events | holdout AUC | holdout precision@0.5 | train s |")
     lines.append("|---|---|---|---|---|")
@@ -243,6 +255,8 @@ def markdown(result: dict[str, Any]) -> str:
         h = w["model"].get("holdout", {})
         lines.append(f"| {w['kind']} | {w['model'].get('events')} | {h.get('auc')} | "
                      f"{h.get('precision_at_threshold')} | {w['train_seconds']} |")
+    if result.get("notes"):
+        lines.append("\n" + result["notes"].strip() + "\n")
     lines.append("\n## Exact commands\n\n```")
     lines.extend(result["commands"])
     lines.append("```\n")
@@ -259,9 +273,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-fraction", type=float, default=0.3)
     ap.add_argument("--warmup", type=float, default=0.1)
     ap.add_argument("--origin-delay-ms", type=float, default=2.0)
+    ap.add_argument("--stream-floor", type=int, default=4,
+                    help="prefetch-stream-floor of the prefetching servers (0: the model alone decides)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--name", default="prefetch", help="output file stem")
+    ap.add_argument("--notes", default=None, help="Markdown file appended to the report (observations)")
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="only merge these result JSONs (runs of one workload each) into --name")
     args = ap.parse_args(argv)
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        result = {**parts[0], "workloads": [w for p in parts for w in p["workloads"]],
+                  "verdicts": {k: v for p in parts for k, v in p["verdicts"].items()},
+                  "commands": [c for p in parts for c in p["commands"]],
+                  "merged_from": [p["provenance"] for p in parts]}
+        if args.notes:
+            result["notes"] = Path(args.notes).read_text()
+        out = Path(args.out)
+        (out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=str))
+        (out / f"{args.name}.md").write_text(markdown(result))
+        print(markdown(result))
+        return 0
+    _FLOOR[0] = args.stream_floor
     prov = provenance([sys.executable, *sys.argv] if argv is None else ["bench/prefetch_bench.py", *argv])
     log: list[str] = []
     workloads = []

@@ -158,19 +158,21 @@ class NumpyStore(StoreBackend):
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
             keep_ttl: bool = False) -> None:
         slot = self._index.get(key)
+        size = self.value_size(value)
         if slot is None:
             slot = self._new_slot(key)
             self._lfu[slot] = LFU_INIT_VAL
             self._lfu_t[slot] = (now_ms // 60000) & 0xFFFF
+            self._data_bytes += size
         else:
-            self._data_bytes -= self._size[slot]
-            self._flags[slot] = 0
-        size = self.value_size(value)
+            self._data_bytes += size - self._size[slot]
+            if self._flags[slot]:
+                self._flags[slot] = 0
         self._values[slot] = value
         self._size[slot] = size
-        self._data_bytes += size
         self._atime[slot] = now_ms
-        if not keep_ttl:
+        # With no volatile key every slot's expiry is 0 already: nothing to read or write.
+        if not keep_ttl and (expire_at or self._volatile):
             old = self._exp[slot]
             if old and not expire_at:
                 self._volatile -= 1
@@ -207,28 +209,23 @@ class NumpyStore(StoreBackend):
     def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:
         # NumpyStore.get explicitly: a subclass's get may fetch device values one by one,
         # while get_many callers want its raw slots' values to gather them in one go.
-        get = NumpyStore.get
-        if len(keys) < 32:
+        if self._volatile or self.track_lfu:
+            get = NumpyStore.get
             return [get(self, k, now_ms) for k in keys]
-        index = self._index
-        slots = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-        found = slots >= 0
-        hit = slots[found]
-        if self._volatile:
-            exp = self.expire_at[hit]
-            dead = (exp > 0) & (exp <= now_ms)
-            if dead.any():
-                for slot in hit[dead].tolist():
-                    key = self._keys[slot]
-                    if key is not None and index.get(key) == slot:
-                        self._expire(key, slot)
-                return [get(self, k, now_ms) for k in keys]
-        self.last_access[hit] = now_ms
-        if self.track_lfu:
-            for slot in hit.tolist():
-                self._lfu_update(slot, now_ms)
+        # No key can be expired and only LRU time to set: one dict probe and one store a key.
+        find = self._index.get
         values = self._values
-        return [values[s] if s >= 0 else None for s in slots.tolist()]
+        atime = self._atime
+        out: list[object | None] = []
+        append = out.append
+        for key in keys:
+            slot = find(key)
+            if slot is None:
+                append(None)
+            else:
+                atime[slot] = now_ms
+                append(values[slot])
+        return out
 
     def set_many(self, keys: Sequence[bytes], values: Sequence[object], now_ms: int,
                  expire_at: Sequence[int] | None = None) -> None:

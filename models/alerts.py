@@ -132,6 +132,7 @@ def info_lines(monitor: DriftMonitor | None, alerts: DriftAlerts | None = None,
     lines: list[tuple[str, Any]] = [
         ("drift_enabled", 1),
         ("drift_model_version", monitor.model_version or "none"),
+        ("drift_reference", monitor.reference_source),  # registry, model-dir, captured, capturing, none
         ("drift_level", last.level if last else "none"),
         ("drift_checks", monitor.checks),
         ("drift_warnings", monitor.warnings),

@@ -46,7 +46,8 @@ class CandidateGenerator:
         self.freq: dict[int, int] = {}
         self.last_seen: dict[int, int] = {}
         self.recent: deque[int] = deque(maxlen=window)
-        # prefix hash -> streams, each [last suffix, step, confidence, position last advanced]
+        # prefix hash -> streams, each [last suffix, step, confidence, position last advanced,
+        # furthest suffix already offered as a candidate]
         self.strides: dict[int, list[list[int]]] = {}
         self.current_stream: list[int] | None = None  # the stream the last access advanced
         self.position = 0
@@ -104,8 +105,9 @@ class CandidateGenerator:
             young[1] = suffix - young[0]
             young[0] = suffix
             young[3] = position
+            young[4] = suffix
             return young  # confidence 0: one step seen, not yet repeated
-        stream = [suffix, 0, 0, position]
+        stream = [suffix, 0, 0, position, suffix]
         if len(streams) < self.max_streams:
             streams.append(stream)
         else:
@@ -147,10 +149,16 @@ class CandidateGenerator:
         if suffix >= 0 and state is not None and state[1] and state[2] >= 1 and state[0] == suffix:
             step, confidence = state[1], state[2]
             depth = min(self.stride_depth, 1 + 2 * confidence)
+            # the next step always (its score rises as it nears), further ones once: the
+            # frontier; earlier offers were either fetched already or scored too low then
+            done = (state[4] - suffix) // step if (state[4] - suffix) * step > 0 else 0
             for k in range(1, depth + 1):
+                if 1 < k <= done:
+                    continue
                 target = suffix + k * step
                 if target >= 0:
                     out.append((-1, target, prefix_id, (0, total, self.followers, 1, confidence, k, 0, _NEVER)))
+            state[4] = suffix + depth * step
 
 
 def stride_id(prefix_id: int, suffix: int) -> int:

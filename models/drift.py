@@ -170,7 +170,7 @@ def features_from_events(events: dict[str, np.ndarray], limit_rows: int | None =
 def outcome_counts(events: dict[str, np.ndarray]) -> dict[str, int]:
     """Lookups and hits from the collector's outcome column (0 hit, 1 miss, 2 prefetched hit)."""
     outcome = events.get("outcome", np.zeros(0, dtype=np.uint8))
-    return {"lookups": int(len(outcome)), "hits": int(np.count_nonzero(outcome != 1)),
+    return {"lookups": len(outcome), "hits": int(np.count_nonzero(outcome != 1)),
             "prefetched_hits": int(np.count_nonzero(outcome == 2))}
 
 
@@ -194,7 +194,7 @@ class ReferenceDistribution:
         rng = np.random.default_rng(seed)
         take = rng.choice(len(matrix), min(len(matrix), sample_limit), replace=False) if len(matrix) else []
         return cls(list(names), edges, shares, matrix[np.sort(take)] if len(matrix) else matrix,
-                   int(len(matrix)), dict(outcomes or {}))
+                   len(matrix), dict(outcomes or {}))
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()

@@ -4,8 +4,9 @@ numeric suffix, and that suffix as an integer (-1 when the key has none).
 ``user:1001`` -> (hash(b"user:1001"), hash(b"user:"), 1001). The collector stores these
 instead of keys; the candidate generator uses them as key identities both when training
 from collector segments and when serving, so training and serving see the same ids.
-Python's ``hash()`` is salted per process, hence this polynomial hash (uint64, wrapping),
-finished with splitmix64 so near-identical keys spread.
+Python's ``hash()`` is salted per process, hence this hash: the key zero-padded to 8-byte
+words, each word salted by its position and mixed (splitmix64 finaliser), the sum mixed
+again with the length. One batch is one set of NumPy operations on an (n, width) matrix.
 """
 from __future__ import annotations
 
@@ -13,12 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_P = np.uint64(0x100000001B3)
-_MAX_POW = 4096
-_POW = np.ones(_MAX_POW, dtype=np.uint64)
-with np.errstate(over="ignore"):
-    for _i in range(1, _MAX_POW):
-        _POW[_i] = _POW[_i - 1] * _P
 _TEN = np.array([10**i for i in range(19)], dtype=np.int64)
 
 
@@ -31,49 +26,107 @@ def _mix(h: np.ndarray) -> np.ndarray:
         return h ^ (h >> np.uint64(31))
 
 
+_WIDE = 64  # keys up to this long take the fixed-width path
+_COLS = np.arange(_WIDE, dtype=np.int64)
+
+
 def key_codes(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(key_hash uint64, prefix_hash uint64, suffix int64) for each key, in one vectorised pass."""
     n = len(keys)
+    if n <= _SMALL_BATCH:
+        return _python_codes(keys)  # NumPy's per-call overhead dwarfs a few keys' work
     lens = np.fromiter(map(len, keys), dtype=np.int64, count=n)
-    key_hash = np.zeros(n, dtype=np.uint64)
-    prefix_hash = np.zeros(n, dtype=np.uint64)
+    if int(lens.max()) <= _WIDE:
+        return _fixed_width_codes(keys, lens)
+    return _python_codes(keys)  # a key longer than _WIDE bytes: rare, per key in Python
+
+
+def _fixed_width_codes(keys: Sequence[bytes], lens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes computed on an (n, width) byte matrix hashed 8 bytes at a time.
+
+    ``np.array(keys, "S<w>")`` copies every key in C (zero-padded to a multiple of 8 bytes);
+    the hash then works on uint64 words, not bytes: no per-byte segment bookkeeping, 8x fewer
+    64-bit operations. The length is mixed in, so trailing NUL bytes still count.
+    """
+    n = len(keys)
+    width = -(-max(1, int(lens.max())) // 8) * 8
+    buf = np.array(keys, dtype=f"S{width}").view(np.uint8).reshape(n, width)
+    cols = _COLS[:width]
+    inside = cols < lens[:, None]
+    is_digit = (buf >= 48) & (buf <= 57) & inside
+    last_non_digit = np.where(inside & ~is_digit, cols, -1).max(axis=1)
+    in_suffix = is_digit & (cols > last_non_digit[:, None])
+    n_digits = in_suffix.sum(axis=1)
+    key_hash = _words_hash(buf, lens)
     suffix = np.full(n, -1, dtype=np.int64)
-    suffix_len = np.zeros(n, dtype=np.int64)
-    total = int(lens.sum()) if n else 0
-    if total:
-        buf = np.frombuffer(b"".join(keys), dtype=np.uint8)
-        ends = np.cumsum(lens)
-        starts = ends - lens
-        nonempty = lens > 0
-        seg = np.repeat(np.arange(n), lens)
-        pos = np.arange(total, dtype=np.int64)
-        offset = pos - starts[seg]
-        is_digit = (buf >= 48) & (buf <= 57)
-        s = starts[nonempty]
-        last_non_digit = np.maximum.reduceat(np.where(is_digit, -1, pos), s)
-        lnd = np.full(n, -1, dtype=np.int64)
-        lnd[nonempty] = last_non_digit
-        in_suffix = is_digit & (pos > lnd[seg])
-        weights = _POW[np.minimum(offset, _MAX_POW - 1)]
-        vals = buf.astype(np.uint64) + np.uint64(1)
-        with np.errstate(over="ignore"):
-            term = vals * weights
-            key_hash[nonempty] = np.add.reduceat(term, s)
-            prefix_hash[nonempty] = np.add.reduceat(np.where(in_suffix, np.uint64(0), term), s)
-        from_end = ends[seg] - 1 - pos
-        digit_term = np.where(in_suffix & (from_end < 18), (buf.astype(np.int64) - 48) * _TEN[np.minimum(from_end, 18)], 0)
-        digits = np.add.reduceat(digit_term, s)
-        n_digits = np.add.reduceat(in_suffix.astype(np.int64), s)
-        suffix_len[nonempty] = n_digits
-        has_suffix = n_digits > 0
-        sfx = np.full(int(nonempty.sum()), -1, dtype=np.int64)
-        sfx[has_suffix] = digits[has_suffix]
-        suffix[nonempty] = sfx
-    with np.errstate(over="ignore"):
-        key_hash = _mix(key_hash + lens.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-        prefix_len = lens - suffix_len
-        prefix_hash = _mix(prefix_hash + prefix_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    rows = np.flatnonzero(n_digits)
+    if len(rows) == 0:
+        return key_hash, key_hash.copy(), suffix
+    stripped = buf.copy()
+    stripped[in_suffix] = 0
+    prefix_hash = _words_hash(stripped, lens - n_digits)
+    sub = in_suffix[rows]
+    from_end = lens[rows, None] - 1 - cols
+    sub &= from_end < 18
+    digits = np.where(sub, (buf[rows].astype(np.int64) - 48) * _TEN[np.clip(from_end, 0, 18)], 0)
+    suffix[rows] = digits.sum(axis=1)
     return key_hash, prefix_hash, suffix
+
+
+_WORD_SALT = _mix(np.arange(1, _WIDE // 8 + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+
+
+def _words_hash(buf: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    words = buf.view(np.uint64)  # (n, width/8), little-endian words of the zero-padded key
+    with np.errstate(over="ignore"):
+        mixed = _mix(words ^ _WORD_SALT[:words.shape[1]])
+        mixed[_COLS[:words.shape[1]] * 8 >= lens[:, None]] = 0  # padding words: the batch's width must not count
+        total = mixed.sum(axis=1, dtype=np.uint64)
+        return _mix(total + lens.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+
+
+_SMALL_BATCH = 24
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix_int(h: int) -> int:
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & _M64
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & _M64
+    return h ^ (h >> 31)
+
+
+_SALT_INTS: list[int] = []
+
+
+def _hash_int(key: bytes) -> int:
+    """The word hash of one key, in Python ints (equal to ``_words_hash``)."""
+    salts = _SALT_INTS
+    total = 0
+    for j in range(0, len(key), 8):
+        w = j >> 3
+        while w >= len(salts):
+            salts.append(_mix_int(((len(salts) + 1) * _GOLDEN) & _M64))
+        total += _mix_int(int.from_bytes(key[j:j + 8], "little") ^ salts[w])
+    return _mix_int((total + len(key) * _GOLDEN) & _M64)
+
+
+def _python_codes(keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    hashes, prefixes, suffixes = [], [], []
+    for key in keys:
+        h = _hash_int(key)
+        prefix = key.rstrip(b"0123456789")
+        hashes.append(h)
+        if len(prefix) == len(key):
+            prefixes.append(h)
+            suffixes.append(-1)
+        else:
+            prefixes.append(_hash_int(prefix))
+            suffixes.append(int(key[len(prefix):][-18:]))
+    return (np.array(hashes, dtype=np.uint64), np.array(prefixes, dtype=np.uint64),
+            np.array(suffixes, dtype=np.int64))
 
 
 def prefix_of(key: bytes) -> tuple[bytes, int, int]:

@@ -68,6 +68,7 @@ class MLOpsLoop:
         self.last_gate: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.last_scheduled = time.time()
+        self.retrain_due_at: int | None = None   # collector.written at which a drift retraining starts
         self.serving_version: str | None = None
         self.serving_path = ""               # the serving model's directory ("" = heuristic)
         self.changed_by_loop = False         # the next change of the serving model is ours
@@ -75,6 +76,7 @@ class MLOpsLoop:
         self.tenants = TenantDirectory()
         self.tenant_rankers: dict[int, Any] = {}   # tenant id -> its own champion (OnnxRanker)
         self.tenant_versions: dict[str, str] = {}  # tenant name -> registry version serving it
+        self._registry_lock = threading.Lock()
         self._action = threading.Lock()      # one registry action (gate, promotion, rollback) at a time
         url = self.config.drift_webhook_url
         self.webhook = WebhookSender(url) if url else None
@@ -132,11 +134,19 @@ class MLOpsLoop:
         threading.Thread(target=run, name=f"predis-{name}", daemon=True).start()
 
     def get_registry(self) -> Any:
-        if self.registry is None:
-            from .registry import ModelRegistry
+        with self._registry_lock:
+            if self.registry is None:
+                from .registry import ModelRegistry
 
-            self.registry = ModelRegistry(os.path.join(self.config.dir, "mlflow"), self.config.mlflow_tracking_uri)
-        return self.registry
+                self.registry = ModelRegistry(os.path.join(self.config.dir, "mlflow"),
+                                              self.config.mlflow_tracking_uri)
+            return self.registry
+
+    def _warm_registry(self) -> None:
+        """Import MLflow and open (or create) its store while a training job runs: both take
+        seconds, and the challenger should not wait for them when it is ready."""
+        if self.registry is None:
+            threading.Thread(target=self.get_registry, name="predis-registry-warmup", daemon=True).start()
 
     def tenant_id(self, user: str | None, key: bytes) -> int:
         """The collector's tenant id of an access (``tenant-mode``: ACL user or key prefix)."""
@@ -165,7 +175,8 @@ class MLOpsLoop:
             except Exception:  # a damaged file: capture instead
                 log.exception("unreadable drift reference %s", reference_path)
         if reference is not None:
-            self.drift.set_reference(reference, active.version, "model-dir")
+            in_registry = os.sep + "model-cache" + os.sep in active.path
+            self.drift.set_reference(reference, active.version, "registry" if in_registry else "model-dir")
         else:
             self.drift.capture(active.version)
         baseline = self._figures_since_change()
@@ -210,13 +221,16 @@ class MLOpsLoop:
     # -- triggers -----------------------------------------------------------------------------
     def _on_drift(self, report: Any, previous: Any) -> None:
         if report.level == "alarm" and (previous is None or previous.level != "alarm"):
-            if self.abtest is not None or (self.job is not None and self.job.poll() == "running"):
+            if self.abtest is not None or self.retrain_due_at is not None or \
+                    (self.job is not None and self.job.poll() == "running"):
                 self._note("retrain-skipped", reason="drift-alarm", why="a challenger is already in the works")
                 return
-            try:
-                self.retrain("drift-alarm")
-            except ValueError as exc:
-                self._note("retrain-skipped", reason="drift-alarm", why=str(exc))
+            # learn the new traffic once there is a full window of it: retraining at the first
+            # alarming check would fit mostly the old regime (the held-out tail is the new one)
+            collector = self._collector()
+            self.retrain_due_at = (collector.written if collector is not None else 0) + \
+                self.config.drift_window_events
+            self._note("retrain-scheduled", reason="drift-alarm", after_events=self.config.drift_window_events)
 
     def _job_dir(self, label: str) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
@@ -235,7 +249,9 @@ class MLOpsLoop:
         if not segments or not os.path.isdir(segments):
             raise ValueError("no collector segments to train from (set collector-export-dir)")
         out = self._job_dir("global")
-        self.job = RetrainJob(segments, out, reason, reference_events=self.config.drift_window_events)
+        self.job = RetrainJob(segments, out, reason, reference_events=self.config.drift_window_events,
+                              half_life_s=self.config.retrain_half_life)
+        self._warm_registry()
         self._note("retrain-started", reason=reason, out=out)
         self._audit("model-retrain", reason=reason)
         return out
@@ -252,7 +268,7 @@ class MLOpsLoop:
         base = ""
         registry = self.get_registry()
         if registry.alias_version(CHAMPION) is not None:
-            base = registry.fetch(CHAMPION)  # coef.npz there when the loop trained it
+            base = registry.fetch(CHAMPION)  # model.pkl there when the loop trained it
         started = []
         for tenant in tenants_ready(collector.recent(), self.config.tenant_min_events):
             name = self.tenants.name_of(tenant) or f"db{tenant}"
@@ -260,6 +276,7 @@ class MLOpsLoop:
                 continue
             job = RetrainJob(segments, self._job_dir(f"tenant{tenant}"), "tenant", tenant=tenant,
                              base_model=base, reference_events=self.config.drift_window_events,
+                             half_life_s=self.config.retrain_half_life,
                              tenant_name=name)
             self.tenant_jobs.append(job)
             started.append(name)
@@ -269,6 +286,14 @@ class MLOpsLoop:
     # -- the cron step ------------------------------------------------------------------------
     def poll(self) -> None:
         self._sync_serving_model()
+        due = self.retrain_due_at
+        collector = self._collector()
+        if due is not None and collector is not None and collector.written >= due:
+            self.retrain_due_at = None
+            try:
+                self.retrain("drift-alarm")
+            except ValueError as exc:
+                self._note("retrain-skipped", reason="drift-alarm", why=str(exc))
         schedule = self.config.retrain_schedule
         if schedule and time.time() - self.last_scheduled >= schedule:
             self.last_scheduled = time.time()
@@ -424,6 +449,13 @@ class MLOpsLoop:
                 raise ValueError(message)
         else:
             services.reloader.unload()
+        from .registry import CHAMPION, registered_name
+
+        registry = self.registry
+        if registry is not None and registry.alias_version(CHAMPION) == watch.new_version:
+            # the registry must not go on naming a model that no longer serves
+            registry.clear_alias(CHAMPION)
+            registry.client.set_model_version_tag(registered_name(), watch.new_version, "rolled_back", "true")
         self._audit("model-rollback", by="auto", from_version=watch.new_version,
                     to_version=watch.previous_version, reason=watch.reason, tenant="global")
         self._note("rolled-back", bad=watch.new_version, restored=watch.previous_version, by="auto",

@@ -1,14 +1,17 @@
 """The prefetch queue: learn from each tick's accesses, rank candidates, load the likely ones.
 
 Per event-loop tick the server's access hook hands over the tick's events. Within a CPU
-budget (``budget_fraction`` of wall time, so a busy server sheds learning rather than
-slowing clients) the prefetcher updates the candidate statistics, collects candidates,
+budget (``budget_fraction`` of wall time, spent in thread CPU time, so a busy server sheds
+learning rather than slowing clients, and a busy machine's preemptions are not charged) the prefetcher updates the candidate statistics, collects candidates,
 computes their features (``models.features``) and sends one batch to the ranker's worker
 thread. Scored candidates already cached get their predicted reuse written to the store
 (``allkeys-predictive``); absent ones scoring at least ``threshold`` are loaded through the
 origin loader (single-flight with client misses), bounded by ``max_inflight`` concurrent
 loads and by ``memory_share`` of maxmemory for prefetched-but-unread bytes. Loaded entries
 are marked (``store.mark_prefetched``) so the predictive policy evicts unused ones first.
+
+With ``prefetch-stream-floor`` N > 0, a stream that continued N times keeps the heuristic's
+score as a floor (``stream_floor``): scans absent from the training window are still fetched.
 
 Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
 (evicted, expired or overwritten before any read), late (a client missed while the
@@ -34,10 +37,29 @@ import numpy as np
 from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
 from .keycodes import key_codes, prefix_of
-from .ranker import RankerService
+from .ranker import HeuristicRanker, RankerService
 
 SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
 CHAMPION_ARM, CHALLENGER_ARM = "champion", "challenger"  # models.abtest's arm names
+
+
+def stream_floor(features: np.ndarray, min_confidence: int) -> np.ndarray | None:
+    """Least score of each candidate: the heuristic's for long-running streams, else 0.
+
+    A model only knows the patterns of its training window: a range scan that did not occur
+    there (database scans every few minutes, ML validation passes once an epoch) looks to it
+    like the short false streams of random reads. A stream that has already continued
+    ``min_confidence`` times (config ``prefetch-stream-floor``; 0 = off, the default, so the
+    model alone decides) is no accident; its next steps keep the heuristic's probability
+    (confidence^distance decay), so the model can raise but not veto them. None: no floor.
+    """
+    if min_confidence <= 0:
+        return None
+    confidence = np.expm1(features[:, 5])
+    long_stream = (features[:, 4] > 0) & (confidence >= min_confidence)
+    if not long_stream.any():
+        return None
+    return np.where(long_stream, HeuristicRanker().score(features), 0.0).astype(np.float32)
 
 
 class SplitRanker:
@@ -77,7 +99,8 @@ if TYPE_CHECKING:
 class Prefetcher:
     def __init__(self, server: Any, loader: OriginLoader | None, ranker: RankerService,
                  threshold: float = 0.5, max_inflight: int = 64, memory_share: float = 0.2,
-                 ttl_ms: int = 0, budget_fraction: float = 0.05, max_candidates: int = 512) -> None:
+                 ttl_ms: int = 0, budget_fraction: float = 0.05, max_candidates: int = 512,
+                 stream_floor: int = 0) -> None:
         self.server = server
         self.loader = loader
         self.ranker = ranker
@@ -88,6 +111,7 @@ class Prefetcher:
         self.ttl_ms = ttl_ms
         self.budget_fraction = budget_fraction
         self.max_candidates = max_candidates
+        self.stream_floor = stream_floor
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
         self.prefixes: dict[int, tuple[bytes, int]] = {}  # prefix hash -> (prefix, digit width)
         self.unread: dict[bytes, tuple[int, int]] = {}    # prefetched, not yet read: key -> (db, size)
@@ -121,6 +145,8 @@ class Prefetcher:
         self.last_refill = now
         if self.tokens <= 0:
             return
+        # spending is CPU time: on a busy machine a tick's wall time also holds other processes' turns
+        cpu_start = time.thread_time()
         if len(events) > 256:
             events = events[:256]
         keys = [e[0] for e in events]
@@ -145,10 +171,9 @@ class Prefetcher:
         if len(known) > 2 * gen.max_keys:
             known.clear()
         self.events_learned += i + 1 if events else 0
-        spent = time.perf_counter() - now
         if rows:
             self._rank(rows, triggers)
-        spent = time.perf_counter() - now
+        spent = time.thread_time() - cpu_start
         self.tokens -= spent
         self.learn_seconds += spent
 
@@ -172,15 +197,17 @@ class Prefetcher:
         if not keys:
             return
         features = candidate_features(raw_matrix(raw))
+        floor = stream_floor(features, self.stream_floor)
         self.recent_features.append(features)
         if len(self.recent_features) > 32:
             del self.recent_features[:16]
         loop = self.server.loop
         split = self._split_ranker(keys)
-        if split is None:
-            self.ranker.submit(features, lambda scores: self._act(keys, dbs, scores), loop)
-        else:
-            self.ranker.submit(features, lambda scores: self._act(keys, dbs, scores, split), loop, ranker=split)
+
+        def done(scores: np.ndarray) -> None:
+            self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split)
+
+        self.ranker.submit(features, done, loop, ranker=split)
 
     def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray,
              split: SplitRanker | None = None) -> None:

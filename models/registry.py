@@ -31,7 +31,7 @@ log = logging.getLogger("predis.models")
 MODEL_NAME = "predis-ranker"
 EXPERIMENT = "predis-ranker"
 ARTIFACT_FILES = ("model.onnx", "schema.json", "metrics.json", "reference.npz")
-OPTIONAL_FILES = ("coef.npz",)  # a linear model's weights: what a tenant model is fine-tuned from
+OPTIONAL_FILES = ("model.pkl",)  # the fitted estimator: what a tenant model is fine-tuned from
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
 
@@ -68,7 +68,11 @@ class ModelRegistry:
         self.cache = os.path.join(self.directory, "model-cache")
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
-            location = None if tracking_uri else "file://" + os.path.join(self.directory, "mlartifacts")
+            # a remote tracking server keeps artifacts where it is configured to; any local store
+            # (the embedded default or a sqlite:/// URI) keeps them under our directory, never in
+            # MLflow's default ./mlruns of whatever the working directory is
+            remote = tracking_uri.startswith(("http://", "https://", "databricks"))
+            location = None if remote else "file://" + os.path.join(self.directory, "mlartifacts")
             self.experiment_id = self.client.create_experiment(EXPERIMENT, artifact_location=location)
         else:
             self.experiment_id = experiment.experiment_id

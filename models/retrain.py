@@ -1,18 +1,28 @@
 """Retraining: from collector segments to a registered challenger, in a separate process.
 
-Triggers: a drift alarm, ``retrain-schedule`` seconds, or ``PREDIS.MODEL RETRAIN``. The
-server starts ``python -m models.retrain`` as a child process (``RetrainJob``) so training
-never holds the serving process's GIL; the job's result is a model directory, picked up by
-the MLOps loop, registered in MLflow as ``challenger`` and sent to the validation gate.
+Triggers: a drift alarm (once one more full drift window of the new traffic is recorded),
+``retrain-schedule`` seconds, or ``PREDIS.MLOPS RETRAIN``. The server starts ``python -m
+models.retrain`` as a child process (``RetrainJob``, nice 10) so training never holds the
+serving process's GIL; the job's result is a model directory, picked up by the MLOps loop,
+registered in MLflow as ``challenger`` and sent to the validation gate.
 
-Training data: the collector's NPZ segments, replayed through the serving candidate
-generator and feature function (no training/serving skew). A candidate's label is whether
-its key is read within the next ``horizon`` accesses. Recent data counts more: each row is
-weighted ``0.5 ** (age / half_life)``; older rows are kept, only weighted down. The most
-recent ``held_out`` share is not trained on: the validation gate replays it.
+Training data: the collector's NPZ segments, labelled exactly as ``predis-train`` labels
+them (``models.train.build_dataset``: the serving candidate generator and feature function,
+a candidate is positive when read within ``horizon`` accesses). The model is
+``predis-train``'s too (gradient-boosted trees, same settings); ``predis-train`` itself
+cannot be called as is, because it takes neither sample weights nor a tenant filter. Recent
+data counts more: each row is weighted ``0.5 ** (age / half_life)``; older rows are kept,
+only weighted down. The most recent ``held_out`` share is not trained on: the validation
+gate replays traffic from ``held_out_from_ts`` (in metrics.json) on.
 
-``--tenant N`` restricts the rows to one tenant's events, so a tenant's model is trained on
-that tenant's data only (``models.tenants``).
+Written beside the model: ``reference.npz`` (features of the last ``reference_events``
+training events: the drift reference), ``model.pkl`` (the fitted estimator, what tenant
+models are fine-tuned from) and ``metrics.json`` (with ``row_tenants``: the tenant ids of
+every event the rows came from).
+
+``--tenant N`` keeps only that tenant's events (``tenant_events``: the one place a tenant's
+training data is chosen); ``--base-model DIR`` fine-tunes: the base model's trees are kept
+and more are boosted on this data (``models.tenants``).
 """
 from __future__ import annotations
 
@@ -59,6 +69,25 @@ def recency_weights(times: np.ndarray, half_life_s: float) -> np.ndarray:
     return 0.5 ** (age_s / half_life_s)
 
 
+FINE_TUNE_TREES = 20
+
+
+def fit_ranker(x: np.ndarray, y: np.ndarray, weights: np.ndarray, base_model: str = "") -> Any:
+    """``predis-train``'s model (gradient-boosted trees, same settings), fitted with recency
+    weights; with ``base_model`` (a directory holding ``model.pkl``) the base model's trees are
+    kept and ``FINE_TUNE_TREES`` more are boosted on this data only (warm start): fine-tuning."""
+    import joblib
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    base_path = os.path.join(base_model, "model.pkl") if base_model else ""
+    if base_path and os.path.isfile(base_path):
+        model = joblib.load(base_path)
+        model.set_params(warm_start=True, n_estimators=model.n_estimators + FINE_TUNE_TREES)
+    else:
+        model = GradientBoostingClassifier(n_estimators=40, max_depth=3, learning_rate=0.2, random_state=0)
+    return model.fit(x, y, sample_weight=weights)
+
+
 def train(segments: list[str], out_dir: str, tenant: int | None = None, half_life_s: float = 3600.0,
           held_out: float = 0.2, horizon: int = 16, base_model: str = "",
           reference_events: int = 20_000) -> dict[str, Any]:
@@ -68,8 +97,9 @@ def train(segments: list[str], out_dir: str, tenant: int | None = None, half_lif
     window's size): recency weighting makes those the traffic the model fits best, and a
     window of the same size is what the drift monitor will compare with it.
     """
+    import joblib
     from skl2onnx import to_onnx
-    from sklearn.linear_model import SGDClassifier
+    from skl2onnx.common.data_types import FloatTensorType
 
     events = tenant_events(load_segments(segments), tenant)
     n = len(events["ts"])
@@ -79,19 +109,14 @@ def train(segments: list[str], out_dir: str, tenant: int | None = None, half_lif
     if len(x) < 100 or len(set(y.tolist())) < 2:
         raise ValueError(f"not enough training data ({len(x)} rows, {n} events)")
     weights = recency_weights(times, half_life_s)
-    model = SGDClassifier(loss="log_loss", max_iter=20, tol=None, random_state=0)
-    if base_model and os.path.isfile(os.path.join(base_model, "coef.npz")):
-        # fine-tuning: start from the global champion's weights (per-tenant models)
-        with np.load(os.path.join(base_model, "coef.npz")) as base:
-            model.fit(x, y, sample_weight=weights, coef_init=base["coef"], intercept_init=base["intercept"])
-    else:
-        model.fit(x, y, sample_weight=weights)
-    onx = to_onnx(model, x[:1].astype(np.float32), options={id(model): {"zipmap": False}}, target_opset=17)
+    model = fit_ranker(x, y, weights, base_model)
+    onx = to_onnx(model, initial_types=[("features", FloatTensorType([None, x.shape[1]]))],
+                  options={id(model): {"zipmap": False}}, target_opset=17)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "model.onnx"), "wb") as handle:
         handle.write(onx.SerializeToString())
-    np.savez(os.path.join(out_dir, "coef.npz"), coef=model.coef_, intercept=model.intercept_)
-    metrics = {"rows": int(len(x)), "positives": float(y.mean()), "events": int(n),
+    joblib.dump(model, os.path.join(out_dir, "model.pkl"))  # what a tenant's model is fine-tuned from
+    metrics = {"rows": len(x), "positives": float(y.mean()), "events": int(n),
                "train_accuracy": float(model.score(x, y, sample_weight=weights)), "trained_at": time.time(),
                "held_out_from_ts": int(events["ts"][cut]) if cut < n else 0,
                # isolation evidence: the tenant ids of every event the rows came from
@@ -128,9 +153,7 @@ class RetrainJob:
             cmd += ["--base-model", base_model]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         with open(self.log_path, "wb") as log_file:
-            # nice 10: training yields the CPU to the serving process
-            self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=root,
-                                            preexec_fn=lambda: os.nice(10))
+            self.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
 
     def poll(self) -> str:
         """'running', 'done' or 'failed'."""
@@ -156,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base-model", default="")
     ap.add_argument("--reference-events", type=int, default=20_000)
     args = ap.parse_args(argv)
+    # nice 10: training yields the CPU to the serving process (set here, not with preexec_fn,
+    # which is unsafe in the server's multi-threaded process)
+    os.nice(10)
     try:
         metrics = train(args.segments, args.out, args.tenant, args.half_life, base_model=args.base_model,
                         reference_events=args.reference_events)

@@ -10,12 +10,16 @@ a tenant's registered name is its own, so no alias of one tenant can point at an
 model.
 
 The collector's ``tenant`` column is a 16-bit id; ``TenantDirectory`` maps names to ids
-stably for the life of the server (and back, for reporting).
+stably for the life of the server (and back, for reporting). Id 0 is "no tenant": its events
+train only the global model.
+
+Serving: ``MLOpsLoop.ranker_for_tenant(id)`` is the tenant's own champion (None: the global
+model). Where the request's tenant comes from: ``MLOpsLoop.tenant_id(user, key)``, which the
+access hook must call for each event (see docs/mlops.md, "Tenants", for the wiring status).
 """
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import numpy as np
 
@@ -55,25 +59,3 @@ def tenants_ready(events: dict[str, np.ndarray], min_events: int) -> list[int]:
     """Tenant ids (not 0) with at least ``min_events`` events: those worth their own model."""
     ids, counts = np.unique(events.get("tenant", np.zeros(0, np.uint16)), return_counts=True)
     return [int(t) for t, c in zip(ids, counts) if t != 0 and c >= min_events]
-
-
-class TenantModels:
-    """Which model serves which tenant: its own champion if registered, else the global one."""
-
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
-        self.paths: dict[str, str] = {}
-
-    def refresh(self, tenants: list[str]) -> None:
-        from .registry import CHAMPION
-
-        for name in tenants:
-            version = self.registry.alias_version(CHAMPION, name)
-            if version is not None:
-                self.paths[name] = self.registry.fetch(version, name)
-            else:
-                self.paths.pop(name, None)
-
-    def model_for(self, tenant: str) -> str | None:
-        """The tenant's own model directory, or None: the global champion serves it."""
-        return self.paths.get(tenant)

@@ -70,8 +70,9 @@ def end_tick(keyspace) -> None:
 
 
 def install(server_cls) -> None:
-    """Wrap ``server_cls.run_batch`` with the two calls above (for benchmarks until the
-    server calls them itself): prefetch before the per-command loop, flush after it."""
+    """Wrap ``server_cls.run_batch`` with the two calls above: prefetch before the
+    per-command loop, flush after it. ``Server.run_batch`` makes both calls itself (it is
+    marked ``coalescing``), so this is a no-op for it; kept for older launchers."""
     original = server_cls.run_batch
     if getattr(original, "coalescing", False):
         return

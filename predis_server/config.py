@@ -226,6 +226,12 @@ OPTIONS: list[Option] = [
            "Lookups after a promotion before the rollback watch judges the new model.", minimum=1),
     Option("tenant-min-events", "int", 50_000, True,
            "Collected events a tenant needs before it gets its own fine-tuned model.", minimum=1),
+    Option("retrain-half-life", "float", 3600.0, True,
+           "Seconds of age that halve a training row's weight when retraining (recent traffic counts more).",
+           minimum=0),
+    Option("prefetch-stream-floor", "int", 0, True,
+           "Streams that continued this many times are prefetched whatever the model scores "
+           "(heuristic floor for scans absent from the training data; 0 = the model decides).", minimum=0),
 ]
 
 _BY_NAME: dict[str, Option] = {}

@@ -33,6 +33,15 @@ class Executor:
         self.keyspace = server.keyspace
         self.acl = server.acl
         self.table: dict[bytes, Command] = {name.encode(): cmd for name, cmd in COMMANDS.items()}
+        # argv[0] exactly as clients send it ("GET", "get") -> table row of a command without
+        # subcommands; filled on first use, so renames applied at start-up are respected.
+        self._exact: dict[bytes, Command] = {}
+
+    def _lookup_exact(self, name: bytes) -> Command | None:
+        cmd = self.table.get(name.lower())
+        if cmd is not None and not cmd.subcommands and len(self._exact) < 4096:
+            self._exact[name] = cmd
+        return cmd
 
     def resolve(self, argv: list[bytes]) -> Command:
         """The table row for argv (subcommands resolved); raises CommandError as Redis words it."""
@@ -51,6 +60,24 @@ class Executor:
         return cmd
 
     def execute(self, client: Client, argv: list[bytes]) -> object:
+        # Fast path: the common case (known command without subcommands, right arity, no
+        # MULTI, authenticated, no ACL rules, not in RESP2 pub/sub, no maxmemory check due)
+        # goes straight to call(); everything else takes the full processCommand order below.
+        cmd = self._exact.get(argv[0])
+        if cmd is not None and client.multi is None and client.authenticated \
+                and not self.acl.enforcing:
+            arity = cmd.arity
+            argc = len(argv)
+            if (argc == arity if arity > 0 else argc >= -arity) \
+                    and not (cmd.denyoom and self.keyspace.maxmemory) \
+                    and (client.resp == 3 or not (client.channels or client.patterns)
+                         or cmd.allowed_in_pubsub):
+                return self.call(client, cmd, argv)
+        elif cmd is None:
+            self._lookup_exact(argv[0])
+        return self._execute(client, argv)
+
+    def _execute(self, client: Client, argv: list[bytes]) -> object:
         try:
             cmd = self.resolve(argv)
         except CommandError as exc:
@@ -79,6 +106,10 @@ class Executor:
         return self.call(client, cmd, argv)
 
     def call(self, client: Client, cmd: Command, argv: list[bytes]) -> object:
+        keyspace = self.keyspace
+        outermost = not keyspace.now_ms  # EXEC's queued commands share the EXEC's time
+        if outermost:
+            keyspace.now_ms = keyspace.source_clock()
         start = _perf_ns()
         try:
             reply = cmd.handler(client, argv)  # type: ignore[misc]
@@ -92,15 +123,19 @@ class Executor:
             cmd.failed_calls += 1
             self.stats.count_error(reply.message)
             self.stats.unexpected_error_replies += 1
+        finally:
+            if outermost:
+                keyspace.now_ms = 0
         elapsed_us = (_perf_ns() - start) // 1000
         cmd.calls += 1
         cmd.usec += elapsed_us
         self.stats.total_commands_processed += 1
-        threshold = self.config.slowlog_log_slower_than
+        config = self.config
+        threshold = config.slowlog_log_slower_than
         if 0 <= threshold <= elapsed_us and not cmd.skip_slowlog:
             self.server.slowlog.add(argv, elapsed_us, client.addr, client.name,
-                                    self.config.slowlog_max_len)
-        latency_ms = self.config.latency_monitor_threshold
+                                    config.slowlog_max_len)
+        latency_ms = config.latency_monitor_threshold
         if latency_ms and elapsed_us >= latency_ms * 1000:  # LATENCY LATEST (latencyAddSample)
             self.server.latency.record("fast-command" if "fast" in cmd.flags else "command",
                                        elapsed_us // 1000)

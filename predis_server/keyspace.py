@@ -37,28 +37,50 @@ class Database:
     # -- lookups --------------------------------------------------------------------------
     def lookup_read(self, key: bytes) -> object | None:
         """Read lookup: counts keyspace hits/misses and touches LRU/LFU (lookupKeyRead)."""
-        value = self.store.get(key, self.clock(), not self.keyspace.no_touch)
+        ks = self.keyspace
+        value = self.store.get(key, ks.now_ms or ks.source_clock(), not ks.no_touch)
         if value is None:
-            self.keyspace.stats.keyspace_misses += 1
+            ks.stats.keyspace_misses += 1
         else:
-            self.keyspace.stats.keyspace_hits += 1
+            ks.stats.keyspace_hits += 1
         return value
 
+    def lookup_read_many(self, keys: list[bytes]) -> list[object | None]:
+        """lookup_read of every key in one store call (MGET): same stats and touching."""
+        ks = self.keyspace
+        now = ks.now_ms or ks.source_clock()
+        if ks.no_touch:
+            get = self.store.get
+            values = [get(key, now, False) for key in keys]
+        else:
+            values = self.store.get_many(keys, now)
+        misses = values.count(None)
+        ks.stats.keyspace_misses += misses
+        ks.stats.keyspace_hits += len(values) - misses
+        return values
+
     def lookup_write(self, key: bytes) -> object | None:
-        return self.store.get(key, self.clock())
+        ks = self.keyspace
+        return self.store.get(key, ks.now_ms or ks.source_clock())
 
     def peek(self, key: bytes) -> object | None:
         """Lookup without stats or touching (TYPE, TTL, EXISTS-like internals)."""
         return self.store.get(key, self.clock(), False)
 
     def get_string(self, key: bytes) -> bytes | None:
-        value = self.lookup_read(key)
-        if value is not None and type(value) is not bytes:
+        ks = self.keyspace
+        value = self.store.get(key, ks.now_ms or ks.source_clock(), not ks.no_touch)
+        if value is None:
+            ks.stats.keyspace_misses += 1
+            return None
+        ks.stats.keyspace_hits += 1
+        if type(value) is not bytes:
             raise CommandError(errors.WRONGTYPE)
         return value  # type: ignore[return-value]
 
     def get_string_for_write(self, key: bytes) -> bytes | None:
-        value = self.store.get(key, self.clock())
+        ks = self.keyspace
+        value = self.store.get(key, ks.now_ms or ks.source_clock())
         if value is not None and type(value) is not bytes:
             raise CommandError(errors.WRONGTYPE)
         return value  # type: ignore[return-value]
@@ -74,11 +96,13 @@ class Database:
 
     # -- changes --------------------------------------------------------------------------
     def set(self, key: bytes, value: object, expire_at: int = 0, keep_ttl: bool = False) -> None:
+        ks = self.keyspace
         try:
-            self.store.set(key, value, self.clock(), expire_at, keep_ttl)
+            self.store.set(key, value, ks.now_ms or ks.source_clock(), expire_at, keep_ttl)
         except StoreFull:
             raise CommandError(errors.OOM) from None
-        self.keyspace.signal_modified(self.id, key)
+        if ks.watchers:
+            ks.signal_modified(self.id, key)
 
     def delete(self, key: bytes) -> bool:
         if self.store.get(key, self.clock(), False) is None:
@@ -119,7 +143,10 @@ class Keyspace:
                  clock: Callable[[], int] = wall_clock_ms) -> None:
         self.backend = backend
         self.stats = stats
-        self.clock = clock
+        self.source_clock = clock
+        # The time of the command being run, fixed for its whole call as Redis fixes it
+        # (call() -> updateCachedTime; an EXEC's commands share it); 0 outside commands.
+        self.now_ms = 0
         self.no_touch = False
         self.maxmemory = 0
         self.policy = EvictionPolicy.NOEVICTION
@@ -129,6 +156,10 @@ class Keyspace:
         # (db, key) -> clients watching it
         self.watchers: dict[tuple[int, bytes], set[Client]] = {}
         self.dbs = [Database(i, self) for i in range(databases)]
+
+    def clock(self) -> int:
+        """Milliseconds now: the running command's time, or the wall clock outside commands."""
+        return self.now_ms or self.source_clock()
 
     def new_store(self, db: Database) -> StoreBackend:
         store = self.backend()

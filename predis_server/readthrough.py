@@ -8,7 +8,8 @@ check. When set, it is the ``AccessHook`` below:
   (stored with origin-ttl) or to ``-ERR origin ...``/nil; inside EXEC nothing is deferred
   (the origin is treated as absent there, as a transaction must not wait);
 * each access becomes an event (key, op, outcome, size, tenant=db) appended to a per-tick
-  list; once per tick the list goes to the collector and the prefetcher.
+  list; once per tick the list goes to the prefetcher and the collector (with the prefetcher
+  off, every 50 ms: the collector's per-batch costs then amortise over many events).
 
 ``PredictionServices`` owns the loader, collector, exporter, ranker, prefetcher and model
 reloader, and follows CONFIG SET of their options.
@@ -30,6 +31,7 @@ log = logging.getLogger("predis.readthrough")
 
 HIT, MISS, PREFETCHED_HIT = 0, 1, 2  # models.collector's outcome codes
 OP_GET, OP_MGET = 0, 1
+COLLECTOR_BATCH_S = 0.05
 
 
 class AccessHook:
@@ -43,16 +45,23 @@ class AccessHook:
 
     # -- GET / MGET ---------------------------------------------------------------------------
     def on_get(self, client: Any, key: bytes, value: bytes | None) -> object:
+        # The hot path of an observed GET: one tuple append (the _note body inlined).
         if value is not None:
             if self.observing:
                 outcome = HIT
                 prefetcher = self.prefetcher
                 if prefetcher is not None and prefetcher.unread and prefetcher.on_hit(client.db, key):
                     outcome = PREFETCHED_HIT
-                self._note(key, OP_GET, outcome, len(value), client.db.id)
+                events = self.events
+                if not events:
+                    self._schedule_tick()
+                events.append((key, OP_GET, outcome, len(value), client.db.id))
             return value
         if self.observing:
-            self._note(key, OP_GET, MISS, 0, client.db.id)
+            events = self.events
+            if not events:
+                self._schedule_tick()
+            events.append((key, OP_GET, MISS, 0, client.db.id))
         if self.loader is None or self.in_exec:
             return None
         return self._load_one(client.db, key)
@@ -142,16 +151,34 @@ class AccessHook:
     def _note(self, key: bytes, op: int, outcome: int, size: int, tenant: int) -> None:
         events = self.events
         if not events:
-            self.services.server.loop.call_soon(self._tick)
+            self._schedule_tick()
         events.append((key, op, outcome, size, tenant))
+
+    def _schedule_tick(self) -> None:
+        # The prefetcher learns every tick (a prediction is worth most right away); the
+        # collector alone takes events in batches of up to COLLECTOR_BATCH_S, so its per-batch
+        # costs (hashing, ring-buffer writes) are paid once per thousands of events, not per tick.
+        loop = self.services.server.loop
+        if self.prefetcher is not None:
+            loop.call_soon(self._tick)
+        else:
+            loop.call_later(COLLECTOR_BATCH_S, self._tick)
+
+    def flush(self) -> None:
+        """Hand pending events over now (INFO, export and shutdown see every recorded access)."""
+        if self.events:
+            self._tick()
 
     def _tick(self) -> None:
         events, self.events = self.events, []
+        if not events:
+            return  # flushed early; this was the batch's scheduled call
         services = self.services
         try:
             collector = services.collector
             now = time.time()
-            if collector is not None and collector.window_open(now):
+            # events of a batch that began inside a window belong to it even if it closed since
+            if collector is not None and (collector.window_open(now) or collector.window_open(now - COLLECTOR_BATCH_S)):
                 collector.record(events, now)
             if self.prefetcher is not None:
                 self.prefetcher.observe(events)
@@ -179,7 +206,7 @@ class PredictionServices:
         for name in ("origin", "origin-timeout"):
             c.watch(name, lambda _v: self._open_origin())
         for name in ("origin-ttl", "origin-error-reply", "prefetch-threshold", "prefetch-max-inflight",
-                     "prefetch-memory-share"):
+                     "prefetch-memory-share", "prefetch-stream-floor"):
             c.watch(name, lambda _v: self._apply_prefetch_limits())
         for name in ("prefetch-enabled", "collector-sampling", "collector-export-dir", "models-dir"):
             c.watch(name, lambda _v: self._reconfigure())
@@ -221,6 +248,7 @@ class PredictionServices:
         cmd.handler = exec_without_deferral
 
     async def shutdown(self) -> None:
+        self.hook.flush()
         if self.exporter is not None:
             self.exporter.stop()
             self.exporter.join(5)
@@ -259,6 +287,7 @@ class PredictionServices:
             p.max_inflight = c.prefetch_max_inflight
             p.memory_share = c.prefetch_memory_share
             p.ttl_ms = self.ttl_ms
+            p.stream_floor = c.prefetch_stream_floor
 
     def _reconfigure(self) -> None:
         c = self.config

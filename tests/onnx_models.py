@@ -18,17 +18,26 @@ def labelled_features(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return x, y
 
 
-def write_model_dir(path: str, seed: int = 0, inverted: bool = False, metrics: dict | None = None) -> str:
+def write_model_dir(path: str, seed: int = 0, inverted: bool = False, metrics: dict | None = None,
+                    trees: bool = False) -> str:
     """Train a logistic regression and save model.onnx + schema.json + metrics.json under ``path``.
 
     ``inverted`` learns the opposite label: a valid model (probabilities in [0, 1]) that ranks
-    exactly the wrong candidates first -- the "bad model" a rollback must catch.
+    exactly the wrong candidates first -- the "bad model" a rollback must catch. ``trees``:
+    gradient-boosted trees with ``predis-train``'s settings instead (the retrainer's model
+    family, so inference latencies compare like for like).
     """
     from skl2onnx import to_onnx
     from sklearn.linear_model import LogisticRegression
 
     x, y = labelled_features(seed=seed)
-    model = LogisticRegression(max_iter=200).fit(x, 1 - y if inverted else y)
+    if trees:
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        model = GradientBoostingClassifier(n_estimators=40, max_depth=3, learning_rate=0.2, random_state=seed)
+    else:
+        model = LogisticRegression(max_iter=200)
+    model.fit(x, 1 - y if inverted else y)
     onx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}},
                   initial_types=None, target_opset=17)
     os.makedirs(path, exist_ok=True)

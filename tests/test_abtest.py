@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx_models import write_model_dir
 
 from models.abtest import CHALLENGER, CHAMPION, ABTest, arm_of
 from models.keycodes import key_codes
 from models.ranker import OnnxRanker
 from models.rollback import Figures, PromotionWatch
 from models.validation import held_out, replay, validate
-from onnx_models import write_model_dir
 
 
 def test_arms_are_stable_per_key_and_match_the_share():

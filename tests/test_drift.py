@@ -122,7 +122,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
     received: list[dict] = []
     fail_first = 0
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if _Recorder.fail_first > 0:
             _Recorder.fail_first -= 1
@@ -197,3 +197,20 @@ def test_webhook_never_blocks_when_the_endpoint_is_down():
     assert time.perf_counter() - started < 0.05  # queued only
     assert wait_for(lambda: sender.failed >= 1)
     sender.close()
+
+
+def test_monitor_captures_a_reference_from_the_first_full_window():
+    windows = iter([synthetic(200, 1), synthetic(5000, 2), synthetic(5000, 3), synthetic(5000, 4, shift=2.0)])
+    monitor = DriftMonitor(lambda: (next(windows), {}), None, DriftThresholds(min_samples=1000))
+    assert monitor.check_now() is None  # no reference and not capturing: idle
+    monitor.capture("0001-by-hand")
+    first = monitor.check_now()
+    assert first.level == "insufficient" and "200 of 1000" in first.reason
+    assert monitor.reference_source == "capturing"
+    second = monitor.check_now()
+    assert second.level == "insufficient" and "captured from 5000" in second.reason
+    assert monitor.reference_source == "captured" and monitor.model_version == "0001-by-hand"
+    assert monitor.check_now().level == "ok"        # same traffic as the captured window
+    assert monitor.check_now().level == "alarm"     # shifted traffic
+    monitor.set_reference(ReferenceDistribution.from_features(synthetic(5000, 5)), "v2", "registry")
+    assert monitor.reference_source == "registry" and not monitor.capturing

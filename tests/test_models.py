@@ -7,12 +7,12 @@ import os
 import numpy as np
 import pytest
 
+from models import train
 from models.candidates import RAW_COLUMNS, CandidateGenerator, raw_matrix
 from models.collector import AccessCollector, load_segments
 from models.features import FEATURE_NAMES, candidate_features
 from models.keycodes import key_codes
 from models.ranker import HeuristicRanker, ModelInvalid, OnnxRanker, smoke_test
-from models import train
 
 
 def _stream():
@@ -69,7 +69,10 @@ def test_interleaved_scans_are_separate_streams():
         out = []
         gen.candidates(k, p, s, out)
         seen[s] = [o[1] for o in out if o[0] == -1]
-    assert seen[107][:2] == [108, 109] and seen[4986][:2] == [4984, 4982]
+    # the next step each time, plus the not-yet-offered frontier further ahead
+    assert seen[107][0] == 108 and seen[4986][0] == 4984
+    offered = {t for s, ts in seen.items() if 100 <= s < 200 for t in ts}
+    assert set(range(103, 115)) <= offered and all(t > 100 for t in offered)
     assert seen[70_000 + 977 * 7] == []  # no stride among the random reads
 
 
@@ -117,3 +120,16 @@ def test_heuristic_ranker_prefers_repeated_strides():
     raw = raw_matrix([(0, 0, 4, 1, 9, 1, 0, 1 << 30), (1, 10, 3, 0, 0, 0, 1, 50)])
     scores = HeuristicRanker().score(candidate_features(raw))
     assert scores[0] > 0.8 and scores[1] == pytest.approx(0.1)
+
+
+def test_stream_floor_lifts_only_long_streams():
+    from models.prefetch import stream_floor
+
+    # (count, total, rank, is_stride, confidence, distance, freq, age)
+    raw = raw_matrix([(0, 5, 6, 1, 12, 1, 0, 1 << 30), (0, 5, 6, 1, 12, 9, 0, 1 << 30),
+                      (0, 5, 6, 1, 2, 1, 0, 1 << 30), (3, 4, 0, 0, 0, 0, 10, 5)])
+    features = candidate_features(raw)
+    floor = stream_floor(features, 4)
+    assert floor[0] > 0.9 and 0 < floor[1] < floor[0]  # deeper steps: lower floors
+    assert floor[2] == 0 and floor[3] == 0  # a young stream and a follower: the model decides
+    assert stream_floor(features, 0) is None  # off: the default

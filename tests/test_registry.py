@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
+from onnx_models import labelled_features, write_model_dir
 
 from models.drift import ReferenceDistribution
 from models.ranker import OnnxRanker, smoke_test
 from models.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry, RegistryError
-from onnx_models import labelled_features, write_model_dir
 
 pytest.importorskip("mlflow")
 
@@ -89,6 +89,9 @@ def test_tracking_uri_override_is_used(tmp_path, model_dirs):
     assert os.path.isfile(other) and not os.path.exists(tmp_path / "dir" / "mlflow.db")
     v = reg.register(model_dirs[0]).version
     assert reg.alias_version(CHALLENGER) == v
+    # artifacts of a local store stay under the registry's directory, not in ./mlruns
+    assert reg.fetch(v).startswith(str(tmp_path / "dir"))
+    assert os.path.isdir(tmp_path / "dir" / "mlartifacts")
 
 
 def test_register_refuses_a_directory_without_a_model(registry, tmp_path):

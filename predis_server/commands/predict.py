@@ -63,6 +63,7 @@ def prediction_info(server) -> list[tuple[str, object]]:
     services = getattr(server, "prediction", None)
     if services is None:
         return []
+    services.hook.flush()  # the collector takes events in batches: count the pending ones too
     p = services.prefetcher
     loader = services.loader
     ranker = services.ranker

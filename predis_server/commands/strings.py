@@ -19,6 +19,7 @@ from .table import command
 _WRITE = "write denyoom"
 _ACL_W = "@write @string"
 _ACL_R = "@read @string"
+_STRING_OR_NIL = {bytes, type(None)}
 
 
 def _max_len(client) -> int:
@@ -88,6 +89,9 @@ def parse_string_options(argv: list[bytes], first: int, for_set: bool):
 
 def set_(client, argv):
     """https://redis.io/commands/set"""
+    if len(argv) == 3:  # plain SET key value: no options to parse, nothing to look up first
+        client.db.set(argv[1], argv[2])
+        return OK
     flags, expire = parse_string_options(argv, 3, True)
     expire_at = 0
     if expire is not None:
@@ -126,11 +130,10 @@ def getset(client, argv):
 
 
 def mget(client, argv):
-    lookup = client.db.lookup_read
-    out = []
-    for key in argv[1:]:
-        value = lookup(key)
-        out.append(value if type(value) is bytes else None)
+    # One store call for all keys (hits/misses counted per key); a non-string is nil.
+    out = client.db.lookup_read_many(argv[1:])
+    if not set(map(type, out)) <= _STRING_OR_NIL:
+        out = [value if type(value) is bytes else None for value in out]
     hook = getattr(client.server, "access_hook", None)
     if hook is None:
         return out
@@ -140,9 +143,9 @@ def mget(client, argv):
 def mset(client, argv):
     if len(argv) % 2 == 0:
         raise CommandError(errors.wrong_arity(argv[0].lower().decode("utf-8", "replace")))
-    db = client.db
+    store_value = client.db.set
     for i in range(1, len(argv), 2):
-        db.set(argv[i], argv[i + 1])
+        store_value(argv[i], argv[i + 1])
     return OK
 
 
