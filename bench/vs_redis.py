@@ -129,16 +129,30 @@ def redis_benchmark(port: int, requests: int, pipeline: int, clients: int, args:
     return float(data[-1][1])
 
 
-def throughput(port: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
+def throughput(port: int, pid: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
+    """Requests/s of each test, and the server's CPU time per request ("<TEST>_cpu_us").
+
+    CPU time per request is the steadier number on a shared machine: throughput falls when
+    another process takes the cores, the server's own CPU seconds per request do not.
+    """
     results = {}
-    # SET runs before GET in one invocation, so the GETs find their keys
+    process = psutil.Process(pid)
+
+    def cpu() -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def run(name: str, n: int, args: list[str]) -> None:
+        before = cpu()
+        results[name] = redis_benchmark(port, n, pipeline, clients, args)
+        results[name + "_cpu_us"] = round((cpu() - before) * 1e6 / n, 2)
+
+    # SET runs first, so the GETs find their keys
     for test in ("set", "get", "incr", "mset"):
-        results[test.upper()] = redis_benchmark(port, requests, pipeline, clients,
-                                                ["-t", test, "-r", "100000"])
+        run(test.upper(), requests, ["-t", test, "-r", "100000"])
     for key in MGET_KEYS:
         call(port, "SET", key, "x" * 100)
-    results["MGET_100"] = redis_benchmark(port, max(1000, requests // 5), pipeline, clients,
-                                          ["MGET", *MGET_KEYS])
+    run("MGET_100", max(1000, requests // 5), ["MGET", *MGET_KEYS])
     return results
 
 
@@ -216,14 +230,18 @@ def write_markdown(report: dict, path: Path) -> None:
         f"- load average before/after: {report['loadavg_before']} / {report['loadavg_after']}",
         f"- note: {report['note']}", "",
         "## Throughput (requests/s, higher is better)", "",
-        "| test | pipeline | Predis | Redis | Predis / Redis | target | met |",
-        "|---|---|---|---|---|---|---|",
+        "Server CPU per request: the server process's user+system CPU time during the test divided",
+        "by its requests (steadier than throughput on a shared machine; lower is better).", "",
+        "| test | pipeline | Predis | Redis | Predis / Redis | target | met "
+        "| Predis CPU µs/req | Redis CPU µs/req | CPU Predis / Redis |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["throughput"]:
         target = row["target"]
         met = "" if target is None else ("yes" if row["ratio"] >= target else "no")
         lines.append(f"| {row['test']} | {row['pipeline']} | {row['predis']:,.0f} | {row['redis']:,.0f} | "
-                     f"{row['ratio']:.2f}x | {'' if target is None else f'>= {target}x'} | {met} |")
+                     f"{row['ratio']:.2f}x | {'' if target is None else f'>= {target}x'} | {met} | "
+                     f"{row['predis_cpu_us']:.2f} | {row['redis_cpu_us']:.2f} | {row['cpu_ratio']:.2f}x |")
     mem = report["memory"]
     lines += [
         "", f"## Memory: {mem['predis']['keys']:,} keys with {mem['value_size']}-byte values (lower is better)", "",
@@ -268,14 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     for pipeline in (1, 16):
         n = requests if pipeline == 1 else requests * 4
         for kind, extra in (("predis", args.predis_arg), ("redis", [])):
-            with server(kind, extra) as (port, _proc):
+            with server(kind, extra) as (port, proc):
                 print(f"{kind}: -P {pipeline}, {n} requests a test ...", flush=True)
-                raw[kind][pipeline] = throughput(port, n, pipeline, args.clients)
+                raw[kind][pipeline] = throughput(port, proc.pid, n, pipeline, args.clients)
                 print(f"  {raw[kind][pipeline]}", flush=True)
         for test in ("GET", "SET", "INCR", "MSET", "MGET_100"):
             ours, theirs = raw["predis"][pipeline][test], raw["redis"][pipeline][test]
+            cpu_ours = raw["predis"][pipeline][test + "_cpu_us"]
+            cpu_theirs = raw["redis"][pipeline][test + "_cpu_us"]
             report["throughput"].append({"test": test, "pipeline": pipeline, "predis": ours, "redis": theirs,
-                                         "ratio": ratio(ours, theirs), "target": TARGETS.get((test, pipeline))})
+                                         "ratio": ratio(ours, theirs), "target": TARGETS.get((test, pipeline)),
+                                         "predis_cpu_us": cpu_ours, "redis_cpu_us": cpu_theirs,
+                                         "cpu_ratio": ratio(cpu_ours, cpu_theirs)})
     print(f"memory: {args.memory_keys} keys ...", flush=True)
     mem: dict = {"value_size": args.value_size}
     for kind, extra in (("predis", args.predis_arg), ("redis", [])):

@@ -323,9 +323,10 @@ class NumpyStore(StoreBackend):
             freq = [self._lfu_decayed(int(s), now_ms) for s in slots]
             return int(np.argmin(np.asarray(freq)))
         if policy is EvictionPolicy.ALLKEYS_PREDICTIVE:
-            # Prefetched entries never read go first; then the lowest predicted reuse.
+            # Prefetched entries never read go first, then the lowest predicted reuse; keys the
+            # model scored alike (e.g. never scored) fall back to LRU order.
             score = self.reuse[slots] - (self.flags[slots] & FLAG_PREFETCHED).astype(np.float32) * 2.0
-            return int(np.argmin(score))
+            return int(np.lexsort((self.last_access[slots], score))[0])
         return int(np.argmin(self.last_access[slots]))
 
     # -- metadata -------------------------------------------------------------------------

@@ -33,7 +33,9 @@ def victim_scores(xp, meta: dict, policy: EvictionPolicy, now_ms: int, decay_tim
         score = counter.astype(xp.float64) * 1e13 + meta["last_access"].astype(xp.float64) / 1e3
     elif policy is EvictionPolicy.ALLKEYS_PREDICTIVE:
         prefetched = (meta["flags"] & FLAG_PREFETCHED).astype(xp.float64)
-        score = meta["reuse"].astype(xp.float64) - 2.0 * prefetched
+        # Reuse first, recency breaks ties among keys the model scored alike (never scored).
+        score = (meta["reuse"].astype(xp.float64) - 2.0 * prefetched) * 1e13 \
+            + meta["last_access"].astype(xp.float64) / 1e3
     else:
         score = meta["last_access"].astype(xp.float64)
     return xp.where(eligible, score, xp.inf)

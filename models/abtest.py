@@ -24,9 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use: it costs seconds at server start otherwise."""
+    from scipy import stats
+
+    return stats
 
 
 def arm_of(key: bytes, share: float, salt: bytes = b"predis-ab") -> str:
@@ -69,7 +75,7 @@ def one_sided_p(success_a: int, n_a: int, success_b: int, n_b: int) -> float:
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     if se == 0:
         return 1.0
-    return float(sps.norm.sf((success_a / n_a - success_b / n_b) / se))
+    return float(_scipy_stats().norm.sf((success_a / n_a - success_b / n_b) / se))
 
 
 class ABTest:

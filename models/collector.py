@@ -2,7 +2,8 @@
 
 Columns (one array each, allocated once): ``key_hash`` ``prefix_hash`` ``suffix`` (see
 ``models.keycodes``), ``ts`` (µs since the epoch), ``op`` (0 GET, 1 MGET), ``outcome``
-(0 hit, 1 miss, 2 hit on a prefetched entry), ``size`` (value bytes), ``tenant`` (db index).
+(0 hit, 1 miss, 2 hit on a prefetched entry), ``size`` (value bytes), ``tenant`` (``server.mlops.tenant_id``: the ACL user's or key
+prefix's id by ``tenant-mode``; 0 = no tenant).
 
 Events arrive in batches from the server's access hook (every tick while prefetching, else
 every ``COLLECTOR_BATCH_S`` = 50 ms: a batch's fixed NumPy costs are paid once per thousands
@@ -33,7 +34,7 @@ from .keycodes import key_codes
 
 log = logging.getLogger("predis.collector")
 
-_FIELDS = [operator.itemgetter(i) for i in range(5)]
+_FIELDS = [operator.itemgetter(i) for i in range(6)]
 HIT, MISS, PREFETCHED_HIT = 0, 1, 2
 OP_GET, OP_MGET = 0, 1
 COLUMNS = {
@@ -67,11 +68,16 @@ class AccessCollector:
             return False
         return (now % self.window_s) < self.sampling * self.window_s
 
-    def record(self, events: list[tuple[bytes, int, int, int, int]], now: float) -> None:
-        """Append a batch of (key, op, outcome, size, tenant) events observed at ``now`` (s)."""
+    def record(self, events: list[tuple], now: float) -> None:
+        """Append a batch of (key, op, outcome, size, db, tenant) events observed at ``now`` (s).
+
+        The access hook's events carry the db index (the prefetcher's) and the tenant id (ours).
+        A batch of 5-tuples (key, op, outcome, size, tenant) has no db field: its fifth is the
+        tenant. One shape per batch, so the check is per batch, not per event."""
         n = len(events)
         if n == 0:
             return
+        tenant_field = _FIELDS[5] if len(events[0]) > 5 else _FIELDS[4]
         if n > self.capacity:
             events = events[-self.capacity:]
             n = self.capacity
@@ -83,7 +89,7 @@ class AccessCollector:
             "op": np.fromiter(map(_FIELDS[1], events), np.uint8, n),
             "outcome": np.fromiter(map(_FIELDS[2], events), np.uint8, n),
             "size": np.fromiter(map(_FIELDS[3], events), np.uint32, n),
-            "tenant": np.fromiter(map(_FIELDS[4], events), np.uint16, n),
+            "tenant": np.fromiter(map(tenant_field, events), np.uint16, n),
         }
         with self._lock:
             start = self.written % self.capacity

@@ -53,10 +53,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from .candidates import CandidateGenerator
 from .features import FEATURE_NAMES, candidate_features
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use: it costs seconds at server start otherwise."""
+    from scipy import stats
+
+    return stats
+
 
 log = logging.getLogger("predis.drift")
 
@@ -132,7 +139,7 @@ def two_proportion_p(success_a: int, n_a: int, success_b: int, n_b: int) -> floa
     if se == 0:
         return 1.0
     z = (success_a / n_a - success_b / n_b) / se
-    return float(2 * sps.norm.sf(abs(z)))
+    return float(2 * _scipy_stats().norm.sf(abs(z)))
 
 
 # -- features from the access stream ---------------------------------------------------------
@@ -283,7 +290,7 @@ class DriftChecker:
             if np.ptp(a) == 0 and np.ptp(b) == 0 and a[0] == b[0]:
                 result = TestResult(name, 0.0, 1.0)  # constant and equal: ks_2samp would warn
             else:
-                ks = sps.ks_2samp(a, b)
+                ks = _scipy_stats().ks_2samp(a, b)
                 result = TestResult(name, float(ks.statistic), float(ks.pvalue))
             result.effect = psi(ref.shares[j], bin_shares(current[:, j], ref.edges[j]))
             tests.append(result)

@@ -53,7 +53,8 @@ from .tenants import TenantDirectory, tenant_name, tenants_ready
 
 log = logging.getLogger("predis.models")
 
-GATE_MIN_EVENTS = 1000   # fewer held-out events than this: the gate replays the recent window
+GATE_MIN_EVENTS = 500    # fewer held-out events than this: the gate replays the recent window
+RETRAIN_WAIT_WINDOWS = 2  # after an alarm, drift windows of the new traffic recorded before training
 
 
 class MLOpsLoop:
@@ -225,12 +226,12 @@ class MLOpsLoop:
                     (self.job is not None and self.job.poll() == "running"):
                 self._note("retrain-skipped", reason="drift-alarm", why="a challenger is already in the works")
                 return
-            # learn the new traffic once there is a full window of it: retraining at the first
+            # learn the new traffic once there are two full windows of it: retraining at the first
             # alarming check would fit mostly the old regime (the held-out tail is the new one)
             collector = self._collector()
-            self.retrain_due_at = (collector.written if collector is not None else 0) + \
-                self.config.drift_window_events
-            self._note("retrain-scheduled", reason="drift-alarm", after_events=self.config.drift_window_events)
+            wait = RETRAIN_WAIT_WINDOWS * self.config.drift_window_events
+            self.retrain_due_at = (collector.written if collector is not None else 0) + wait
+            self._note("retrain-scheduled", reason="drift-alarm", after_events=wait)
 
     def _job_dir(self, label: str) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
@@ -250,7 +251,8 @@ class MLOpsLoop:
             raise ValueError("no collector segments to train from (set collector-export-dir)")
         out = self._job_dir("global")
         self.job = RetrainJob(segments, out, reason, reference_events=self.config.drift_window_events,
-                              half_life_s=self.config.retrain_half_life)
+                              half_life_s=self.config.retrain_half_life,
+                              held_out_events=self.config.drift_window_events // 2)
         self._warm_registry()
         self._note("retrain-started", reason=reason, out=out)
         self._audit("model-retrain", reason=reason)
@@ -277,6 +279,7 @@ class MLOpsLoop:
             job = RetrainJob(segments, self._job_dir(f"tenant{tenant}"), "tenant", tenant=tenant,
                              base_model=base, reference_events=self.config.drift_window_events,
                              half_life_s=self.config.retrain_half_life,
+                             held_out_events=self.config.drift_window_events // 2,
                              tenant_name=name)
             self.tenant_jobs.append(job)
             started.append(name)

@@ -25,6 +25,12 @@ shadow mode both models score every candidate, only the champion acts, and each 
 would-be prefetches (absent keys scoring >= threshold) count as used when read while still
 among the last 2-4 x ``SHADOW_HORIZON`` would-be prefetches. While ``server.mlops.watch`` watches a promotion, each tick's
 lookups, hits and the champion's prefetch deltas go to ``watch.observe``.
+
+Tenants: events are (key, op, outcome, size, db, tenant) (5-tuples: tenant 0). A candidate
+belongs to the tenant of the access that triggered it; when
+``server.mlops.ranker_for_tenant(tenant)`` returns a model, that model scores the tenant's
+candidates (``TenantRanker``) and the global model (or the A/B split) scores the rest. The
+A/B test compares global models: prefetches scored by a tenant's own model count for no arm.
 """
 from __future__ import annotations
 
@@ -92,6 +98,27 @@ class SplitRanker:
             scores[mask] = self._timed(CHALLENGER_ARM, self.challenger, features[mask])
         return scores
 
+class TenantRanker:
+    """The global ranker (or A/B split) for every row, then each tenant's own model for its rows.
+
+    The base scores every row so an A/B split's per-row arms and shadow scores stay aligned
+    with the batch; a tenant model that fails leaves its rows the base's scores."""
+
+    def __init__(self, base: Any, owned: list[tuple[Any, np.ndarray]]) -> None:
+        self.base = base
+        self.owned = owned  # (tenant's ranker, bool row mask)
+        self.version = "|".join([str(base.version)] + [str(r.version) for r, _ in owned])
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        scores = np.array(self.base.score(features), dtype=np.float32)
+        for ranker, rows in self.owned:
+            try:
+                scores[rows] = np.asarray(ranker.score(features[rows]), dtype=np.float32)
+            except Exception:  # a broken tenant model: the global model serves the tenant
+                pass
+        return scores
+
+
 if TYPE_CHECKING:
     from predis_server.origin import OriginLoader
 
@@ -134,7 +161,7 @@ class Prefetcher:
         self.watch_fed = (0, 0)                        # (stored, used) already given to the watch
 
     # -- learning and ranking (event loop, once per tick) -------------------------------------
-    def observe(self, events: list[tuple[bytes, int, int, int, int]]) -> None:
+    def observe(self, events: list[tuple]) -> None:
         self.events_seen += len(events)
         mlops = getattr(self.server, "mlops", None)
         if mlops is not None and (getattr(mlops, "abtest", None) is not None
@@ -153,7 +180,8 @@ class Prefetcher:
         key_hash, prefix_hash, suffix = key_codes(keys)
         gen = self.generator
         rows: list[tuple[int, int, int, tuple]] = []
-        triggers: list[int] = []
+        triggers: list[tuple[int, int]] = []  # (db, tenant) of each row's triggering access
+        has_tenant = bool(events) and len(events[0]) > 5
         known = self.keys
         prefixes = self.prefixes
         for i, (kid, pid, sfx) in enumerate(zip(key_hash.tolist(), prefix_hash.tolist(), suffix.tolist())):
@@ -165,7 +193,9 @@ class Prefetcher:
             gen.observe(kid, pid, sfx)
             before = len(rows)
             gen.candidates(kid, pid, sfx, rows)
-            triggers.extend([events[i][4]] * (len(rows) - before))
+            if len(rows) > before:
+                event = events[i]
+                triggers.extend([(event[4], event[5] if has_tenant else 0)] * (len(rows) - before))
             if len(rows) >= self.max_candidates:
                 break
         if len(known) > 2 * gen.max_keys:
@@ -177,12 +207,13 @@ class Prefetcher:
         self.tokens -= spent
         self.learn_seconds += spent
 
-    def _rank(self, rows: list[tuple[int, int, int, tuple]], tenants: list[int]) -> None:
+    def _rank(self, rows: list[tuple[int, int, int, tuple]], triggers: list[tuple[int, int]]) -> None:
         seen: set[tuple[int, bytes]] = set()
         keys: list[bytes] = []
         dbs: list[int] = []
+        tenants: list[int] = []
         raw: list[tuple] = []
-        for (cand, stride_suffix, pid, columns), db_id in zip(rows, tenants):
+        for (cand, stride_suffix, pid, columns), (db_id, tenant) in zip(rows, triggers):
             if cand >= 0:
                 key = self.keys.get(cand)
             else:
@@ -193,6 +224,7 @@ class Prefetcher:
             seen.add((db_id, key))
             keys.append(key)
             dbs.append(db_id)
+            tenants.append(tenant)
             raw.append(columns)
         if not keys:
             return
@@ -203,14 +235,33 @@ class Prefetcher:
             del self.recent_features[:16]
         loop = self.server.loop
         split = self._split_ranker(keys)
+        by_tenant = self._tenant_ranker(tenants, split)
+        owned = None if by_tenant is None else np.logical_or.reduce([m for _, m in by_tenant.owned])
 
         def done(scores: np.ndarray) -> None:
-            self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split)
+            self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned)
 
-        self.ranker.submit(features, done, loop, ranker=split)
+        self.ranker.submit(features, done, loop, ranker=by_tenant or split)
+
+    def _tenant_ranker(self, tenants: list[int], split: SplitRanker | None) -> TenantRanker | None:
+        """A ranker scoring tenants' rows with their own models; None: no tenant has one."""
+        mlops = getattr(self.server, "mlops", None)
+        lookup = getattr(mlops, "ranker_for_tenant", None)
+        if lookup is None or not getattr(mlops, "tenant_rankers", True) or not any(tenants):
+            return None
+        ids = np.fromiter(tenants, dtype=np.int64, count=len(tenants))
+        owned = []
+        for tenant in set(tenants):
+            ranker = lookup(tenant) if tenant else None
+            if ranker is not None:
+                owned.append((ranker, ids == tenant))
+        if not owned:
+            return None
+        return TenantRanker(split if split is not None else self.ranker.active, owned)
 
     def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray,
-             split: SplitRanker | None = None) -> None:
+             split: SplitRanker | None = None, owned: np.ndarray | None = None) -> None:
+        """``owned``: rows a tenant's own model scored (no A/B arm's merit or shadow figure)."""
         self.candidates_scored += len(keys)
         shadow = split.shadow_scores if split is not None else None
         keyspace = self.server.keyspace
@@ -224,11 +275,12 @@ class Prefetcher:
                 present_keys.setdefault(db_id, []).append(key)
                 present_scores.setdefault(db_id, []).append(score)
                 continue
-            if shadow is not None:
+            tenant_scored = owned is not None and owned[i]
+            if shadow is not None and not tenant_scored:
                 self._shadow_note(key, score >= self.threshold, float(shadow[i]) >= self.threshold)
             if score < self.threshold or self.loader is None:
                 continue
-            self._issue(db, key, None if split is None or shadow is not None else
+            self._issue(db, key, None if split is None or shadow is not None or tenant_scored else
                         (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM))
         for db_id, ks in present_keys.items():
             keyspace.dbs[db_id].store.set_reuse_scores(ks, present_scores[db_id])
@@ -362,7 +414,7 @@ class Prefetcher:
             for stale in list(pending)[:len(pending) - 2 * SHADOW_HORIZON]:
                 del pending[stale]
 
-    def _mlops_outcomes(self, mlops: Any, events: list[tuple[bytes, int, int, int, int]]) -> None:
+    def _mlops_outcomes(self, mlops: Any, events: list[tuple]) -> None:
         """Per-arm lookups/hits (and shadow uses) for the A/B test; the champion's figures for the watch."""
         abtest = getattr(mlops, "abtest", None)
         if abtest is not None and getattr(abtest, "decision", "running") != "running":
@@ -372,10 +424,11 @@ class Prefetcher:
         if abtest is not None:
             shadow = abtest.shadow
             pending = self.shadow_pending
-            for key, _op, outcome, _size, _db in events:
+            for event in events:  # (key, op, outcome, size, db[, tenant])
+                key = event[0]
                 arm = abtest.arm(key)
                 lookups[arm] += 1
-                if outcome != 1:
+                if event[2] != 1:
                     hits[arm] += 1
                 if shadow and pending:
                     bits = pending.pop(key, 0)

@@ -73,6 +73,7 @@ class ModelReloader:
             message = f"model {path} refused: {exc}"
             log.warning("%s (keeping %s)", message, self.ranker_service.active.version)
             self.history.append({"path": path, "accepted": False, "reason": str(exc), "time": started})
+            self._audit("model-load-refused", path=path, reason=str(exc))
             return False, message
         previous = self.ranker_service.active.version
         self.ranker_service.swap(candidate)
@@ -80,7 +81,13 @@ class ModelReloader:
         log.warning("%s; shadow score %s", message, self.last_shadow)
         self.history.append({"path": path, "accepted": True, "version": candidate.version, "time": started,
                              **{f"shadow_{k}": v for k, v in self.last_shadow.items()}})
+        self._audit("model-load", path=path, version=candidate.version, previous=previous)
         return True, message
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        server = getattr(self.services, "server", None)
+        if server is not None:
+            server.audit(event, None, **fields)
 
     def _shadow(self, candidate: OnnxRanker) -> dict[str, float]:
         prefetcher = self.services.prefetcher

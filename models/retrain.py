@@ -12,8 +12,9 @@ a candidate is positive when read within ``horizon`` accesses). The model is
 ``predis-train``'s too (gradient-boosted trees, same settings); ``predis-train`` itself
 cannot be called as is, because it takes neither sample weights nor a tenant filter. Recent
 data counts more: each row is weighted ``0.5 ** (age / half_life)``; older rows are kept,
-only weighted down. The most recent ``held_out`` share is not trained on: the validation
-gate replays traffic from ``held_out_from_ts`` (in metrics.json) on.
+only weighted down. The most recent events (``held_out_events``, the loop passes half a drift
+window; else the ``held_out`` share) are not trained on: the validation gate replays traffic
+from ``held_out_from_ts`` (in metrics.json) on.
 
 Written beside the model: ``reference.npz`` (features of the last ``reference_events``
 training events: the drift reference), ``model.pkl`` (the fitted estimator, what tenant
@@ -90,7 +91,7 @@ def fit_ranker(x: np.ndarray, y: np.ndarray, weights: np.ndarray, base_model: st
 
 def train(segments: list[str], out_dir: str, tenant: int | None = None, half_life_s: float = 3600.0,
           held_out: float = 0.2, horizon: int = 16, base_model: str = "",
-          reference_events: int = 20_000) -> dict[str, Any]:
+          reference_events: int = 20_000, held_out_events: int = 0) -> dict[str, Any]:
     """Train a ranker from segments into ``out_dir`` (model.onnx, schema.json, metrics.json, reference.npz).
 
     The reference is computed from the last ``reference_events`` training events (the drift
@@ -103,7 +104,9 @@ def train(segments: list[str], out_dir: str, tenant: int | None = None, half_lif
 
     events = tenant_events(load_segments(segments), tenant)
     n = len(events["ts"])
-    cut = int(n * (1 - held_out))
+    # the most recent events are the gate's: a share of them, or a fixed count (the loop
+    # holds out half a drift window, so a short new regime is not all held out)
+    cut = n - min(held_out_events, n // 2) if held_out_events else int(n * (1 - held_out))
     train_events = {k: v[:cut] for k, v in events.items()}
     x, y, times = training_rows(train_events, horizon)
     if len(x) < 100 or len(set(y.tolist())) < 2:
@@ -137,7 +140,7 @@ class RetrainJob:
 
     def __init__(self, segments_dir: str, out_dir: str, reason: str, tenant: int | None = None,
                  base_model: str = "", half_life_s: float = 3600.0, reference_events: int = 20_000,
-                 tenant_name: str = "") -> None:
+                 tenant_name: str = "", held_out_events: int = 0) -> None:
         self.out_dir = out_dir
         self.reason = reason
         self.tenant = tenant
@@ -146,7 +149,8 @@ class RetrainJob:
         self.log_path = out_dir.rstrip("/") + ".log"
         os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
         cmd = [sys.executable, "-m", "models.retrain", "--out", out_dir, "--half-life", str(half_life_s),
-               "--reference-events", str(reference_events), segments_dir]
+               "--reference-events", str(reference_events), "--held-out-events", str(held_out_events),
+               segments_dir]
         if tenant is not None:
             cmd += ["--tenant", str(tenant)]
         if base_model:
@@ -178,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--half-life", type=float, default=3600.0, help="seconds for a row's weight to halve")
     ap.add_argument("--base-model", default="")
     ap.add_argument("--reference-events", type=int, default=20_000)
+    ap.add_argument("--held-out-events", type=int, default=0, help="hold out this many (0: 20%%)")
     args = ap.parse_args(argv)
     # nice 10: training yields the CPU to the serving process (set here, not with preexec_fn,
     # which is unsafe in the server's multi-threaded process)
     os.nice(10)
     try:
         metrics = train(args.segments, args.out, args.tenant, args.half_life, base_model=args.base_model,
-                        reference_events=args.reference_events)
+                        reference_events=args.reference_events, held_out_events=args.held_out_events)
     except ValueError as exc:
         print(f"retrain: {exc}", file=sys.stderr)
         return 2

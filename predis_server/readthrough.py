@@ -7,8 +7,9 @@ check. When set, it is the ``AccessHook`` below:
 * a miss with an origin returns a ``Deferred`` whose future resolves to the origin's value
   (stored with origin-ttl) or to ``-ERR origin ...``/nil; inside EXEC nothing is deferred
   (the origin is treated as absent there, as a transaction must not wait);
-* each access becomes an event (key, op, outcome, size, tenant=db) appended to a per-tick
-  list; once per tick the list goes to the prefetcher and the collector (with the prefetcher
+* each access becomes an event (key, op, outcome, size, db index, tenant id) appended to a
+  per-tick list (tenant id: ``server.mlops.tenant_id(client.user, key)``, by ``tenant-mode``
+  the ACL user or the key prefix; 0 without the MLOps loop); once per tick the list goes to the prefetcher and the collector (with the prefetcher
   off, every 50 ms: the collector's per-batch costs then amortise over many events).
 
 ``PredictionServices`` owns the loader, collector, exporter, ranker, prefetcher and model
@@ -41,7 +42,8 @@ class AccessHook:
         self.observing = False      # record events (collector window open or prefetch on)
         self.prefetcher = None
         self.in_exec = 0
-        self.events: list[tuple[bytes, int, int, int, int]] = []
+        self.events: list[tuple[bytes, int, int, int, int, int]] = []
+        self.tenant_of = None       # server.mlops.tenant_id (set once the loop is installed)
 
     # -- GET / MGET ---------------------------------------------------------------------------
     def on_get(self, client: Any, key: bytes, value: bytes | None) -> object:
@@ -55,13 +57,17 @@ class AccessHook:
                 events = self.events
                 if not events:
                     self._schedule_tick()
-                events.append((key, OP_GET, outcome, len(value), client.db.id))
+                tenant_of = self.tenant_of
+                events.append((key, OP_GET, outcome, len(value), client.db.id,
+                               0 if tenant_of is None else tenant_of(client.user, key)))
             return value
         if self.observing:
             events = self.events
             if not events:
                 self._schedule_tick()
-            events.append((key, OP_GET, MISS, 0, client.db.id))
+            tenant_of = self.tenant_of
+            events.append((key, OP_GET, MISS, 0, client.db.id,
+                           0 if tenant_of is None else tenant_of(client.user, key)))
         if self.loader is None or self.in_exec:
             return None
         return self._load_one(client.db, key)
@@ -71,14 +77,17 @@ class AccessHook:
         keys = argv[1:]
         if self.observing:
             prefetcher = self.prefetcher
+            tenant_of = self.tenant_of
+            user = client.user
             for key, value in zip(keys, values):
+                tenant = 0 if tenant_of is None else tenant_of(user, key)
                 if value is None:
-                    self._note(key, OP_MGET, MISS, 0, db.id)
+                    self._note(key, OP_MGET, MISS, 0, db.id, tenant)
                 else:
                     outcome = HIT
                     if prefetcher is not None and prefetcher.unread and prefetcher.on_hit(db, key):
                         outcome = PREFETCHED_HIT
-                    self._note(key, OP_MGET, outcome, len(value), db.id)
+                    self._note(key, OP_MGET, outcome, len(value), db.id, tenant)
         if self.loader is None or self.in_exec:
             return values
         missing = [i for i, v in enumerate(values) if v is None and db.peek(keys[i]) is None]
@@ -148,11 +157,11 @@ class AccessHook:
             keyspace.enforce_maxmemory()
 
     # -- per-tick events ----------------------------------------------------------------------
-    def _note(self, key: bytes, op: int, outcome: int, size: int, tenant: int) -> None:
+    def _note(self, key: bytes, op: int, outcome: int, size: int, db_id: int, tenant: int) -> None:
         events = self.events
         if not events:
             self._schedule_tick()
-        events.append((key, op, outcome, size, tenant))
+        events.append((key, op, outcome, size, db_id, tenant))
 
     def _schedule_tick(self) -> None:
         # The prefetcher learns every tick (a prediction is worth most right away); the
@@ -332,6 +341,8 @@ class PredictionServices:
     def _install_hook(self) -> None:
         """Set server.access_hook only when something needs it (else GET pays one check)."""
         c = self.config
+        # the MLOps loop is installed after this object (services), so look it up here
+        self.hook.tenant_of = getattr(getattr(self.server, "mlops", None), "tenant_id", None)
         collector_on = self.collector is not None and self.collector.window_open(time.time())
         self.hook.observing = bool(self.prefetcher is not None or collector_on)
         needed = self.loader is not None or self.hook.observing

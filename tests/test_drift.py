@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_features_from_events_use_the_serving_feature_function():
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
     fail_first = 0
 
     def do_POST(self):

@@ -143,3 +143,96 @@ def test_tenant_model_is_registered_under_its_own_name(trained, tmp_path):
     assert registry.alias_version(CHAMPION, "alice") == version
     assert registry.alias_version(CHAMPION) is None and registry.alias_version(CHAMPION, "bob") is None
     assert "model.pkl" in os.listdir(registry.fetch(version, "alice"))  # what fine-tuning needs
+
+
+# -- serving: the access hook records each access's tenant, the prefetcher uses its model ---------
+
+def _tenant_of(merged: dict[str, np.ndarray], keys: list[bytes]) -> set[int]:
+    """The tenant ids the collector recorded for accesses of ``keys``."""
+    mine = np.isin(merged["key_hash"], key_codes(keys)[0])
+    assert mine.any(), "no recorded access of these keys"
+    return set(merged["tenant"][mine].tolist())
+
+
+def test_live_server_records_the_acl_user_or_key_prefix_as_tenant(tmp_path):
+    import redis
+    from servers import predis_process
+
+    from models.collector import load_segments
+
+    with predis_process("--collector-sampling", "1", "--collector-export-dir", str(tmp_path)) as server:
+        admin = redis.Redis(port=server.port)
+        for user in ("alice", "bob"):
+            admin.acl_setuser(user, enabled=True, passwords=[f"+{user}-pw"], commands=["+@all"], keys=["*"])
+        clients = {user: redis.Redis(port=server.port, username=user, password=f"{user}-pw")
+                   for user in ("alice", "bob")}
+        # tenant-mode user (the default): the same keys, told apart by who reads them
+        shared = [b"shared:%d" % i for i in range(5)]
+        alice_keys = [b"a:item:%d" % i for i in range(20)]
+        bob_keys = [b"b:item:%d" % i for i in range(20)]
+        for key in alice_keys:
+            clients["alice"].get(key)
+        clients["alice"].mget(shared)
+        for key in bob_keys:
+            clients["bob"].get(key)
+        # tenant-mode prefix: one user, told apart by the key up to its first ':'
+        admin.config_set("tenant-mode", "prefix")
+        left = [b"left:%d" % i for i in range(20)]
+        right = [b"right:%d" % i for i in range(20)]
+        for a, b in zip(left, right):
+            admin.get(a)
+            admin.get(b)
+        admin.mget([b"left:x", b"right:x", b"noprefix"])
+        assert admin.info("prediction")["collector_events"] == 20 + 5 + 20 + 40 + 3
+    merged = load_segments([str(tmp_path)])  # the exporter flushes at shutdown
+    assert len(merged["key_hash"]) == 88
+    alice, bob = _tenant_of(merged, alice_keys), _tenant_of(merged, bob_keys)
+    assert len(alice) == 1 and len(bob) == 1 and alice != bob and 0 not in alice | bob
+    assert _tenant_of(merged, shared) == alice  # MGET: each key is the reading user's
+    by_prefix_left, by_prefix_right = _tenant_of(merged, left + [b"left:x"]), _tenant_of(merged, right + [b"right:x"])
+    assert len(by_prefix_left) == 1 and len(by_prefix_right) == 1 and by_prefix_left != by_prefix_right
+    assert not (by_prefix_left | by_prefix_right) & (alice | bob | {0})  # no longer the user's id
+    assert _tenant_of(merged, [b"noprefix"]) == {0}  # no prefix: no tenant, the global model
+
+
+class _ConstantRanker:
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.version = f"const-{value}"
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return np.full(len(features), self.value, dtype=np.float32)
+
+
+def test_prefetcher_scores_a_tenants_candidates_with_its_own_model():
+    import asyncio
+    from types import SimpleNamespace
+
+    from models.prefetch import Prefetcher
+    from models.ranker import RankerService
+
+    loop = asyncio.new_event_loop()
+    mlops = SimpleNamespace(abtest=None, watch=None, tenant_rankers={ALICE: _ConstantRanker(0.875)})
+    mlops.ranker_for_tenant = mlops.tenant_rankers.get
+    server = SimpleNamespace(loop=loop, mlops=mlops, keyspace=SimpleNamespace(maxmemory=0, dbs=[]))
+    service = RankerService()
+    service.active = _ConstantRanker(0.125)  # the global model
+    prefetcher = Prefetcher(server, None, service)
+    scored: dict[bytes, float] = {}
+    prefetcher._act = lambda keys, dbs, scores, split=None, owned=None: scored.update(zip(keys, scores.tolist()))
+    # two sequential scans, one per tenant: each continuation is a candidate of its scan's tenant
+    events = []
+    for i in range(12):
+        events.append((b"a:item:%d" % i, 0, 1, 0, 0, ALICE))
+        events.append((b"b:item:%d" % i, 0, 1, 0, 0, BOB))
+    try:
+        for start in range(0, len(events), 4):
+            prefetcher.tokens = 1.0  # this test is about who scores, not the CPU budget
+            prefetcher.observe(events[start:start + 4])
+            loop.run_until_complete(asyncio.sleep(0.05))  # the ranker thread answers on the loop
+    finally:
+        service.close()
+        loop.close()
+    alice = {s for k, s in scored.items() if k.startswith(b"a:")}
+    bob = {s for k, s in scored.items() if k.startswith(b"b:")}
+    assert alice == {0.875} and bob == {0.125}  # Bob has no model of his own: the global one

@@ -1,7 +1,7 @@
 """The MLOps loop's commands: PREDIS.DRIFT STATUS|CHECK and PREDIS.MLOPS STATUS|RETRAIN|PROMOTE|ROLLBACK.
 
 RETRAIN, PROMOTE and ROLLBACK are meant to live under PREDIS.MODEL (``predict.py`` owns that
-row): ``MODEL_SUBCOMMANDS`` is ready to be added to its subcommand list; until then they
+row): ``MODEL_SUBCOMMANDS`` is listed under it too; the same handlers also
 answer as PREDIS.MLOPS subcommands. Handlers only parse and reply; the work is in
 ``models.loop.MLOpsLoop``.
 """

@@ -9,6 +9,7 @@ import json
 
 from ..errors import CommandError
 from ..replies import OK, Map
+from .mlops import MODEL_SUBCOMMANDS
 from .table import command
 
 
@@ -153,6 +154,9 @@ COMMANDS = [
         command("load", model_load, 3, _FLAGS, acl="@admin @slow"),
         command("info", model_info, 2, "loading stale", acl="@slow"),
         command("history", model_history, 2, "loading stale", acl="@slow"),
+        # RETRAIN, PROMOTE, ROLLBACK: the MLOps loop's handlers (commands/mlops.py)
+        *[command(sub.name, sub.handler, sub.arity, " ".join(sorted(sub.flags)),
+                  acl=" ".join(sub.categories)) for sub in MODEL_SUBCOMMANDS],
     ]),
     command("predis.prefetch", None, -2, "", acl="@slow", group="predis", subcommands=[
         command("stats", prefetch_stats, 2, "loading stale", acl="@slow"),
