@@ -18,12 +18,13 @@ precision (would-be prefetches later read) is measurable, and the same test runs
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .outcomes import Outcomes, proportion_z
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -42,20 +43,8 @@ def arm_of(key: bytes, share: float, salt: bytes = b"predis-ab") -> str:
 
 
 @dataclass
-class ArmStats:
-    lookups: int = 0
-    hits: int = 0
-    prefetched: int = 0
-    prefetch_used: int = 0
+class ArmStats(Outcomes):
     latencies_us: list[float] = field(default_factory=list)
-
-    @property
-    def hit_ratio(self) -> float:
-        return self.hits / self.lookups if self.lookups else 0.0
-
-    @property
-    def precision(self) -> float:
-        return self.prefetch_used / self.prefetched if self.prefetched else 0.0
 
     @property
     def latency_p50_us(self) -> float:
@@ -69,13 +58,8 @@ class ArmStats:
 
 def one_sided_p(success_a: int, n_a: int, success_b: int, n_b: int) -> float:
     """P-value that proportion a > proportion b (pooled z-test); 1.0 when undefined."""
-    if n_a <= 0 or n_b <= 0:
-        return 1.0
-    pooled = (success_a + success_b) / (n_a + n_b)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    if se == 0:
-        return 1.0
-    return float(_scipy_stats().norm.sf((success_a / n_a - success_b / n_b) / se))
+    z = proportion_z(success_a, n_a, success_b, n_b)
+    return 1.0 if z is None else float(_scipy_stats().norm.sf(z))
 
 
 class ABTest:

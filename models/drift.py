@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +55,7 @@ import numpy as np
 
 from .candidates import CandidateGenerator
 from .features import FEATURE_NAMES, candidate_features
+from .outcomes import proportion_z
 
 
 def _scipy_stats() -> Any:
@@ -132,14 +132,8 @@ def adjust_pvalues(pvalues: list[float], method: str = "holm") -> list[float]:
 
 def two_proportion_p(success_a: int, n_a: int, success_b: int, n_b: int) -> float:
     """Two-sided p-value of the pooled two-proportion z-test (1.0 when undefined)."""
-    if n_a <= 0 or n_b <= 0:
-        return 1.0
-    pooled = (success_a + success_b) / (n_a + n_b)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    if se == 0:
-        return 1.0
-    z = (success_a / n_a - success_b / n_b) / se
-    return float(2 * _scipy_stats().norm.sf(abs(z)))
+    z = proportion_z(success_a, n_a, success_b, n_b)
+    return 1.0 if z is None else float(2 * _scipy_stats().norm.sf(abs(z)))
 
 
 # -- features from the access stream ---------------------------------------------------------

@@ -35,6 +35,7 @@ A/B test compares global models: prefetches scored by a tenant's own model count
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,8 @@ from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
 from .keycodes import key_codes, prefix_of
 from .ranker import HeuristicRanker, RankerService
+
+log = logging.getLogger("predis.prefetch")
 
 SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
 CHAMPION_ARM, CHALLENGER_ARM = "champion", "challenger"  # models.abtest's arm names
@@ -115,7 +118,8 @@ class TenantRanker:
             try:
                 scores[rows] = np.asarray(ranker.score(features[rows]), dtype=np.float32)
             except Exception:  # a broken tenant model: the global model serves the tenant
-                pass
+                log.warning("tenant model %s failed; the global model scored its rows", ranker.version,
+                            exc_info=True)
         return scores
 
 

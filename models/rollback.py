@@ -15,26 +15,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from .outcomes import Outcomes
 
 log = logging.getLogger("predis.models")
 
 
-@dataclass
-class Figures:
-    lookups: int = 0
-    hits: int = 0
-    prefetched: int = 0
-    prefetch_used: int = 0
-
-    @property
-    def hit_ratio(self) -> float:
-        return self.hits / self.lookups if self.lookups else 0.0
-
-    @property
-    def precision(self) -> float:
-        return self.prefetch_used / self.prefetched if self.prefetched else 0.0
+Figures = Outcomes  # what the watch compares: the champion's live figures
 
 
 class PromotionWatch:

@@ -25,26 +25,15 @@ import numpy as np
 
 from .candidates import CandidateGenerator
 from .features import candidate_features
+from .outcomes import Outcomes
 
 LATENCY_FACTOR = 1.1
 LATENCY_SLACK_US = 20.0  # below this absolute difference a latency gap is timer and scheduler noise
 
 
 @dataclass
-class SimResult:
-    lookups: int = 0
-    hits: int = 0
-    prefetched: int = 0
-    prefetch_used: int = 0
+class SimResult(Outcomes):
     latency_us: float = 0.0
-
-    @property
-    def hit_ratio(self) -> float:
-        return self.hits / self.lookups if self.lookups else 0.0
-
-    @property
-    def precision(self) -> float:
-        return self.prefetch_used / self.prefetched if self.prefetched else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "hit_ratio": self.hit_ratio, "precision": self.precision}
