@@ -104,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = DriftThresholds(min_samples=2000)
     started = time.time()
     results: dict = {"thresholds": thresholds.__dict__, "window_accesses": args.window,
-                     "machine": f"{platform.machine()} {platform.python_version()}", "stationary": [],
-                     "shift": [], "periodic": []}
+                     "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {platform.machine()}, "
+                                f"Python {platform.python_version()}",
+                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "command": "python bench/drift_quality.py " + " ".join(argv if argv is not None
+                                                                             else sys.argv[1:]),
+                     "stationary": [], "shift": [], "periodic": []}
     for kind in args.workloads.split(","):
         for seed in range(1, args.seeds + 1):
             row = stationary(kind, seed, args.checks, args.window, thresholds)
@@ -136,7 +140,42 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "drift_quality.json"), "w") as handle:
         json.dump(results, handle, indent=1)
+    with open(os.path.join(args.out, "drift_quality.md"), "w") as handle:
+        handle.write(_markdown(results))
     return 0
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _markdown(results: dict) -> str:
+    summary = results["summary"]
+    delays = [d for d in summary["detection_delays"] if d is not None]
+    lines = [
+        "# Drift detection quality", "",
+        f"- date: {results['date']}", f"- machine: {results['machine']}",
+        f"- command: `{results['command']}`",
+        f"- window: {results['window_accesses']} accesses a check; thresholds: {results['thresholds']}", "",
+        "| measure | result | target |", "|---|---|---|",
+        f"| false alarms on stationary workloads | {summary['false_alarms']} of "
+        f"{summary['stationary_checks']} checks ({summary['false_alarm_rate']:.2%}) | <= 1% |",
+        f"| warnings on stationary workloads | {summary['warnings_rate']:.2%} of checks | |",
+        f"| pattern switches detected within two checks | {summary['detected_within_two_checks']:.0%} "
+        f"({len(delays)} of {len(summary['detection_delays'])} detected; delays {summary['detection_delays']}) "
+        "| all |",
+        "", "Periodic workloads (phases longer than a window, reported apart):", "",
+    ]
+    for row in results["periodic"]:
+        lines.append(f"- {row['workload']}: {row['alarms']} alarms in {row['checks']} checks")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import json
 import os
+import shlex
 import platform
 import shutil
 import socket
@@ -267,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--predis-arg", action="append", default=[], help="extra predis-server argument")
     parser.add_argument("--out", default=str(RESULTS), help="directory for vs_redis.json and vs_redis.md")
-    parser.add_argument("--note", default="Other engineers ran tests on this machine during the run; "
-                        "both servers share the machine's cores with redis-benchmark and each other's "
-                        "noise, so ratios are more meaningful than absolute numbers.")
+    parser.add_argument("--note", default="Both servers share the machine's cores with redis-benchmark, "
+                        "so ratios measured in the same run mean more than absolute numbers.",
+                        help="a line about the run's conditions, written into the results")
     args = parser.parse_args(argv)
     requests = args.requests or (50_000 if args.quick else 200_000)
     if not shutil.which("redis-benchmark") or not shutil.which("redis-server"):
@@ -277,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report: dict = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT))
-                             else sys.executable, *sys.argv]),
+        "command": shlex.join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT))
+                               else sys.executable, *sys.argv]),
         "machine": machine(), "clients": args.clients, "requests": requests, "note": args.note,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()], "throughput": [],
     }
