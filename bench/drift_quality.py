@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                      "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {platform.machine()}, "
                                 f"Python {platform.python_version()}",
                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "command": "python bench/drift_quality.py " + " ".join(argv if argv is not None
-                                                                             else sys.argv[1:]),
+                     "command": " ".join(["python", "bench/drift_quality.py",
+                                          *(argv if argv is not None else sys.argv[1:])]),
                      "stationary": [], "shift": [], "periodic": []}
     for kind in args.workloads.split(","):
         for seed in range(1, args.seeds + 1):
