@@ -25,6 +25,7 @@ from .config import Config
 from .errors import ProtocolError
 from .executor import Executor
 from .keyspace import Keyspace
+from .pipeline import FastRuns
 from .protocol.connection import OUTPUT_BATCH_LIMIT, Connection
 from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode, encode_error
 from .pubsub_hub import PubSubHub
@@ -50,6 +51,7 @@ class Server:
         self.connections: dict[int, Connection] = {}
         self.acl = AccessControl(COMMANDS, self.stats)
         self.executor = Executor(self)
+        self.fast_runs = FastRuns(self)
         self.coalesce = batching.wants_coalescing(self.keyspace)  # False for the CPU store
         self.pending: list[tuple[Connection, list[Any]]] = []
         self.dirty: set[Connection] = set()
@@ -173,6 +175,8 @@ class Server:
         if self.coalesce:
             batching.coalesce_reads(pending)
         execute = self.executor.execute
+        fast = self.fast_runs
+        fast_kinds = fast.kinds
         dirty = self.dirty
         throttled = []
         for conn, commands in pending:
@@ -189,24 +193,48 @@ class Server:
             out = client.output
             counted = len(out)
             out_bytes = 0
-            for position, argv in enumerate(commands):
+            next_check = 64  # output flow control, checked cheaply every 64 commands
+            position = 0
+            total = len(commands)
+            while position < total:
                 if client.closing:
                     break
+                argv = commands[position]
                 if type(argv) is not list:
                     if type(argv) is Resolved:  # the answer of a Deferred, in order
                         encode(argv.value, client.resp == 3, out)
+                        position += 1
                         continue
                     self._protocol_failure(client, argv)
                     break
+                # a run of plain GET / SET key value / INCR: one tight loop (pipeline.py);
+                # a lone command (no pipeline) gains nothing from it
+                kind = fast_kinds.get(argv[0])
+                if kind is None:
+                    kind = fast.kind_of(argv[0])
+                if kind and position + 1 < total:
+                    ran = fast.run(client, commands, position)
+                    if ran:
+                        position += ran
+                        if position >= next_check:
+                            out_bytes += sum(map(len, out[counted:]))
+                            counted = len(out)
+                            next_check = position + 64
+                            if out_bytes > OUTPUT_BATCH_LIMIT and position < total:
+                                conn.backlog = commands[position:]
+                                throttled.append(conn)
+                                break
+                        continue
                 if self.paused_until and self._must_pause(argv):
                     client.paused_backlog = list(commands[position:])
                     self.paused.append((conn, []))
                     break
                 reply = execute(client, argv)
                 client.last_command = argv[0]
+                position += 1
                 if type(reply) is Deferred:
                     # Later commands of this client wait until the reply is ready.
-                    client.paused_backlog = list(commands[position + 1:])
+                    client.paused_backlog = list(commands[position:])
                     self._await_deferred(conn, reply)
                     break
                 if client.reply_mode == "on":
@@ -226,11 +254,12 @@ class Server:
                     client.reply_mode = "on"
                 elif client.reply_mode == "skip_next":
                     client.reply_mode = "skip"
-                if position & 63 == 63:  # output flow control, checked cheaply every 64 commands
+                if position >= next_check:
                     out_bytes += sum(map(len, out[counted:]))
                     counted = len(out)
-                    if out_bytes > OUTPUT_BATCH_LIMIT and position + 1 < len(commands):
-                        conn.backlog = commands[position + 1:]
+                    next_check = position + 64
+                    if out_bytes > OUTPUT_BATCH_LIMIT and position < total:
+                        conn.backlog = commands[position:]
                         throttled.append(conn)
                         break
             client.last_interaction = time.time()

@@ -1,0 +1,231 @@
+"""Runs of plain GET / SET key value / INCR in one connection's pipeline, in one tight loop.
+
+``Server.run_batch`` hands every command to ``Executor.execute``, which costs several Python
+calls per command (execute -> call -> handler -> Database -> store) plus the timing and
+stats bookkeeping of ``call``. At redis-benchmark -P 16 that overhead, not the store, is
+most of the server's CPU. ``FastRuns.run`` executes a run of consecutive plain GET, SET
+(exactly ``SET key value``) and INCR commands of one connection directly against the store,
+appending the encoded replies, and does the bookkeeping once per run (at most
+``RUN_CHUNK`` commands).
+
+The replies, keyspace hits/misses, WRONGTYPE / not-an-integer / overflow errors, error
+stats, WATCH signals, LRU/LFU touching and expiry are those the handlers in
+``commands/strings.py`` produce. Only the timing granularity differs: one clock reading and
+one perf-counter interval per run, commandstats' usec split evenly across its commands.
+That is why runs are only taken when nothing needs a single command's own time: the slow
+log must be off or have a threshold of at least ``SLOWLOG_FLOOR_US`` (a run slower than the
+threshold on average logs each of its commands with that average), and the latency
+monitor must be off. Everything that changes a command's path (MULTI, pub/sub, ACL rules,
+authentication, the read-through hook, CLIENT REPLY, CLIENT PAUSE, maxmemory for writes,
+renamed or wrapped handlers) makes ``run`` return 0 and the caller takes the normal path.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from gpu.interface import StoreFull
+
+from . import errors
+from .commands import strings
+from .commands.args import INT64_MAX, parse_int
+from .errors import CommandError
+from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .server import Server
+
+_perf_ns = time.perf_counter_ns
+
+RUN_CHUNK = 64  # at most this many commands a run: run_batch checks output flow control between
+SLOWLOG_FLOOR_US = 1000  # a plain GET/SET/INCR takes ~1 µs; lower thresholds need exact timing
+_INLINE_VALUE_MAX = 16384  # longer GET values go out as three parts rather than one copy
+
+NOT_FAST, GET, SET, INCR = 0, 1, 2, 3
+_HANDLERS = {GET: strings.get, SET: strings.set_, INCR: strings.incr}
+_WRONGTYPE = encode_error(errors.WRONGTYPE)
+_NOT_INTEGER = encode_error(errors.NOT_INTEGER)
+_OVERFLOW = encode_error(errors.OVERFLOW)
+_OOM = encode_error(errors.OOM)
+
+
+class FastRuns:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.executor = server.executor
+        self.keyspace = server.keyspace
+        self.stats = server.stats
+        self.config = server.config
+        # argv[0] exactly as sent -> GET/SET/INCR/NOT_FAST; filled on first use, so start-up
+        # renames are respected (the row is found by name, then recognised by its handler)
+        self.kinds: dict[bytes, int] = {}
+        self.rows: dict[int, Any] = {}
+
+    def kind_of(self, name: bytes) -> int:
+        """The fast kind of a command name as sent (cached; NOT_FAST for everything else)."""
+        kind = self.kinds.get(name)
+        if kind is not None:
+            return kind
+        kind = NOT_FAST
+        cmd = self.executor.table.get(name.lower())
+        if cmd is not None and not cmd.subcommands:
+            for candidate, handler in _HANDLERS.items():
+                if cmd.handler is handler:
+                    kind = candidate
+                    self.rows[candidate] = cmd
+        if len(self.kinds) < 4096:
+            self.kinds[name] = kind
+        return kind
+
+    def _allowed(self, client: Client) -> bool:
+        server = self.server
+        config = self.config
+        threshold = config.slowlog_log_slower_than
+        if not client.authenticated or client.multi is not None or client.reply_mode != "on" \
+                or client.channels or client.patterns or self.executor.acl.enforcing \
+                or server.access_hook is not None or server.paused_until \
+                or 0 <= threshold < SLOWLOG_FLOOR_US or config.latency_monitor_threshold:
+            return False
+        # a handler wrapped after start-up (an extension) must run as it is now
+        for kind, cmd in self.rows.items():
+            if cmd.handler is not _HANDLERS[kind]:
+                return False
+        return True
+
+    def run(self, client: Client, commands: list[Any], start: int) -> int:
+        """Run the plain GET/SET/INCR commands from ``commands[start]`` on; how many ran (0:
+        none, the caller runs ``commands[start]`` the normal way)."""
+        if not self._allowed(client):
+            return 0
+        ks = self.keyspace
+        writes = not ks.maxmemory  # with maxmemory every write checks memory first: normal path
+        kinds = self.kinds
+        out = client.output
+        append = out.append
+        db = client.db
+        store = db.store
+        store_get = store.get
+        store_set = store.set
+        touch = not ks.no_touch
+        null = NULL3 if client.resp == 3 else NULL_BULK
+        end = min(len(commands), start + RUN_CHUNK)
+        counts = [0, 0, 0, 0]
+        failed = [0, 0, 0, 0]
+        error_replies: list[bytes] = []
+        hits = misses = 0
+        now = ks.source_clock()
+        began = _perf_ns()
+        i = start
+        while i < end:
+            argv = commands[i]
+            if type(argv) is not list:
+                break
+            kind = kinds.get(argv[0])
+            argc = len(argv)
+            if kind == GET:
+                if argc != 2:
+                    break
+                value = store_get(argv[1], now, touch)
+                if value is None:
+                    misses += 1
+                    append(null)
+                else:
+                    hits += 1
+                    if type(value) is not bytes:
+                        append(_WRONGTYPE)
+                        failed[GET] += 1
+                        error_replies.append(_WRONGTYPE)
+                    elif len(value) < _INLINE_VALUE_MAX:
+                        append(b"$%d\r\n%s\r\n" % (len(value), value))
+                    else:
+                        append(b"$%d\r\n" % len(value))
+                        append(value)
+                        append(b"\r\n")
+            elif kind == SET:
+                if argc != 3 or not writes:
+                    break
+                key = argv[1]
+                try:
+                    store_set(key, argv[2], now, 0, False)
+                except StoreFull:
+                    append(_OOM)
+                    failed[SET] += 1
+                    error_replies.append(_OOM)
+                else:
+                    append(OK_BYTES)
+                    if ks.watchers:
+                        ks.signal_modified(db.id, key)
+            elif kind == INCR:
+                if argc != 2 or not writes:
+                    break
+                key = argv[1]
+                reply = self._incr(store_get, store_set, key, now)
+                if type(reply) is int:
+                    append(b":%d\r\n" % reply)
+                    if ks.watchers:
+                        ks.signal_modified(db.id, key)
+                else:
+                    append(reply)
+                    failed[INCR] += 1
+                    error_replies.append(reply)
+            else:
+                break
+            counts[kind] += 1
+            i += 1
+        elapsed_ns = _perf_ns() - began
+        ran = i - start
+        if not ran:
+            return 0
+        self._account(client, commands, start, ran, counts, failed, error_replies, elapsed_ns)
+        ks.stats.keyspace_hits += hits
+        ks.stats.keyspace_misses += misses
+        return ran
+
+    @staticmethod
+    def _incr(store_get: Any, store_set: Any, key: bytes, now: int) -> int | bytes:
+        """INCR as strings._incr does it: the new value, or the encoded error reply."""
+        current = store_get(key, now, False)
+        if current is None:
+            result = 1
+        elif type(current) is not bytes:
+            return _WRONGTYPE
+        elif current.isdigit() and len(current) < 19 and (current[0] != 48 or len(current) == 1):
+            result = int(current) + 1  # plain non-negative digits far from int64's edge
+        else:
+            try:
+                result = parse_int(current) + 1
+            except CommandError:
+                return _NOT_INTEGER
+            if result > INT64_MAX:
+                return _OVERFLOW
+        try:
+            store_set(key, b"%d" % result, now, 0, True)
+        except StoreFull:
+            return _OOM
+        return result
+
+    def _account(self, client: Client, commands: list[Any], start: int, ran: int,
+                 counts: list[int], failed: list[int], error_replies: list[bytes],
+                 elapsed_ns: int) -> None:
+        """commandstats, errorstats, the command counter and the slow log, once per run."""
+        rows = self.rows
+        for kind in (GET, SET, INCR):
+            count = counts[kind]
+            if count:
+                cmd = rows[kind]
+                cmd.calls += count
+                cmd.usec += elapsed_ns * count // ran // 1000
+                cmd.failed_calls += failed[kind]
+        stats = self.stats
+        stats.total_commands_processed += ran
+        for reply in error_replies:
+            stats.count_error(reply[1:-2].decode())
+        client.last_command = commands[start + ran - 1][0]
+        threshold = self.config.slowlog_log_slower_than
+        average_us = elapsed_ns // ran // 1000
+        if 0 <= threshold <= average_us:  # a stall (GC, a resize): log the run's commands
+            config = self.config
+            for argv in commands[start:start + ran]:
+                self.server.slowlog.add(argv, average_us, client.addr, client.name,
+                                        config.slowlog_max_len)
