@@ -107,6 +107,8 @@ class Executor:
 
     def call(self, client: Client, cmd: Command, argv: list[bytes]) -> object:
         keyspace = self.keyspace
+        # CLIENT NO-TOUCH: this client's reads leave LRU/LFU alone, except TOUCH itself
+        keyspace.no_touch = client.no_touch and cmd.name != "touch"
         outermost = not keyspace.now_ms  # EXEC's queued commands share the EXEC's time
         if outermost:
             keyspace.now_ms = keyspace.source_clock()

@@ -107,7 +107,7 @@ class FastRuns:
         store = db.store
         store_get = store.get
         store_set = store.set
-        touch = not ks.no_touch
+        touch = not client.no_touch  # CLIENT NO-TOUCH
         null = NULL3 if client.resp == 3 else NULL_BULK
         end = min(len(commands), start + RUN_CHUNK)
         counts = [0, 0, 0, 0]

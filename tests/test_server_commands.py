@@ -434,3 +434,31 @@ def test_save_is_refused_honestly(r):
     with pytest.raises(redis.ResponseError, match="does not persist"):
         r.save()
     assert r.lastsave().timestamp() <= time.time()
+
+
+def test_client_no_touch_leaves_lfu_counters_alone(predis_server):
+    """CLIENT NO-TOUCH ON (Redis 7.2): reads by that client do not bump LRU/LFU; TOUCH still does."""
+    conn = RawConnection(predis_server.port)
+    policy = parse(conn.call("CONFIG", "GET", "maxmemory-policy"))[1]
+    factor = parse(conn.call("CONFIG", "GET", "lfu-log-factor"))[1]
+    try:
+        # log factor 0: every access bumps the counter, so the test is deterministic
+        assert conn.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu", "lfu-log-factor", "0") == b"+OK\r\n"
+        conn.call("SET", "nt:key", "v")
+        start = int(parse(conn.call("OBJECT", "FREQ", "nt:key")))
+        assert conn.call("CLIENT", "NO-TOUCH", "ON") == b"+OK\r\n"
+        conn.send(b"".join(b"*2\r\n$3\r\nGET\r\n$6\r\nnt:key\r\n" for _ in range(20)))
+        for _ in range(20):
+            assert conn.read_reply() == b"$1\r\nv\r\n"
+        assert int(parse(conn.call("OBJECT", "FREQ", "nt:key"))) == start
+        assert conn.call("TOUCH", "nt:key") == b":1\r\n"
+        touched = int(parse(conn.call("OBJECT", "FREQ", "nt:key")))
+        assert touched == start + 1
+        assert conn.call("CLIENT", "NO-TOUCH", "OFF") == b"+OK\r\n"
+        for _ in range(5):
+            conn.call("GET", "nt:key")
+        assert int(parse(conn.call("OBJECT", "FREQ", "nt:key"))) == touched + 5
+    finally:
+        conn.call("CONFIG", "SET", "maxmemory-policy", policy, "lfu-log-factor", factor)
+        conn.call("DEL", "nt:key")
+        conn.close()
