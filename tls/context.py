@@ -108,6 +108,9 @@ class _HandshakeBuffer(asyncio.Protocol):
         self.lost = True
 
 
+_HANDSHAKES: set[asyncio.Future[None]] = set()
+
+
 class TLSAcceptor(asyncio.Protocol):
     """Accepts TCP, runs the TLS handshake, then hands the TLS transport to a Connection."""
 
@@ -117,7 +120,11 @@ class TLSAcceptor(asyncio.Protocol):
         self.make_connection = make_connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        asyncio.ensure_future(self._handshake(transport))  # type: ignore[arg-type]
+        # Keep a reference: the event loop holds tasks weakly, and a handshake task collected
+        # mid-flight would leave the client hanging.
+        task = asyncio.ensure_future(self._handshake(transport))  # type: ignore[arg-type]
+        _HANDSHAKES.add(task)
+        task.add_done_callback(_HANDSHAKES.discard)
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()

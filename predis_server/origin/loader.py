@@ -33,6 +33,7 @@ class OriginLoader:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predis-origin") \
             if origin.blocking else None
         self.inflight: dict[bytes, asyncio.Future] = {}
+        self._tasks: set[asyncio.Task] = set()
         # counters shown in INFO
         self.reads = 0          # reads sent to the origin
         self.shared = 0         # loads served by another caller's in-flight read
@@ -73,7 +74,10 @@ class OriginLoader:
             self.half_open_trial = True
         self.inflight[key] = future
         self.reads += 1
-        loop.create_task(self._read(key, future))
+        task = loop.create_task(self._read(key, future))
+        # The loop holds tasks weakly: keep each read alive until it finishes.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return future
 
     async def _read(self, key: bytes, future: asyncio.Future) -> None:
