@@ -199,6 +199,14 @@ class Server:
             while position < total:
                 if client.closing:
                     break
+                if position >= next_check:
+                    out_bytes += sum(map(len, out[counted:]))
+                    counted = len(out)
+                    next_check = position + 64
+                    if out_bytes > OUTPUT_BATCH_LIMIT:  # the rest waits for the socket to drain
+                        conn.backlog = commands[position:]
+                        throttled.append(conn)
+                        break
                 argv = commands[position]
                 if type(argv) is not list:
                     if type(argv) is Resolved:  # the answer of a Deferred, in order
@@ -216,14 +224,6 @@ class Server:
                     ran = fast.run(client, commands, position)
                     if ran:
                         position += ran
-                        if position >= next_check:
-                            out_bytes += sum(map(len, out[counted:]))
-                            counted = len(out)
-                            next_check = position + 64
-                            if out_bytes > OUTPUT_BATCH_LIMIT and position < total:
-                                conn.backlog = commands[position:]
-                                throttled.append(conn)
-                                break
                         continue
                 if self.paused_until and self._must_pause(argv):
                     client.paused_backlog = list(commands[position:])
@@ -254,14 +254,6 @@ class Server:
                     client.reply_mode = "on"
                 elif client.reply_mode == "skip_next":
                     client.reply_mode = "skip"
-                if position >= next_check:
-                    out_bytes += sum(map(len, out[counted:]))
-                    counted = len(out)
-                    next_check = position + 64
-                    if out_bytes > OUTPUT_BATCH_LIMIT and position < total:
-                        conn.backlog = commands[position:]
-                        throttled.append(conn)
-                        break
             client.last_interaction = time.time()
         if self.coalesce:
             batching.end_tick(self.keyspace)
