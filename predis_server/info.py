@@ -337,8 +337,9 @@ def commandstats_section(server: Server) -> Lines:
 
 
 def errorstats_section(server: Server) -> Lines:
+    # Redis keeps error stats in a radix tree, so INFO lists them in byte order
     return [(f"errorstat_{prefix}", f"count={count}")
-            for prefix, count in server.stats.errorstats.items()]
+            for prefix, count in sorted(server.stats.errorstats.items())]
 
 
 def latencystats_section(server: Server) -> Lines:

@@ -462,3 +462,19 @@ def test_client_no_touch_leaves_lfu_counters_alone(predis_server):
         conn.call("CONFIG", "SET", "maxmemory-policy", policy, "lfu-log-factor", factor)
         conn.call("DEL", "nt:key")
         conn.close()
+
+
+def test_errorstats_are_listed_in_byte_order_like_redis(raw_pair):
+    """Redis keeps error stats in a radix tree: INFO errorstats lists prefixes sorted."""
+    for conn in raw_pair:
+        conn.call("CONFIG", "RESETSTAT")
+        conn.call("SET", "es:k", "v")
+        conn.call("HGET", "es:k", "f")            # WRONGTYPE
+        conn.call("NOSUCHCOMMAND")                 # ERR
+        conn.call("EXEC")                          # ERR (EXEC without MULTI)
+    ours, theirs = (conn.call("INFO", "errorstats") for conn in raw_pair)
+    def lines(raw):
+        return [line for line in raw.split(b"\r\n") if line.startswith(b"errorstat_")]
+    assert lines(ours) == lines(theirs)
+    for conn in raw_pair:
+        conn.call("DEL", "es:k")
