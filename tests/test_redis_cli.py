@@ -102,11 +102,11 @@ def test_redis_benchmark_runs_clean(predis_server, r):
     r.config_resetstat()
     result = subprocess.run(
         ["redis-benchmark", "-p", str(predis_server.port), "-q", "-n", "2000",
-         "-t", "ping,set,get,incr,mset"],
+         "-t", "ping,set,get,incr,hset,mset"],
         capture_output=True, timeout=120, check=False)
     out = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 0, out
-    for test in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET (10 keys)"):
+    for test in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "HSET", "MSET (10 keys)"):
         assert re.search(rf"(?:^|\r){re.escape(test)}: [\d.]+ requests per second", out, re.MULTILINE), out
     assert "ERR" not in out and "rror" not in out
     stats = r.info("everything")
