@@ -192,32 +192,6 @@ def bench_server(port: int, requests: int) -> dict:
     return row
 
 
-COALESCING_LAUNCHER = ("import sys; from predis_server import batching, server; "
-                       "batching.install(server.Server); from predis_server.cli import main; sys.exit(main())")
-
-
-def coalescing_predis(*args: str):
-    """Predis with predis_server.batching wrapped around run_batch (until the server calls it)."""
-    import contextlib
-    import tempfile
-
-    from servers import RunningServer, _stop, _wait_ready, free_port
-
-    @contextlib.contextmanager
-    def running():
-        port = free_port()
-        log = tempfile.NamedTemporaryFile(prefix="predis-", suffix=".log", delete=False)
-        proc = subprocess.Popen([sys.executable, "-c", COALESCING_LAUNCHER, "--port", str(port), *args],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        try:
-            _wait_ready(port, proc, log.name)
-            yield RunningServer(port, proc, log.name, "predis")
-        finally:
-            _stop(proc)
-
-    return running()
-
-
 def run_servers(requests: int) -> dict:
     from servers import predis_process, redis_process
 
@@ -230,9 +204,6 @@ def run_servers(requests: int) -> dict:
         with predis_process("--store-backend", backend) as server:
             results[f"predis-{backend}"] = bench_server(server.port, requests)
             print(f"predis-{backend}", results[f"predis-{backend}"], flush=True)
-        with coalescing_predis("--store-backend", backend) as server:
-            results[f"predis-{backend}+coalescing"] = bench_server(server.port, requests)
-            print(f"predis-{backend}+coalescing", results[f"predis-{backend}+coalescing"], flush=True)
     return results
 
 

@@ -67,23 +67,3 @@ def end_tick(keyspace) -> None:
         flush = getattr(db.store, "flush", None)
         if flush is not None:
             flush()
-
-
-def install(server_cls) -> None:
-    """Wrap ``server_cls.run_batch`` with the two calls above: prefetch before the
-    per-command loop, flush after it. ``Server.run_batch`` makes both calls itself (it is
-    marked ``coalescing``), so this is a no-op for it; kept for older launchers."""
-    original = server_cls.run_batch
-    if getattr(original, "coalescing", False):
-        return
-
-    def run_batch(self) -> None:
-        coalesce = wants_coalescing(self.keyspace)
-        if coalesce and self.pending:
-            coalesce_reads(self.pending)
-        original(self)
-        if coalesce:
-            end_tick(self.keyspace)
-
-    run_batch.coalescing = True  # type: ignore[attr-defined]
-    server_cls.run_batch = run_batch

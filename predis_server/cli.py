@@ -42,25 +42,6 @@ def build_config(argv: list[str]) -> Config:
     return config
 
 
-_LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.WARNING,
-           "warning": logging.ERROR, "nothing": logging.CRITICAL + 1}
-
-
-def setup_logging(config: Config) -> None:
-    """Log lines like redis-server's to ``logfile`` (or stdout); CONFIG SET loglevel applies at once."""
-    level = _LEVELS[config.loglevel]
-    handler: logging.Handler
-    if config.logfile:
-        handler = logging.FileHandler(config.logfile)
-    else:
-        handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(f"{os.getpid()}:M %(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("predis")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    config.watch("loglevel", lambda value: root.setLevel(_LEVELS[value]))
-
-
 def install_event_loop() -> str:
     """uvloop when installed, else asyncio's default loop."""
     try:

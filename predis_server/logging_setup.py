@@ -51,6 +51,8 @@ def setup_logging(config: Any, stream: Any = None) -> logging.Logger:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    if hasattr(config, "watch"):  # CONFIG SET loglevel applies at once
+        config.watch("loglevel", lambda value: root.setLevel(LEVELS[value]))
     return root
 
 

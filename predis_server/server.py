@@ -27,7 +27,7 @@ from .executor import Executor
 from .keyspace import Keyspace
 from .pipeline import FastRuns
 from .protocol.connection import OUTPUT_BATCH_LIMIT, Connection
-from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode, encode_error
+from .protocol.encoder import OK_BYTES, encode, encode_bulk_array, encode_error
 from .pubsub_hub import PubSubHub
 from .errors import CommandError
 from .replies import OK, Deferred, NoReply, Resolved
@@ -247,7 +247,7 @@ class Server:
                     elif type(reply) is int:
                         out.append(b":%d\r\n" % reply)
                     elif type(reply) is list:
-                        _encode_list(reply, client.resp == 3, out)
+                        encode_bulk_array(reply, client.resp == 3, out)
                     elif type(reply) is not NoReply:
                         encode(reply, client.resp == 3, out)
                 elif client.reply_mode == "skip":
@@ -269,7 +269,6 @@ class Server:
         if self.shutdown_event is not None and self.shutdown_requested:
             self.shutdown_event.set()
 
-    run_batch.coalescing = True  # type: ignore[attr-defined]  # batching.install: nothing to add
 
     def _await_deferred(self, conn: Connection, deferred: Deferred) -> None:
         def resume(future: Any) -> None:
@@ -421,34 +420,6 @@ class Server:
         if self.config.unixsocket and os.path.exists(self.config.unixsocket):
             os.unlink(self.config.unixsocket)
         log.warning("Predis is now ready to exit, bye bye...")
-
-
-_BULK_HEADERS: dict[int, bytes] = {}  # b"$<length>\r\n" of lengths below 4096, made once
-
-
-def _encode_list(items: list, resp3: bool, out: list[bytes]) -> None:
-    """An array reply; a flat one of bulk strings and nils (MGET's) without a call per item."""
-    parts = [b"*%d\r\n" % len(items)]
-    null = NULL3 if resp3 else NULL_BULK
-    append = parts.append
-    headers = _BULK_HEADERS
-    for item in items:
-        if type(item) is bytes:
-            size = len(item)
-            header = headers.get(size)
-            if header is None:
-                header = b"$%d\r\n" % size
-                if size < 4096:
-                    headers[size] = header
-            append(header)
-            append(item)
-            append(b"\r\n")
-        elif item is None:
-            append(null)
-        else:
-            encode(items, resp3, out)
-            return
-    out.append(b"".join(parts))
 
 
 def _output_limit(spec: str, klass: str) -> int:

@@ -13,24 +13,22 @@ from ..replies import Status
 from .table import command
 
 
+def _subscribe_generic(client, argv, kind: bytes, add) -> object:
+    frames = []
+    for name in argv[1:]:
+        add(client, name)
+        frames.append([kind, name, client.subscriptions])
+    return client.server.pubsub.frames(client, frames)
+
+
 def subscribe(client, argv):
     """https://redis.io/commands/subscribe"""
-    hub = client.server.pubsub
-    frames = []
-    for channel in argv[1:]:
-        hub.subscribe(client, channel)
-        frames.append([b"subscribe", channel, client.subscriptions])
-    return hub.frames(client, frames)
+    return _subscribe_generic(client, argv, b"subscribe", client.server.pubsub.subscribe)
 
 
 def psubscribe(client, argv):
     """https://redis.io/commands/psubscribe"""
-    hub = client.server.pubsub
-    frames = []
-    for pattern in argv[1:]:
-        hub.psubscribe(client, pattern)
-        frames.append([b"psubscribe", pattern, client.subscriptions])
-    return hub.frames(client, frames)
+    return _subscribe_generic(client, argv, b"psubscribe", client.server.pubsub.psubscribe)
 
 
 def _unsubscribe_generic(client, argv, kind: bytes, subscribed: set[bytes], drop):

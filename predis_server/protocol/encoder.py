@@ -94,3 +94,31 @@ def encode(value: object, resp3: bool, out: list[bytes]) -> None:
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     else:
         raise TypeError(f"cannot encode reply of type {t.__name__}")
+
+
+_BULK_HEADERS: dict[int, bytes] = {}  # b"$<length>\r\n" of lengths below 4096, made once
+
+
+def encode_bulk_array(items: list, resp3: bool, out: list[bytes]) -> None:
+    """An array reply; a flat one of bulk strings and nils (MGET's) without a call per item."""
+    parts = [b"*%d\r\n" % len(items)]
+    null = NULL3 if resp3 else NULL_BULK
+    append = parts.append
+    headers = _BULK_HEADERS
+    for item in items:
+        if type(item) is bytes:
+            size = len(item)
+            header = headers.get(size)
+            if header is None:
+                header = b"$%d\r\n" % size
+                if size < 4096:
+                    headers[size] = header
+            append(header)
+            append(item)
+            append(b"\r\n")
+        elif item is None:
+            append(null)
+        else:
+            encode(items, resp3, out)
+            return
+    out.append(b"".join(parts))
