@@ -32,6 +32,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "tests"))
+from resp import encode_command  # noqa: E402  (the tests' RESP helpers and process control)
+from servers import free_port, stop, wait_ready  # noqa: E402
 MGET_KEYS = [f"key{i}" for i in range(1, 101)]
 
 # The issue's targets: Predis throughput / Redis throughput (higher is better) and memory
@@ -42,27 +45,6 @@ TARGETS = {
     ("MGET_100", 1): 0.8, ("MGET_100", 16): 0.8,
 }
 MEMORY_TARGET = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16):
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server on port {port} did not start")
 
 
 @contextmanager
@@ -77,25 +59,16 @@ def server(kind: str, extra: list[str]):
                "--save", "", "--appendonly", "no", "--dir", workdir, *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        wait_ready(port, proc)
+        wait_ready(port, proc, timeout=90.0)
         yield port, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def encode(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
 def call(port: int, *args: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(encode(*(a.encode() for a in args)))
+        sock.sendall(encode_command(*args))
         data = b""
         while True:
             chunk = sock.recv(1 << 20)
@@ -163,7 +136,7 @@ def fill(port: int, keys: int, value_size: int, batch: int = 10_000) -> float:
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
         for first in range(0, keys, batch):
             last = min(keys, first + batch)
-            sock.sendall(b"".join(encode(b"SET", b"key:%010d" % i, value) for i in range(first, last)))
+            sock.sendall(b"".join(encode_command(b"SET", b"key:%010d" % i, value) for i in range(first, last)))
             expected = (last - first) * 5  # "+OK\r\n" each
             got = 0
             while got < expected:

@@ -34,12 +34,17 @@ class RunningServer:
             return handle.read()
 
 
-def _wait_ready(port: int, process: subprocess.Popen, log_path: str, timeout: float = 60.0) -> None:
+def wait_ready(port: int, process: subprocess.Popen, log_path: str | None = None,
+               timeout: float = 60.0) -> None:
+    """Until the server on ``port`` answers PING; raises with its log if it exits first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            with open(log_path, errors="replace") as handle:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{handle.read()}")
+            text = ""
+            if log_path:
+                with open(log_path, errors="replace") as handle:
+                    text = handle.read()
+            raise RuntimeError(f"server exited with {process.returncode}:\n{text}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
                 sock.sendall(b"*1\r\n$4\r\nPING\r\n")
@@ -63,10 +68,10 @@ def predis_process(*args: str, port: int | None = None, conf: str | None = None,
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                             env={**os.environ, **(env or {})})
     try:
-        _wait_ready(port, proc, log.name)
+        wait_ready(port, proc, log.name)
         yield RunningServer(port, proc, log.name, "predis")
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextlib.contextmanager
@@ -84,14 +89,14 @@ def redis_process(*args: str) -> Iterator[RunningServer]:
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     open(log_path, "a").close()
     try:
-        _wait_ready(port, proc, log_path)
+        wait_ready(port, proc, log_path)
         yield RunningServer(port, proc, log_path, "redis")
     finally:
-        _stop(proc)
+        stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:

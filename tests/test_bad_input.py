@@ -164,7 +164,7 @@ def test_maxclients_refuses_the_sixth_client():
         clients = [RawConnection(server.port) for _ in range(5)]
         for conn in clients[1:]:
             assert conn.call("PING") == b"+PONG\r\n"
-        # _wait_ready's probe connection may still be closing; give it a moment
+        # wait_ready's probe connection may still be closing; give it a moment
         time.sleep(0.2)
         assert send_and_read_until_closed(server.port, b"PING\r\n") == \
             b"-ERR max number of clients reached\r\n"
