@@ -247,7 +247,8 @@ def setrange(client, argv):
     return len(value)
 
 
-def _incr(client, key: bytes, delta: int) -> int:
+def incr_by(client, key: bytes, delta: int) -> int:
+    """INCR/DECR/INCRBY/DECRBY (and pipelined INCR runs): the new value, or CommandError."""
     db = client.db
     current = db.get_string_for_write(key)
     if current is None:
@@ -262,22 +263,22 @@ def _incr(client, key: bytes, delta: int) -> int:
 
 
 def incr(client, argv):
-    return _incr(client, argv[1], 1)
+    return incr_by(client, argv[1], 1)
 
 
 def decr(client, argv):
-    return _incr(client, argv[1], -1)
+    return incr_by(client, argv[1], -1)
 
 
 def incrby(client, argv):
-    return _incr(client, argv[1], parse_int(argv[2]))
+    return incr_by(client, argv[1], parse_int(argv[2]))
 
 
 def decrby(client, argv):
     delta = parse_int(argv[2])
     if delta == INT64_MIN:
         raise CommandError("ERR decrement would overflow")
-    return _incr(client, argv[1], -delta)
+    return incr_by(client, argv[1], -delta)
 
 
 def incrbyfloat(client, argv):
