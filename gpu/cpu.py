@@ -18,6 +18,7 @@ from .scoring import best_victims, victim_scores
 
 LFU_INIT_VAL = 5
 BULK_EVICT = 256  # evictions of at least this many keys score the whole keyspace at once
+_SCORED = ("expire_at", "last_access", "lfu_count", "lfu_time", "reuse", "flags", "live")
 _INT_OBJECT_BYTES = sys.getsizeof(10**6)  # a slot number above the small-int cache
 _META_DTYPES = {
     "expire_at": np.int64,
@@ -280,8 +281,7 @@ class NumpyStore(StoreBackend):
     def _scoring_arrays(self):
         """(array namespace, metadata arrays) for whole-keyspace scoring; the GPU store's are on the device."""
         n = len(self._keys)
-        return np, {name: getattr(self, name)[:n] for name in
-                    ("expire_at", "last_access", "lfu_count", "lfu_time", "reuse", "flags", "live")}
+        return np, {name: getattr(self, name)[:n] for name in _SCORED}
 
     def _evict_bulk(self, count: int, policy: EvictionPolicy, now_ms: int) -> list[bytes]:
         """Many victims at once (a lowered maxmemory): score every key and take the best exactly."""
@@ -315,19 +315,11 @@ class NumpyStore(StoreBackend):
         return picked
 
     def _victim_index(self, policy: EvictionPolicy, slots: np.ndarray, now_ms: int) -> int:
+        """Index in ``slots`` of the sampled key to evict: the same scores as a bulk eviction."""
         if policy in (EvictionPolicy.ALLKEYS_RANDOM, EvictionPolicy.VOLATILE_RANDOM):
             return 0
-        if policy is EvictionPolicy.VOLATILE_TTL:
-            return int(np.argmin(self.expire_at[slots]))
-        if policy.uses_lfu:
-            freq = [self._lfu_decayed(int(s), now_ms) for s in slots]
-            return int(np.argmin(np.asarray(freq)))
-        if policy is EvictionPolicy.ALLKEYS_PREDICTIVE:
-            # Prefetched entries never read go first, then the lowest predicted reuse; keys the
-            # model scored alike (e.g. never scored) fall back to LRU order.
-            score = self.reuse[slots] - (self.flags[slots] & FLAG_PREFETCHED).astype(np.float32) * 2.0
-            return int(np.lexsort((self.last_access[slots], score))[0])
-        return int(np.argmin(self.last_access[slots]))
+        meta = {name: getattr(self, name)[slots] for name in _SCORED}
+        return int(np.argmin(victim_scores(np, meta, policy, now_ms, self.lfu_decay_time)))
 
     # -- metadata -------------------------------------------------------------------------
     def idle_ms(self, key: bytes, now_ms: int) -> int:
