@@ -1,4 +1,8 @@
-"""The CPU store: a dict from key to slot, values in a slot list, metadata in NumPy arrays.
+"""The CPU store: a dict from key to slot, values packed in slabs, metadata in NumPy arrays.
+
+Strings of up to ``slabs.PACKED_MAX`` bytes are copied into ``ValueSlabs`` (a location per
+slot in ``value_loc``, the length in ``size``); other values (hashes, long strings) stay
+Python objects in a dict by slot.
 
 Slots never move while a key lives (freed slots are reused), so SCAN cursors are slot
 numbers and stay valid while the table changes, as Redis's reverse-binary cursor does.
@@ -15,20 +19,31 @@ import numpy as np
 
 from .interface import FLAG_PREFETCHED, EvictionPolicy, StoreBackend
 from .scoring import best_victims, victim_scores
+from .slabs import BLOCK, PACKED_MAX, ValueSlabs
 
 LFU_INIT_VAL = 5
 BULK_EVICT = 256  # evictions of at least this many keys score the whole keyspace at once
 _SCORED = ("expire_at", "last_access", "lfu_count", "lfu_time", "reuse", "flags", "live")
+_IN_CLASS = BLOCK - 1  # (n + _IN_CLASS) | _IN_CLASS is equal for lengths of one size class
+CLOCK_MASK = 0xFFFFFFFF  # last_access keeps the low 32 bits of the ms clock, as Redis keeps 24 of s
 _INT_OBJECT_BYTES = sys.getsizeof(10**6)  # a slot number above the small-int cache
 _META_DTYPES = {
     "expire_at": np.int64,
-    "last_access": np.int64,
+    "last_access": np.uint32,  # ms clock modulo 2**32 (wraps every 49.7 days; see access_times)
     "lfu_count": np.uint8,
     "lfu_time": np.uint16,
-    "size": np.uint32,
+    "size": np.uint32,  # packed: the value's length; object: its accounted bytes
+    "value_loc": np.uint32,  # block in the slabs; 0: the value is an object in _values
     "reuse": np.float32,
     "flags": np.uint8,
 }
+
+
+def with_access_times(xp, meta: dict, now_ms: int) -> dict:
+    """``meta`` with ``last_access`` as absolute ms (now minus idle time) for scoring: the
+    stored clock keeps 32 bits, so order and idle times hold for keys idle under 49.7 days."""
+    idle = (now_ms - meta["last_access"].astype(xp.int64)) & CLOCK_MASK
+    return {**meta, "last_access": now_ms - idle}
 
 
 def value_size(value: object) -> int:
@@ -44,6 +59,8 @@ class NumpyStore(StoreBackend):
     name = "cpu"
     #: bytes a value is accounted for; the GPU store counts its device block instead
     value_size = staticmethod(value_size)
+    #: short strings go into slabs (the GPU store keeps its own value layout)
+    pack_values = True
 
     def __init__(self, capacity: int = 64) -> None:
         self.on_expire = None
@@ -52,11 +69,15 @@ class NumpyStore(StoreBackend):
 
     # -- storage layout -------------------------------------------------------------------
     def _alloc(self, capacity: int) -> None:
+        if getattr(self, "_slabs", None) is not None:
+            self._slabs.close()  # FLUSHALL gives the packed values' memory back at once
         self._index: dict[bytes, int] = {}
         self._keys: list[bytes | None] = []
-        self._values: list[object] = []
+        self._values: dict[int, object] = {}  # slot -> value not packed in the slabs
+        self._slabs = ValueSlabs()
+        self._region = self._slabs.region
         self._free: list[int] = []
-        self._data_bytes = 0  # keys + values
+        self._data_bytes = 0  # keys + object values (packed values: self._slabs)
         self._volatile = 0
         self._capacity = 0
         for name, dtype in _META_DTYPES.items():
@@ -76,6 +97,7 @@ class NumpyStore(StoreBackend):
         self._lfu = memoryview(self.lfu_count)
         self._lfu_t = memoryview(self.lfu_time)
         self._size = memoryview(self.size)
+        self._loc = memoryview(self.value_loc)
         self._flags = memoryview(self.flags)
         self._live = memoryview(self.live)
 
@@ -88,20 +110,28 @@ class NumpyStore(StoreBackend):
             if slot >= self._capacity:
                 self._grow(self._capacity * 2)
             self._keys.append(key)
-            self._values.append(None)
         self._index[key] = slot
         self._live[slot] = True
         self._data_bytes += sys.getsizeof(key)
         return slot
 
+    def _forget_value(self, slot: int) -> None:
+        loc = self._loc[slot]
+        if loc:
+            self._slabs.release(loc, self._size[slot])
+            self._loc[slot] = 0
+        else:
+            self._data_bytes -= self._size[slot]
+            self._values.pop(slot, None)
+
     def _drop(self, key: bytes, slot: int) -> None:
         del self._index[key]
-        self._data_bytes -= sys.getsizeof(key) + self._size[slot]
+        self._data_bytes -= sys.getsizeof(key)
+        self._forget_value(slot)
         if self._exp[slot]:
             self._volatile -= 1
             self._exp[slot] = 0
         self._keys[slot] = None
-        self._values[slot] = None
         self._live[slot] = False
         self._flags[slot] = 0
         self.reuse[slot] = 0.0
@@ -109,7 +139,7 @@ class NumpyStore(StoreBackend):
 
     # -- access metadata ------------------------------------------------------------------
     def _touch(self, slot: int, now_ms: int) -> None:
-        self._atime[slot] = now_ms
+        self._atime[slot] = now_ms & CLOCK_MASK
         if self.track_lfu:
             self._lfu_update(slot, now_ms)
 
@@ -148,9 +178,13 @@ class NumpyStore(StoreBackend):
             self._expire(key, slot)
             return None
         if touch:
-            self._atime[slot] = now_ms
+            self._atime[slot] = now_ms & CLOCK_MASK
             if self.track_lfu:
                 self._lfu_update(slot, now_ms)
+        loc = self._loc[slot]
+        if loc:
+            off = loc * BLOCK
+            return self._region[off: off + self._size[slot]]
         return self._values[slot]
 
     def contains(self, key: bytes, now_ms: int) -> bool:
@@ -159,19 +193,37 @@ class NumpyStore(StoreBackend):
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
             keep_ttl: bool = False) -> None:
         slot = self._index.get(key)
-        size = self.value_size(value)
         if slot is None:
             slot = self._new_slot(key)
             self._lfu[slot] = LFU_INIT_VAL
             self._lfu_t[slot] = (now_ms // 60000) & 0xFFFF
-            self._data_bytes += size
+            loc = 0
         else:
-            self._data_bytes += size - self._size[slot]
             if self._flags[slot]:
                 self._flags[slot] = 0
-        self._values[slot] = value
-        self._size[slot] = size
-        self._atime[slot] = now_ms
+            loc = self._loc[slot]
+            # a packed string replaced by one of the same size class (SET of a same-sized
+            # value, INCR): overwritten in place, no free-list round trip
+            if loc and type(value) is bytes and (len(value) + _IN_CLASS) | _IN_CLASS \
+                    == (self._size[slot] + _IN_CLASS) | _IN_CLASS:
+                off = loc * BLOCK
+                self._region[off: off + len(value)] = value
+                self._size[slot] = len(value)
+            else:
+                self._forget_value(slot)
+                loc = 0
+        if not loc:
+            loc = type(value) is bytes and len(value) <= PACKED_MAX and self.pack_values \
+                and self._slabs.store(value)
+            if loc:
+                self._loc[slot] = loc
+                self._size[slot] = len(value)
+            else:
+                size = self.value_size(value)
+                self._values[slot] = value
+                self._size[slot] = size
+                self._data_bytes += size
+        self._atime[slot] = now_ms & CLOCK_MASK
         # With no volatile key every slot's expiry is 0 already: nothing to read or write.
         if not keep_ttl and (expire_at or self._volatile):
             old = self._exp[slot]
@@ -202,6 +254,7 @@ class NumpyStore(StoreBackend):
         self._exp[slot] = expire_at
 
     def add_size(self, key: bytes, delta: int) -> None:
+        """A container value changed in place (never a packed string)."""
         slot = self._index[key]
         self._data_bytes += delta
         self._size[slot] = max(0, self._size[slot] + delta)
@@ -214,17 +267,22 @@ class NumpyStore(StoreBackend):
             get = NumpyStore.get
             return [get(self, k, now_ms) for k in keys]
         # No key can be expired and only LRU time to set: one dict probe and one store a key.
-        find = self._index.get
+        slots = list(map(self._index.get, keys))
         values = self._values
-        atime = self._atime
+        atime, locs, sizes, region = self._atime, self._loc, self._size, self._region
+        now_ms &= CLOCK_MASK
         out: list[object | None] = []
         append = out.append
-        for key in keys:
-            slot = find(key)
+        for slot in slots:
             if slot is None:
                 append(None)
+                continue
+            atime[slot] = now_ms
+            loc = locs[slot]
+            if loc:
+                off = loc * BLOCK
+                append(region[off: off + sizes[slot]])
             else:
-                atime[slot] = now_ms
                 append(values[slot])
         return out
 
@@ -278,14 +336,14 @@ class NumpyStore(StoreBackend):
             victims.append(key)
         return victims
 
-    def _scoring_arrays(self):
+    def _scoring_arrays(self, now_ms: int):
         """(array namespace, metadata arrays) for whole-keyspace scoring; the GPU store's are on the device."""
         n = len(self._keys)
-        return np, {name: getattr(self, name)[:n] for name in _SCORED}
+        return np, with_access_times(np, {name: getattr(self, name)[:n] for name in _SCORED}, now_ms)
 
     def _evict_bulk(self, count: int, policy: EvictionPolicy, now_ms: int) -> list[bytes]:
         """Many victims at once (a lowered maxmemory): score every key and take the best exactly."""
-        xp, meta = self._scoring_arrays()
+        xp, meta = self._scoring_arrays(now_ms)
         scores = victim_scores(xp, meta, policy, now_ms, self.lfu_decay_time, self._rng.randrange(1 << 30))
         slots = best_victims(xp, scores, count)
         victims = []
@@ -318,12 +376,12 @@ class NumpyStore(StoreBackend):
         """Index in ``slots`` of the sampled key to evict: the same scores as a bulk eviction."""
         if policy in (EvictionPolicy.ALLKEYS_RANDOM, EvictionPolicy.VOLATILE_RANDOM):
             return 0
-        meta = {name: getattr(self, name)[slots] for name in _SCORED}
+        meta = with_access_times(np, {name: getattr(self, name)[slots] for name in _SCORED}, now_ms)
         return int(np.argmin(victim_scores(np, meta, policy, now_ms, self.lfu_decay_time)))
 
     # -- metadata -------------------------------------------------------------------------
     def idle_ms(self, key: bytes, now_ms: int) -> int:
-        return max(0, now_ms - self._atime[self._index[key]])
+        return (now_ms - self._atime[self._index[key]]) & CLOCK_MASK
 
     def lfu_frequency(self, key: bytes, now_ms: int) -> int:
         return self._lfu_decayed(self._index[key], now_ms)
@@ -377,7 +435,7 @@ class NumpyStore(StoreBackend):
         slot_ints = max(0, len(self._index) - 257) * _INT_OBJECT_BYTES
         containers = (sys.getsizeof(self._index) + sys.getsizeof(self._keys)
                       + sys.getsizeof(self._values) + sys.getsizeof(self._free) + 8 * len(self._free))
-        return self._data_bytes + arrays + slot_ints + containers
+        return self._data_bytes + self._slabs.memory_bytes() + arrays + slot_ints + containers
 
     def clear(self) -> None:
         self._alloc(64)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .arena import DeviceArena, size_class
-from .cpu import NumpyStore, value_size
+from .cpu import CLOCK_MASK, NumpyStore, value_size, with_access_times
 from .interface import StoreFull
 from .kernels import EMPTY, NumpyKernels
 
@@ -47,6 +47,7 @@ class ArenaStore(NumpyStore):
     """Device layout over an array namespace ``xp`` and kernels ``ops`` (see CupyStore)."""
 
     name = "arena"
+    pack_values = False  # values live in the device arena; the host keeps only staged copies
 
     def __init__(self, xp=np, ops=None, capacity: int = 64) -> None:
         self.xp = xp
@@ -317,7 +318,7 @@ class ArenaStore(NumpyStore):
                     self._expire(self._keys[slot], slot)  # type: ignore[arg-type]
                 return self.get_many_packed(keys_buf, key_off, key_len, now_ms)
         hits = slots[hit]
-        self.last_access[hits] = now_ms
+        self.last_access[hits] = now_ms & CLOCK_MASK
         if self.track_lfu:
             for slot in hits.tolist():
                 self._lfu_update(slot, now_ms)
@@ -340,8 +341,8 @@ class ArenaStore(NumpyStore):
         return {name: xp.asarray(getattr(self, name)[:n]) for name in
                 ("expire_at", "last_access", "lfu_count", "lfu_time", "reuse", "flags", "live")}
 
-    def _scoring_arrays(self):
-        return self.xp, self.device_metadata()
+    def _scoring_arrays(self, now_ms: int):
+        return self.xp, with_access_times(self.xp, self.device_metadata(), now_ms)
 
     # -- size -----------------------------------------------------------------------------
     def used_memory(self) -> int:

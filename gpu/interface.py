@@ -9,7 +9,7 @@ indexed by slot so that expiry sweeps, eviction scoring and model scoring are ve
 array      dtype   meaning
 ========== ======= ===========================================================
 expire_at  int64   absolute expiry time in ms since the epoch; 0 = no expiry
-last_access int64  last access time in ms (LRU, OBJECT IDLETIME)
+last_access uint32 last access time, ms clock modulo 2**32 (LRU, OBJECT IDLETIME)
 lfu_count  uint8   Redis's logarithmic LFU counter (OBJECT FREQ)
 lfu_time   uint16  minutes clock of the last LFU decrement
 size       uint32  bytes the value occupies (strings: length)

@@ -42,8 +42,8 @@ def test_volatile_policies_evict_only_keys_with_ttl(policy):
     with predis_process("--maxmemory", "1mb", "--maxmemory-policy", policy) as server:
         client = redis.Redis(port=server.port)
         _fill(client, "keep:", 1000)
-        _fill(client, "ttl:", 1500, ex=1000)
-        _fill(client, "more:", 1500)  # past the limit: only ttl:* keys can make room
+        _fill(client, "ttl:", 2500, ex=1000)
+        _fill(client, "more:", 3000)  # past the limit: only ttl:* keys can make room
         assert all(client.exists(f"keep:{i}") for i in range(1000))
         info = _info(client)
         assert info["evicted_keys"] > 0

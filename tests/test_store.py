@@ -74,7 +74,7 @@ def test_random_operations_match_a_dict(store):
         key = rng.choice(keys)
         op = rng.random()
         if op < 0.5:
-            value = rng.randbytes(rng.choice([0, 1, 15, 16, 17, 100, 129, 700]))
+            value = rng.randbytes(rng.choice([0, 1, 3, 4, 5, 15, 16, 17, 100, 129, 700, 1024, 1025, 3000]))
             store.set(key, value, NOW)
             model[key] = value
         elif op < 0.7:
@@ -227,9 +227,33 @@ def test_used_memory_tracks_data(store):
     full = store.used_memory()
     assert 2000 * 130 < full - empty < 2000 * 600
     store.delete_many([b"key:%06d" % i for i in range(2000)])
-    assert full - store.used_memory() > 2000 * 130  # keys and values released; arrays stay sized
+    # keys and values released (a packed 100-byte value holds 104 bytes); arrays stay sized
+    assert full - store.used_memory() > 2000 * 120
     store.clear()
     assert len(store) == 0 and store.get(b"key:000001", NOW) is None
+
+
+def test_cpu_store_packs_short_strings_and_reuses_freed_blocks():
+    store = NumpyStore()
+    store.set(b"a", b"x" * 100, NOW)
+    slabs = store._slabs
+    assert slabs.used_bytes == 100 and not store._values  # packed, no Python object kept
+    store.set(b"a", b"y" * 98, NOW)  # same size class: rewritten in place
+    assert store.get(b"a", NOW) == b"y" * 98 and slabs.used_bytes == 100
+    store.set(b"a", b"z" * 300, NOW)  # another class: old block freed, new one taken
+    assert slabs.used_bytes == 300
+    store.set(b"b", b"w" * 97, NOW)  # reuses the 100-byte block "a" left
+    assert slabs._top * 4 == 4 + 100 + 300
+    store.set(b"h", {b"field": b"v"}, NOW)  # not a string: stays an object
+    store.set(b"big", b"q" * 5000, NOW)  # longer than PACKED_MAX: stays an object
+    assert b"q" * 5000 in store._values.values()
+    assert store.get_many([b"a", b"b", b"h", b"big"], NOW) == [b"z" * 300, b"w" * 97, {b"field": b"v"}, b"q" * 5000]
+    slabs._limit = slabs._top  # the region is full: new values fall back to objects
+    store.set(b"c", b"new", NOW)
+    assert store.get(b"c", NOW) == b"new" and b"new" in store._values.values()
+    store.delete(b"a")
+    store.set(b"d", b"r" * 299, NOW)  # a freed block still serves its class when full
+    assert store.get(b"d", NOW) == b"r" * 299 and b"r" * 299 not in store._values.values()
 
 
 # -- the device layout: index, verification, out-of-memory --------------------------------
