@@ -114,61 +114,65 @@ class FastRuns:
         error_replies: list[bytes] = []
         hits = misses = 0
         now = ks.source_clock()
+        ks.now_ms = now  # what the handlers INCR calls read as the command's time
         began = _perf_ns()
         i = start
-        while i < end:
-            argv = commands[i]
-            if type(argv) is not list:
-                break
-            kind = kinds.get(argv[0])
-            argc = len(argv)
-            if kind == GET:
-                if argc != 2:
+        try:
+            while i < end:
+                argv = commands[i]
+                if type(argv) is not list:
                     break
-                value = store_get(argv[1], now, touch)
-                if value is None:
-                    misses += 1
-                    append(null)
-                else:
-                    hits += 1
-                    if type(value) is not bytes:
-                        append(_WRONGTYPE)
-                        failed[GET] += 1
-                        error_replies.append(_WRONGTYPE)
-                    elif len(value) < _INLINE_VALUE_MAX:
-                        append(b"$%d\r\n%s\r\n" % (len(value), value))
+                kind = kinds.get(argv[0])
+                argc = len(argv)
+                if kind == GET:
+                    if argc != 2:
+                        break
+                    value = store_get(argv[1], now, touch)
+                    if value is None:
+                        misses += 1
+                        append(null)
                     else:
-                        append(b"$%d\r\n" % len(value))
-                        append(value)
-                        append(b"\r\n")
-            elif kind == SET:
-                if argc != 3 or not writes:
-                    break
-                key = argv[1]
-                try:
-                    store_set(key, argv[2], now, 0, False)
-                except StoreFull:
-                    append(_OOM)
-                    failed[SET] += 1
-                    error_replies.append(_OOM)
+                        hits += 1
+                        if type(value) is not bytes:
+                            append(_WRONGTYPE)
+                            failed[GET] += 1
+                            error_replies.append(_WRONGTYPE)
+                        elif len(value) < _INLINE_VALUE_MAX:
+                            append(b"$%d\r\n%s\r\n" % (len(value), value))
+                        else:
+                            append(b"$%d\r\n" % len(value))
+                            append(value)
+                            append(b"\r\n")
+                elif kind == SET:
+                    if argc != 3 or not writes:
+                        break
+                    key = argv[1]
+                    try:
+                        store_set(key, argv[2], now, 0, False)
+                    except StoreFull:
+                        append(_OOM)
+                        failed[SET] += 1
+                        error_replies.append(_OOM)
+                    else:
+                        append(OK_BYTES)
+                        if ks.watchers:
+                            ks.signal_modified(db.id, key)
+                elif kind == INCR:
+                    if argc != 2 or not writes:
+                        break
+                    try:
+                        append(b":%d\r\n" % incr_by(client, argv[1], 1))
+                    except CommandError as exc:
+                        reply = encode_error(exc.message)
+                        append(reply)
+                        failed[INCR] += 1
+                        error_replies.append(reply)
                 else:
-                    append(OK_BYTES)
-                    if ks.watchers:
-                        ks.signal_modified(db.id, key)
-            elif kind == INCR:
-                if argc != 2 or not writes:
                     break
-                try:
-                    append(b":%d\r\n" % incr_by(client, argv[1], 1))
-                except CommandError as exc:
-                    reply = encode_error(exc.message)
-                    append(reply)
-                    failed[INCR] += 1
-                    error_replies.append(reply)
-            else:
-                break
-            counts[kind] += 1
-            i += 1
+                counts[kind] += 1
+                i += 1
+        finally:
+            ks.now_ms = 0
         elapsed_ns = _perf_ns() - began
         ran = i - start
         if not ran:

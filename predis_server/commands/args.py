@@ -16,13 +16,14 @@ MAX_LONG_DOUBLE_CHARS = 5 * 1024
 
 def parse_int(arg: bytes, message: str = errors.NOT_INTEGER) -> int:
     """string2ll: optional '-', digits, no '+', no spaces, no leading zeros, within int64."""
-    if not arg or len(arg) > 20:
+    if len(arg) > 20:
         raise CommandError(message)
-    body = arg[1:] if arg[:1] == b"-" else arg
-    if not body.isdigit() or (body[:1] == b"0" and (len(body) > 1 or arg[:1] == b"-")):
-        raise CommandError(message)
-    value = int(arg)
-    if value < INT64_MIN or value > INT64_MAX:
+    try:
+        value = int(arg)
+    except ValueError:
+        raise CommandError(message) from None
+    # int() also takes spaces, '+', '_' and leading zeros; only the canonical form is an integer
+    if b"%d" % value != arg or value < INT64_MIN or value > INT64_MAX:
         raise CommandError(message)
     return value
 

@@ -96,24 +96,40 @@ def encode(value: object, resp3: bool, out: list[bytes]) -> None:
         raise TypeError(f"cannot encode reply of type {t.__name__}")
 
 
-_BULK_HEADERS: dict[int, bytes] = {}  # b"$<length>\r\n" of lengths below 4096, made once
+class _BulkHeaders(dict):
+    """b"$<length>" by length, made on first use (lengths below 4096 are kept)."""
+
+    def __missing__(self, size: int) -> bytes:
+        header = b"$%d" % size
+        if size < 4096:
+            self[size] = header
+        return header
+
+
+_BULK_HEADERS = _BulkHeaders()
+_bulk_header = _BULK_HEADERS.__getitem__
+_ONLY_BYTES = {bytes}
 
 
 def encode_bulk_array(items: list, resp3: bool, out: list[bytes]) -> None:
     """An array reply; a flat one of bulk strings and nils (MGET's) without a call per item."""
-    parts = [b"*%d\r\n" % len(items)]
+    n = len(items)
+    if n > 4 and _ONLY_BYTES.issuperset(map(type, items)):
+        # headers and values interleaved by slice assignment, joined by CRLF in one call
+        parts: list = [None] * (2 * n + 2)
+        parts[0] = b"*%d" % n
+        parts[1:-1:2] = map(_bulk_header, map(len, items))
+        parts[2::2] = items
+        parts[-1] = b""
+        out.append(b"\r\n".join(parts))
+        return
+    parts = [b"*%d\r\n" % n]
     null = NULL3 if resp3 else NULL_BULK
     append = parts.append
-    headers = _BULK_HEADERS
     for item in items:
         if type(item) is bytes:
-            size = len(item)
-            header = headers.get(size)
-            if header is None:
-                header = b"$%d\r\n" % size
-                if size < 4096:
-                    headers[size] = header
-            append(header)
+            append(_bulk_header(len(item)))
+            append(b"\r\n")
             append(item)
             append(b"\r\n")
         elif item is None:
