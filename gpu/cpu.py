@@ -74,8 +74,9 @@ class NumpyStore(StoreBackend):
         self._index: dict[bytes, int] = {}
         self._keys: list[bytes | None] = []
         self._values: dict[int, object] = {}  # slot -> value not packed in the slabs
-        self._slabs = ValueSlabs()
-        self._region = self._slabs.region
+        # reserved on the first packed value: 16 empty databases reserve no address space
+        self._slabs: ValueSlabs | None = None
+        self._region = None
         self._free: list[int] = []
         self._data_bytes = 0  # keys + object values (packed values: self._slabs)
         self._volatile = 0
@@ -115,10 +116,15 @@ class NumpyStore(StoreBackend):
         self._data_bytes += sys.getsizeof(key)
         return slot
 
+    def _open_slabs(self) -> ValueSlabs:
+        self._slabs = ValueSlabs()
+        self._region = self._slabs.region
+        return self._slabs
+
     def _forget_value(self, slot: int) -> None:
         loc = self._loc[slot]
         if loc:
-            self._slabs.release(loc, self._size[slot])
+            self._slabs.release(loc, self._size[slot])  # type: ignore[union-attr]
             self._loc[slot] = 0
         else:
             self._data_bytes -= self._size[slot]
@@ -214,7 +220,7 @@ class NumpyStore(StoreBackend):
                 loc = 0
         if not loc:
             loc = type(value) is bytes and len(value) <= PACKED_MAX and self.pack_values \
-                and self._slabs.store(value)
+                and (self._slabs or self._open_slabs()).store(value)
             if loc:
                 self._loc[slot] = loc
                 self._size[slot] = len(value)
@@ -435,7 +441,8 @@ class NumpyStore(StoreBackend):
         slot_ints = max(0, len(self._index) - 257) * _INT_OBJECT_BYTES
         containers = (sys.getsizeof(self._index) + sys.getsizeof(self._keys)
                       + sys.getsizeof(self._values) + sys.getsizeof(self._free) + 8 * len(self._free))
-        return self._data_bytes + self._slabs.memory_bytes() + arrays + slot_ints + containers
+        packed = self._slabs.memory_bytes() if self._slabs is not None else 0
+        return self._data_bytes + packed + arrays + slot_ints + containers
 
     def clear(self) -> None:
         self._alloc(64)

@@ -30,7 +30,7 @@ from gpu.interface import StoreFull
 from . import errors
 from .commands import strings
 from .errors import CommandError
-from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error
+from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error, join_bulk_strings, only_bytes
 
 if TYPE_CHECKING:
     from .client import Client
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 _perf_ns = time.perf_counter_ns
 
+GET_BATCH_MIN = 4  # shorter runs of GETs go one by one (the batch's setup costs more)
 RUN_CHUNK = 64  # at most this many commands a run: run_batch checks output flow control between
 SLOWLOG_FLOOR_US = 1000  # a plain GET/SET/INCR takes ~1 µs; lower thresholds need exact timing
 _INLINE_VALUE_MAX = 16384  # longer GET values go out as three parts rather than one copy
@@ -127,6 +128,35 @@ class FastRuns:
                 if kind == GET:
                     if argc != 2:
                         break
+                    if touch:
+                        # consecutive GETs: one get_many and one join for all their replies
+                        j = i + 1
+                        while j < end:
+                            nxt = commands[j]
+                            if type(nxt) is not list or len(nxt) != 2 or kinds.get(nxt[0]) != GET:
+                                break
+                            j += 1
+                        if j - i >= GET_BATCH_MIN:
+                            values = store.get_many([argv[1] for argv in commands[i:j]], now)
+                            if None not in values and only_bytes(values):
+                                append(join_bulk_strings(values))
+                                hits += j - i
+                            else:
+                                for value in values:
+                                    if value is None:
+                                        misses += 1
+                                        append(null)
+                                        continue
+                                    hits += 1
+                                    if type(value) is bytes:
+                                        append(b"$%d\r\n%s\r\n" % (len(value), value))
+                                    else:
+                                        append(_WRONGTYPE)
+                                        failed[GET] += 1
+                                        error_replies.append(_WRONGTYPE)
+                            counts[GET] += j - i
+                            i = j
+                            continue
                     value = store_get(argv[1], now, touch)
                     if value is None:
                         misses += 1

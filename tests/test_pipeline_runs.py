@@ -33,6 +33,26 @@ def test_mixed_pipeline_matches_redis(raw_pair):
         assert ours.call("GET", key) == theirs.call("GET", key)
 
 
+def test_runs_of_gets_match_redis(raw_pair):
+    """Consecutive GETs go through one get_many and one join: hits, misses, big values,
+    wrong types and the counters must still be Redis's."""
+    ours, theirs = raw_pair
+    setup = [("SET", f"g{i}", "v" * i) for i in range(12)] + [("SET", "big", "b" * 20000), ("HSET", "h", "f", "v")]
+    all_hits = [("GET", f"g{i}") for i in range(12)]
+    mixed = [("GET", "g1"), ("GET", "none"), ("GET", "big"), ("GET", "h"), ("GET", "g0"), ("GET", "g11"),
+             ("GET", "none2"), ("SET", "g2", "new"), ("GET", "g2"), ("GET", "g3"), ("GET", "g4"), ("GET", "g5")]
+    for conn in raw_pair:
+        _pipeline(conn, setup)
+        conn.call("CONFIG", "RESETSTAT")
+    assert _pipeline(ours, all_hits + mixed + all_hits) == _pipeline(theirs, all_hits + mixed + all_hits)
+    info = [dict(line.split(":", 1) for line in conn.call("INFO", "all").decode().splitlines() if ":" in line)
+            for conn in raw_pair]
+    for field in ("keyspace_hits", "keyspace_misses", "total_error_replies"):
+        assert info[0][field] == info[1][field], field
+    calls = [[f for f in conn_info["cmdstat_get"].split(",") if "usec" not in f] for conn_info in info]
+    assert calls[0] == calls[1]  # calls, rejected_calls, failed_calls
+
+
 def test_long_pipeline_replies_and_counters(raw_pair):
     ours, theirs = raw_pair
     commands = []

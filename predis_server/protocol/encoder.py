@@ -111,17 +111,30 @@ _bulk_header = _BULK_HEADERS.__getitem__
 _ONLY_BYTES = {bytes}
 
 
+def only_bytes(items: list) -> bool:
+    return _ONLY_BYTES.issuperset(map(type, items))
+
+
+def join_bulk_strings(items: list[bytes], head: bytes | None = None) -> bytes:
+    """The bulk strings of ``items`` (all ``bytes``) back to back, after the ``head`` line if
+    given: headers and values interleaved by slice assignment and joined by CRLF in one call,
+    with no Python-level step per item."""
+    n = len(items)
+    k = 0 if head is None else 1
+    parts: list = [None] * (2 * n + 1 + k)
+    if k:
+        parts[0] = head
+    parts[k:-1:2] = map(_bulk_header, map(len, items))
+    parts[k + 1::2] = items
+    parts[-1] = b""
+    return b"\r\n".join(parts)
+
+
 def encode_bulk_array(items: list, resp3: bool, out: list[bytes]) -> None:
     """An array reply; a flat one of bulk strings and nils (MGET's) without a call per item."""
     n = len(items)
     if n > 4 and _ONLY_BYTES.issuperset(map(type, items)):
-        # headers and values interleaved by slice assignment, joined by CRLF in one call
-        parts: list = [None] * (2 * n + 2)
-        parts[0] = b"*%d" % n
-        parts[1:-1:2] = map(_bulk_header, map(len, items))
-        parts[2::2] = items
-        parts[-1] = b""
-        out.append(b"\r\n".join(parts))
+        out.append(join_bulk_strings(items, b"*%d" % n))
         return
     parts = [b"*%d\r\n" % n]
     null = NULL3 if resp3 else NULL_BULK
