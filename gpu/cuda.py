@@ -90,6 +90,9 @@ class ArenaStore(NumpyStore):
             new = xp.zeros(capacity, dtype=xp.int64)
             new[: old.size] = old
             setattr(self, name, new)
+        # scalar access through memoryviews: several times cheaper than NumPy item access
+        self._koff, self._klen = memoryview(self.key_off), memoryview(self.key_len)
+        self._voff, self._vlen = memoryview(self.val_off), memoryview(self.val_len)
 
     # -- writes ---------------------------------------------------------------------------
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
@@ -112,12 +115,12 @@ class ArenaStore(NumpyStore):
         NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
         if slot is None:
             slot = self._index[key]
-            self.key_off[slot] = key_block
-            self.key_len[slot] = len(key)
+            self._koff[slot] = key_block
+            self._klen[slot] = len(key)
             self._pending_insert[slot] = None
         if is_bytes:
-            self.val_off[slot] = new_val
-            self.val_len[slot] = len(value)  # type: ignore[arg-type]
+            self._voff[slot] = new_val
+            self._vlen[slot] = len(value)  # type: ignore[arg-type]
             if len(value) >= BIG_VALUE:  # type: ignore[arg-type]
                 self._upload_big(slot, value)  # type: ignore[arg-type]
             else:
@@ -128,12 +131,12 @@ class ArenaStore(NumpyStore):
 
     def _release_value(self, slot: int) -> None:
         self._read_cache.pop(slot, None)
-        off = int(self.val_off[slot])
+        off = self._voff[slot]
         if off >= 0:
-            self.arena.free(off, int(self.val_len[slot]))
-            self.val_off[slot] = -1
+            self.arena.free(off, self._vlen[slot])
+            self._voff[slot] = -1
         if self._staged.pop(slot, 0) is None:
-            self._staged_bytes -= int(self.val_len[slot])
+            self._staged_bytes -= self._vlen[slot]
 
     def _upload_big(self, slot: int, value: bytes) -> None:
         off = int(self.val_off[slot])
@@ -144,7 +147,7 @@ class ArenaStore(NumpyStore):
 
     def _drop(self, key: bytes, slot: int) -> None:
         self._release_value(slot)
-        self.arena.free(int(self.key_off[slot]), int(self.key_len[slot]))
+        self.arena.free(self._koff[slot], self._klen[slot])
         if self.on_table[slot]:
             self._pending_remove.append((int(self.khash[slot]), slot))
             self.on_table[slot] = False
@@ -182,31 +185,36 @@ class ArenaStore(NumpyStore):
         chunks = [values[s] for s in staged] + [keys[s] for s in inserts]
         staged_idx = np.asarray(staged, dtype=np.int64)
         insert_idx = np.asarray(inserts, dtype=np.int64)
-        dst = np.concatenate([self.val_off[staged_idx], self.key_off[insert_idx]])
-        lens = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
-        src = np.zeros(len(chunks), dtype=np.int64)
+        n_chunks, n_staged, n_ins = len(chunks), len(staged), len(inserts)
+        lens = np.fromiter(map(len, chunks), dtype=np.int64, count=n_chunks)
+        src = np.zeros(n_chunks, dtype=np.int64)
         np.cumsum(lens[:-1], out=src[1:])
+        # Every index array of this sync goes up in one transfer (a small copy costs about as
+        # much as a large one); the device slices below are views into it.
+        ints = np.concatenate([self.val_off[staged_idx], self.key_off[insert_idx], src, lens,
+                               staged_idx, self.val_len[staged_idx], insert_idx, self.key_len[insert_idx]])
         packed = np.frombuffer(b"".join(chunks), dtype=np.uint8)  # type: ignore[arg-type]
-        if inserts and self._table_used + len(inserts) > self.t_slot.size // 2:
-            self._rebuild_table(len(self) + len(inserts))
-        ops.copy_segments(self.arena.buf, xp.asarray(dst), xp.asarray(packed), xp.asarray(src), xp.asarray(lens))
+        if inserts and self._table_used + n_ins > self.t_slot.size // 2:
+            self._rebuild_table(len(self) + n_ins)
+        d_ints = xp.asarray(ints)
+        parts = np.cumsum([0, n_chunks, n_chunks, n_chunks, n_staged, n_staged, n_ins, n_ins]).tolist()
+        d_dst, d_src, d_lens, d_staged, d_val_len, d_ins, d_key_len = (
+            d_ints[parts[i]: parts[i + 1]] for i in range(7))
+        ops.copy_segments(self.arena.buf, d_dst, xp.asarray(packed), d_src, d_lens)
         if staged:
-            d_staged = xp.asarray(staged_idx)
-            self.d_val_off[d_staged] = xp.asarray(self.val_off[staged_idx])
-            self.d_val_len[d_staged] = xp.asarray(self.val_len[staged_idx])
+            self.d_val_off[d_staged] = d_dst[:n_staged]
+            self.d_val_len[d_staged] = d_val_len
             for s in staged:
                 values[s] = ON_DEVICE
         if inserts:
-            d_ins = xp.asarray(insert_idx)
-            d_off = xp.asarray(self.key_off[insert_idx])
-            d_len = xp.asarray(self.key_len[insert_idx])
+            d_off = d_dst[n_staged:]
             self.d_key_off[d_ins] = d_off
-            self.d_key_len[d_ins] = d_len
-            hashes = ops.hash_keys(self.arena.buf, d_off, d_len)
+            self.d_key_len[d_ins] = d_key_len
+            hashes = ops.hash_keys(self.arena.buf, d_off, d_key_len)
             ops.insert(self.t_hash, self.t_slot, hashes, d_ins.astype(xp.int32))
             self.khash[insert_idx] = self._to_host(hashes)
             self.on_table[insert_idx] = True
-            self._table_used += len(inserts)
+            self._table_used += n_ins
         self._staged = {}
         self._staged_bytes = 0
         self._pending_insert = {}
@@ -254,13 +262,23 @@ class ArenaStore(NumpyStore):
         return NumpyStore.get(self, key, now_ms, False) is not None
 
     def _read_device(self, slot: int) -> bytes:
-        off, n = int(self.val_off[slot]), int(self.val_len[slot])
+        off, n = self._voff[slot], self._vlen[slot]
         return self._to_host(self.arena.buf[off: off + n]).tobytes()
 
     def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:
         """Slots from the host index, device-resident values gathered by one kernel and one copy."""
         values = NumpyStore.get_many(self, keys, now_ms)
-        on_device = [i for i, v in enumerate(values) if v is ON_DEVICE]
+        on_device = []
+        if ON_DEVICE in values:
+            # values the tick's prefetch gathered already come from its cache (MGET, GET runs)
+            index, cache = self._index, self._read_cache
+            for i, value in enumerate(values):
+                if value is ON_DEVICE:
+                    cached = cache.get(index[keys[i]])
+                    if cached is None:
+                        on_device.append(i)
+                    else:
+                        values[i] = cached
         if on_device:
             index = self._index
             slots = np.fromiter((index[keys[i]] for i in on_device), dtype=np.int64, count=len(on_device))
