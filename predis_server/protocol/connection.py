@@ -68,12 +68,14 @@ class Connection(asyncio.Protocol):
         if client is None or client.closing:
             return
         server = self.server
-        server.stats.total_net_input_bytes += len(data)
-        server.stats.total_reads_processed += 1
+        stats = server.stats
+        stats.total_net_input_bytes += len(data)
+        stats.total_reads_processed += 1
         commands: list = []
-        self.parser.set_unauthenticated(not client.authenticated)
+        parser = self.parser
+        parser.slow.unauthenticated = not client.authenticated  # the stricter limits before AUTH
         try:
-            self.parser.feed(data, commands)
+            parser.feed(data, commands)
         except ProtocolError as exc:
             if str(exc) == "query buffer limit reached":
                 server.stats.client_query_buffer_limit_disconnections += 1

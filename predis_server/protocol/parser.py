@@ -259,16 +259,13 @@ class RequestParser:
         self.slow.max_bulk_len = max_bulk_len
         self.slow.max_buffer = max_buffer
 
-    def set_unauthenticated(self, value: bool) -> None:
-        self.slow.unauthenticated = value
-
     def feed(self, data: bytes, out: list[list[bytes]]) -> None:
         slow = self.slow
         reader = self._reader
         if reader is None or slow.unauthenticated:
             slow.feed(data, out)
             return
-        if not slow.idle():
+        if slow._remaining or slow.pos < len(slow.buf):  # not slow.idle(), inlined
             # Finish the request split across reads exactly, then go back to hiredis.
             data = slow.feed(data, out, stop_after_one=True)
             if not data:
