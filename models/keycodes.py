@@ -54,7 +54,9 @@ def _fixed_width_codes(keys: Sequence[bytes], lens: np.ndarray) -> tuple[np.ndar
     cols = _COLS[:width]
     inside = cols < lens[:, None]
     is_digit = (buf >= 48) & (buf <= 57) & inside
-    last_non_digit = np.where(inside & ~is_digit, cols, -1).max(axis=1)
+    non_digit = inside & ~is_digit
+    # the last non-digit column (-1: none), from an argmax over the reversed rows
+    last_non_digit = np.where(non_digit.any(axis=1), width - 1 - np.argmax(non_digit[:, ::-1], axis=1), -1)
     in_suffix = is_digit & (cols > last_non_digit[:, None])
     n_digits = in_suffix.sum(axis=1)
     key_hash = _words_hash(buf, lens)
@@ -65,11 +67,14 @@ def _fixed_width_codes(keys: Sequence[bytes], lens: np.ndarray) -> tuple[np.ndar
     stripped = buf.copy()
     stripped[in_suffix] = 0
     prefix_hash = _words_hash(stripped, lens - n_digits)
-    sub = in_suffix[rows]
-    from_end = lens[rows, None] - 1 - cols
-    sub &= from_end < 18
-    digits = np.where(sub, (buf[rows].astype(np.int64) - 48) * _TEN[np.clip(from_end, 0, 18)], 0)
-    suffix[rows] = digits.sum(axis=1)
+    # the suffix's last 18 digits as an integer: Horner's rule column by column (a few
+    # operations on n-vectors per column, not a gather of powers of ten per byte)
+    take = in_suffix[rows] & (cols >= (lens[rows] - 18)[:, None])
+    digits = buf[rows].astype(np.int64) - 48
+    value = np.zeros(len(rows), dtype=np.int64)
+    for col in range(width):
+        value = np.where(take[:, col], value * 10 + digits[:, col], value)
+    suffix[rows] = value
     return key_hash, prefix_hash, suffix
 
 

@@ -23,6 +23,7 @@ renamed or wrapped handlers) makes ``run`` return 0 and the caller takes the nor
 from __future__ import annotations
 
 import time
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from gpu.interface import StoreFull
@@ -30,6 +31,7 @@ from gpu.interface import StoreFull
 from . import errors
 from .commands import strings
 from .errors import CommandError
+from .readthrough import HIT, MISS, OP_GET
 from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error, join_bulk_strings, only_bytes
 
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ class FastRuns:
         threshold = config.slowlog_log_slower_than
         if not client.authenticated or client.multi is not None or client.reply_mode != "on" \
                 or client.channels or client.patterns or self.executor.acl.enforcing \
-                or server.access_hook is not None or server.paused_until \
+                or not self._hook_allows(server.access_hook) or server.paused_until \
                 or 0 <= threshold < SLOWLOG_FLOOR_US or config.latency_monitor_threshold:
             return False
         # a handler wrapped after start-up (an extension) must run as it is now
@@ -92,6 +94,23 @@ class FastRuns:
             if cmd.handler is not _HANDLERS[kind]:
                 return False
         return True
+
+    def _hook_allows(self, hook: Any) -> bool:
+        """Runs go on while the access hook only observes for the collector (no origin, no
+        prefetcher, tenants by ACL user): their GETs' events are then recorded in bulk."""
+        return hook is None or (hook.loader is None and hook.prefetcher is None
+                                and self.config.tenant_mode == "user")
+
+    def _observer(self, client: Client, key: bytes) -> tuple[list | None, int]:
+        """(the hook's event list, the client's tenant id) while the collector observes."""
+        hook = self.server.access_hook
+        if hook is None or not hook.observing:
+            return None, 0
+        events = hook.events
+        if not events:
+            hook._schedule_tick()
+        tenant_of = hook.tenant_of
+        return events, 0 if tenant_of is None else tenant_of(client.user, key)
 
     def run(self, client: Client, commands: list[Any], start: int) -> int:
         """Run the plain GET/SET/INCR commands from ``commands[start]`` on; how many ran (0:
@@ -109,6 +128,8 @@ class FastRuns:
         store_set = store.set
         touch = not client.no_touch  # CLIENT NO-TOUCH
         null = NULL3 if client.resp == 3 else NULL_BULK
+        events, tenant = self._observer(client, commands[start][1]) if len(commands[start]) > 1 else (None, 0)
+        db_id = db.id
         end = min(len(commands), start + RUN_CHUNK)
         counts = [0, 0, 0, 0]
         failed = [0, 0, 0, 0]
@@ -137,11 +158,21 @@ class FastRuns:
                                 break
                             j += 1
                         if j - i >= GET_BATCH_MIN:
-                            values = store.get_many([argv[1] for argv in commands[i:j]], now)
+                            keys = [argv[1] for argv in commands[i:j]]
+                            values = store.get_many(keys, now)
                             if None not in values and only_bytes(values):
                                 append(join_bulk_strings(values))
                                 hits += j - i
+                                if events is not None:
+                                    events.extend(zip(keys, repeat(OP_GET), repeat(HIT), map(len, values),
+                                                      repeat(db_id), repeat(tenant)))
                             else:
+                                if events is not None:  # as the hook records: hits and misses
+                                    for key, value in zip(keys, values):
+                                        if value is None:
+                                            events.append((key, OP_GET, MISS, 0, db_id, tenant))
+                                        elif type(value) is bytes:
+                                            events.append((key, OP_GET, HIT, len(value), db_id, tenant))
                                 for value in values:
                                     if value is None:
                                         misses += 1
@@ -158,6 +189,9 @@ class FastRuns:
                             i = j
                             continue
                     value = store_get(argv[1], now, touch)
+                    if events is not None and (value is None or type(value) is bytes):
+                        events.append((argv[1], OP_GET, MISS, 0, db_id, tenant) if value is None
+                                      else (argv[1], OP_GET, HIT, len(value), db_id, tenant))
                     if value is None:
                         misses += 1
                         append(null)

@@ -74,6 +74,28 @@ def test_live_server_records_and_exports(tmp_path):
     assert merged["op"][-1] == 1
 
 
+def test_pipelined_gets_are_recorded_like_single_ones(tmp_path):
+    """Pipelined GETs run in the fast loop (pipeline.py) while only the collector observes;
+    each must still become one event with the hook's outcome and size."""
+    with predis_process("--collector-sampling", "1", "--collector-export-dir", str(tmp_path)) as server:
+        r = redis.Redis(port=server.port)
+        r.set("a", "xyz")
+        r.hset("h", "f", "v")
+        pipe = r.pipeline(transaction=False)
+        for key in ["a", "b", "a", "a", "a", "a", "b", "a"]:  # a run of 8: one get_many
+            pipe.get(key)
+        pipe.get("h")  # WRONGTYPE: no event, as for a single GET
+        pipe.get("a")
+        pipe.get("b")
+        replies = pipe.execute(raise_on_error=False)
+        assert replies[:8] == [b"xyz", None, b"xyz", b"xyz", b"xyz", b"xyz", None, b"xyz"]
+        assert isinstance(replies[8], redis.ResponseError) and replies[9:] == [b"xyz", None]
+        assert r.info("prediction")["collector_events"] == 10
+    merged = load_segments([str(tmp_path)])
+    assert merged["outcome"].tolist() == [HIT, MISS, HIT, HIT, HIT, HIT, MISS, HIT, HIT, MISS]
+    assert merged["size"].tolist() == [3, 0, 3, 3, 3, 3, 0, 3, 3, 0]
+
+
 def test_sampling_zero_leaves_get_unhooked():
     with predis_process("--collector-sampling", "0") as server:
         r = redis.Redis(port=server.port)
