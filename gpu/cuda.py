@@ -7,33 +7,38 @@ Layout
 * **Device hash index**: open addressing over 64-bit key hashes, verified against the
   full key bytes in the arena (``gpu/kernels.py``), so collisions never give wrong answers.
 * **Slot tables on the device**: ``key_off``/``key_len``/``val_off``/``val_len`` per slot,
-  used by the lookup and gather kernels.
-* **Host side**: the key -> slot dict and the key list (needed for SCAN/KEYS and to name
-  expired and evicted keys), the per-key metadata arrays (NumPy, shared with the CPU
-  store so single-key commands stay cheap), and values of other types (hashes).
-  ``device_metadata()`` copies the metadata to the device in one transfer for
-  whole-keyspace scoring (bulk eviction of 256+ keys, model scoring); sampled eviction
-  of a few keys and the expiry cycle read the host arrays, where they cost microseconds.
+  used by the lookup and gather kernels (``get_many_packed``, ``gather_device``).
+* **Host side**: everything the CPU store holds (key -> slot dict, key list, metadata
+  arrays, and a copy of every value, short strings packed in slabs). Single commands and
+  pipelines read the host copy: a device round trip per event-loop tick (tens of
+  microseconds of launches and copies) costs more than a Python server spends on a whole
+  pipeline, which is why an earlier layout that served GETs from the device ran at half
+  the CPU store's rate (bench/results/store/ab_servers.md). The device serves batch APIs
+  (packed lookups and gathers of many keys) and whole-keyspace scoring:
+  ``device_metadata()`` copies the metadata arrays to the device in one transfer each.
 
 Writes are staged: a single ``set`` allocates its device blocks at once (so device
-out-of-memory fails *that* write with ``StoreFull`` and nothing else changes) but copies
-the bytes to the device in the next ``sync``, which uploads all staged keys and values in
-one transfer and one scatter kernel, then inserts the new keys into the device index in one
-kernel. ``sync`` runs before every device read, when the stage passes a threshold, and at
-the end of each event-loop tick through ``flush()``.
+out-of-memory fails *that* write with ``StoreFull`` and nothing else changes; a string
+replacing one of the same size class keeps its block) and the next ``sync`` uploads all
+staged values and new keys in one transfer, scatters them with one kernel and inserts the
+new keys into the device index with one more. ``sync`` runs before every device read, when
+the stage passes a threshold, and at the end of an event-loop tick (``flush()``) once the
+oldest staged write is SYNC_INTERVAL_S old, so one sync serves the writes of many ticks.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from .arena import DeviceArena, size_class
-from .cpu import CLOCK_MASK, NumpyStore, value_size, with_access_times
+from .cpu import CLOCK_MASK, NumpyStore, with_access_times
 from .interface import StoreFull
 from .kernels import EMPTY, NumpyKernels
+from .slabs import BLOCK
 
-ON_DEVICE = type("OnDevice", (), {"__repr__": lambda self: "<on device>"})()
+SYNC_INTERVAL_S = 0.005  # the device copy trails host writes by at most this under load
 STAGE_MAX_ITEMS = 4096
 STAGE_MAX_BYTES = 4 << 20
 BIG_VALUE = 1 << 20  # values this large are copied with one memcpy, not through the stage
@@ -47,7 +52,6 @@ class ArenaStore(NumpyStore):
     """Device layout over an array namespace ``xp`` and kernels ``ops`` (see CupyStore)."""
 
     name = "arena"
-    pack_values = False  # values live in the device arena; the host keeps only staged copies
 
     def __init__(self, xp=np, ops=None, capacity: int = 64) -> None:
         self.xp = xp
@@ -56,9 +60,6 @@ class ArenaStore(NumpyStore):
         self._reset_device()
         super().__init__(capacity)
 
-    def value_size(self, value: object) -> int:  # type: ignore[override]
-        return size_class(len(value)) if type(value) is bytes else value_size(value)
-
     # -- device state ---------------------------------------------------------------------
     def _reset_device(self) -> None:
         xp = self.xp
@@ -66,11 +67,11 @@ class ArenaStore(NumpyStore):
         self.t_hash = xp.zeros(1024, dtype=xp.uint64)
         self.t_slot = xp.full(1024, EMPTY, dtype=xp.int32)
         self._table_used = 0  # entries holding a slot or a tombstone
-        self._staged: dict[int, None] = {}  # slots whose bytes value awaits upload
+        self._staged: dict[int, None] = {}  # slots whose string value awaits upload
         self._staged_bytes = 0
+        self._staged_since = 0.0  # monotonic time of the oldest write not yet on the device
         self._pending_insert: dict[int, None] = {}  # slots whose key awaits the device index
         self._pending_remove: list[tuple[int, int]] = []  # (hash, slot) to tombstone
-        self._read_cache: dict[int, bytes] = {}  # slot -> value prefetched for this tick
         for name in ("d_key_off", "d_key_len", "d_val_off", "d_val_len"):
             setattr(self, name, xp.zeros(0, dtype=xp.int64))
         for name, dtype in (("key_off", np.int64), ("key_len", np.int64), ("val_off", np.int64),
@@ -100,37 +101,47 @@ class ArenaStore(NumpyStore):
         arena = self.arena
         slot = self._index.get(key)
         is_bytes = type(value) is bytes
+        n = len(value) if is_bytes else 0  # type: ignore[arg-type]
+        # A string replacing one of the same size class keeps its device block (SET of a
+        # same-sized value, INCR): no free-list round trip, only the new bytes are staged.
+        reuse = is_bytes and slot is not None and self._voff[slot] >= 0 \
+            and ((old_len := self._vlen[slot]) == n or size_class(n) == size_class(old_len))
         # Allocate before changing anything: device OOM fails this write and only this write.
-        new_val = arena.alloc(len(value)) if is_bytes else -1  # type: ignore[arg-type]
+        new_val = arena.alloc(n) if is_bytes and not reuse else -1
         key_block = -1
         if slot is None:
             try:
                 key_block = arena.alloc(len(key))
             except StoreFull:
                 if new_val >= 0:
-                    arena.free(new_val, len(value))  # type: ignore[arg-type]
+                    arena.free(new_val, n)
                 raise
-        else:
+        elif not reuse:
             self._release_value(slot)
-        NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
+        NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)  # the host copy
         if slot is None:
             slot = self._index[key]
             self._koff[slot] = key_block
             self._klen[slot] = len(key)
             self._pending_insert[slot] = None
+            if not self._staged_since:
+                self._staged_since = time.monotonic()
         if is_bytes:
-            self._voff[slot] = new_val
-            self._vlen[slot] = len(value)  # type: ignore[arg-type]
-            if len(value) >= BIG_VALUE:  # type: ignore[arg-type]
+            if not reuse:
+                self._voff[slot] = new_val
+            self._vlen[slot] = n
+            if n >= BIG_VALUE:
+                self._staged.pop(slot, None)
                 self._upload_big(slot, value)  # type: ignore[arg-type]
             else:
+                if not self._staged_since:
+                    self._staged_since = time.monotonic()
                 self._staged[slot] = None
-                self._staged_bytes += len(value)  # type: ignore[arg-type]
+                self._staged_bytes += n
                 if len(self._staged) >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
                     self.sync()
 
     def _release_value(self, slot: int) -> None:
-        self._read_cache.pop(slot, None)
         off = self._voff[slot]
         if off >= 0:
             self.arena.free(off, self._vlen[slot])
@@ -139,11 +150,10 @@ class ArenaStore(NumpyStore):
             self._staged_bytes -= self._vlen[slot]
 
     def _upload_big(self, slot: int, value: bytes) -> None:
-        off = int(self.val_off[slot])
+        off = self._voff[slot]
         self.arena.buf[off: off + len(value)] = self.xp.asarray(np.frombuffer(value, dtype=np.uint8))
         self.d_val_off[slot] = off
         self.d_val_len[slot] = len(value)
-        self._values[slot] = ON_DEVICE
 
     def _drop(self, key: bytes, slot: int) -> None:
         self._release_value(slot)
@@ -164,14 +174,17 @@ class ArenaStore(NumpyStore):
         return sum(1 for key in keys if self.delete(key))
 
     def flush(self) -> None:
-        """End of an event-loop tick: push staged writes to the device, drop prefetched reads."""
-        self._read_cache = {}
-        if self._staged or self._pending_insert or self._pending_remove:
+        """End of an event-loop tick: writes older than SYNC_INTERVAL_S go to the device, so a
+        sync (a few device operations) serves the writes of many ticks, not of each."""
+        if (self._staged or self._pending_insert or self._pending_remove) \
+                and time.monotonic() - self._staged_since >= SYNC_INTERVAL_S:
             self.sync()
 
     # -- the sync: one upload, one scatter, one index update -------------------------------
     def sync(self) -> None:
+        """Bring the device copy up to date: every device read calls this first."""
         xp, ops = self.xp, self.ops
+        self._staged_since = 0.0
         if self._pending_remove:
             hashes, slots = zip(*self._pending_remove)
             ops.remove(self.t_hash, self.t_slot, xp.asarray(np.array(hashes, dtype=np.uint64)),
@@ -181,8 +194,8 @@ class ArenaStore(NumpyStore):
         inserts = list(self._pending_insert)
         if not staged and not inserts:
             return
-        values, keys = self._values, self._keys
-        chunks = [values[s] for s in staged] + [keys[s] for s in inserts]
+        host_value, keys = self._host_string, self._keys
+        chunks = [host_value(s) for s in staged] + [keys[s] for s in inserts]
         staged_idx = np.asarray(staged, dtype=np.int64)
         insert_idx = np.asarray(inserts, dtype=np.int64)
         n_chunks, n_staged, n_ins = len(chunks), len(staged), len(inserts)
@@ -204,8 +217,6 @@ class ArenaStore(NumpyStore):
         if staged:
             self.d_val_off[d_staged] = d_dst[:n_staged]
             self.d_val_len[d_staged] = d_val_len
-            for s in staged:
-                values[s] = ON_DEVICE
         if inserts:
             d_off = d_dst[n_staged:]
             self.d_key_off[d_ins] = d_off
@@ -219,6 +230,14 @@ class ArenaStore(NumpyStore):
         self._staged_bytes = 0
         self._pending_insert = {}
 
+    def _host_string(self, slot: int) -> bytes:
+        """The host copy of a slot's string value (packed or object), without touching it."""
+        loc = self._loc[slot]
+        if loc:
+            off = loc * BLOCK
+            return self._region[off: off + self._size[slot]]  # type: ignore[index]
+        return self._values[slot]  # type: ignore[return-value]
+
     def _rebuild_table(self, keys_expected: int) -> None:
         """A fresh table at most a quarter full (drops tombstones); the caller inserts new keys."""
         xp = self.xp
@@ -230,77 +249,7 @@ class ArenaStore(NumpyStore):
         self.t_hash, self.t_slot = t_hash, t_slot
         self._table_used = int(present.size)
 
-    # -- reads ----------------------------------------------------------------------------
-    def get(self, key: bytes, now_ms: int, touch: bool = True) -> object | None:
-        value = NumpyStore.get(self, key, now_ms, touch)
-        if value is ON_DEVICE:
-            slot = self._index[key]
-            cached = self._read_cache.get(slot)
-            return cached if cached is not None else self._read_device(slot)
-        return value
-
-    def prefetch(self, keys: Iterable[bytes]) -> None:
-        """Gather the device values of ``keys`` in one kernel and one copy for the ``get`` calls
-        that follow in this tick. Only a cache: metadata, expiry and hit counting still happen in
-        ``get``, and any write to a key drops its entry, so results are exactly those of ``get``."""
-        index, values, cache = self._index, self._values, self._read_cache
-        slots = set()
-        for key in keys:
-            slot = index.get(key)
-            if slot is not None and values[slot] is ON_DEVICE and slot not in cache:
-                slots.add(slot)
-        if not slots:
-            return
-        order = np.fromiter(slots, dtype=np.int64, count=len(slots))
-        buf, offsets = self._gather(order)
-        data = buf.tobytes()
-        bounds = offsets.tolist()
-        for j, slot in enumerate(order.tolist()):
-            cache[slot] = data[bounds[j]: bounds[j + 1]]
-
-    def contains(self, key: bytes, now_ms: int) -> bool:
-        return NumpyStore.get(self, key, now_ms, False) is not None
-
-    def _read_device(self, slot: int) -> bytes:
-        off, n = self._voff[slot], self._vlen[slot]
-        return self._to_host(self.arena.buf[off: off + n]).tobytes()
-
-    def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:
-        """Slots from the host index, device-resident values gathered by one kernel and one copy."""
-        values = NumpyStore.get_many(self, keys, now_ms)
-        on_device = []
-        if ON_DEVICE in values:
-            # values the tick's prefetch gathered already come from its cache (MGET, GET runs)
-            index, cache = self._index, self._read_cache
-            for i, value in enumerate(values):
-                if value is ON_DEVICE:
-                    cached = cache.get(index[keys[i]])
-                    if cached is None:
-                        on_device.append(i)
-                    else:
-                        values[i] = cached
-        if on_device:
-            index = self._index
-            slots = np.fromiter((index[keys[i]] for i in on_device), dtype=np.int64, count=len(on_device))
-            buf, offsets = self._gather(slots)
-            data = buf.tobytes()
-            bounds = offsets.tolist()
-            for j, i in enumerate(on_device):
-                values[i] = data[bounds[j]: bounds[j + 1]]
-        return values
-
-    def _gather(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Values of device-resident ``slots`` as one host buffer and n+1 offsets."""
-        xp = self.xp
-        lens = self.val_len[slots]
-        offsets = np.zeros(len(slots) + 1, dtype=np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        out = xp.empty(int(offsets[-1]), dtype=xp.uint8)
-        d_slots = xp.asarray(slots)
-        self.ops.copy_segments(out, xp.asarray(offsets[:-1]), self.arena.buf, self.d_val_off[d_slots],
-                               self.d_val_len[d_slots])
-        return self._to_host(out), offsets
-
+    # -- device reads (batch APIs; single commands read the host copy) ---------------------
     def lookup_packed(self, keys_buf, key_off, key_len):
         """Device slots (-1 missing) for packed keys already on the device: the index alone."""
         self.sync()
@@ -364,13 +313,13 @@ class ArenaStore(NumpyStore):
 
     # -- size -----------------------------------------------------------------------------
     def used_memory(self) -> int:
+        """Host copy (as the CPU store counts it) plus the device: arena blocks of values and
+        keys, the index and the slot tables, and their host-side mirrors."""
         host = super().used_memory() + sum(getattr(self, name).nbytes for name in
                                            ("key_off", "key_len", "val_off", "val_len", "khash", "on_table"))
-        device = (self.t_hash.nbytes + self.t_slot.nbytes
+        device = (self.arena.live_bytes + self.t_hash.nbytes + self.t_slot.nbytes
                   + sum(getattr(self, n).nbytes for n in ("d_key_off", "d_key_len", "d_val_off", "d_val_len")))
-        # Keys are held twice (host mirror for SCAN and device copy for verification).
-        keys_on_device = int(np.sum(self.key_len[: len(self._keys)][self.live[: len(self._keys)]]))
-        return host + device + keys_on_device
+        return host + device
 
     def device_bytes(self) -> int:
         """Device memory really reserved: arena capacity, index and slot tables."""

@@ -172,8 +172,6 @@ class Server:
     def run_batch(self) -> None:
         self.batch_scheduled = False
         pending, self.pending = self.pending, []
-        if self.coalesce:
-            batching.coalesce_reads(pending)
         execute = self.executor.execute
         fast = self.fast_runs
         fast_kinds = fast.kinds

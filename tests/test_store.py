@@ -309,22 +309,35 @@ def test_device_oom_fails_only_the_write(device_store, monkeypatch):
     assert device_store.get(b"huge", NOW) is None and len(device_store) == 1
 
 
-def test_prefetch_is_an_exact_cache(device_store):
+def test_writes_reach_the_device_in_one_sync_and_reads_stay_on_the_host(device_store, monkeypatch):
     from types import SimpleNamespace
 
-    from predis_server.batching import coalesce_reads, end_tick, read_keys
+    import gpu.cuda
+    from predis_server.batching import end_tick
 
     keys = [b"p%d" % i for i in range(100)]
-    device_store.set_many(keys, [b"v%d" % i for i in range(100)], NOW)
-    assert read_keys([[b"GET", b"p1"], [b"mget", b"p2", b"p3"], [b"SET", b"p4", b"x"], b"bad"]) == \
-        [b"p1", b"p2", b"p3"]
-    conn = SimpleNamespace(client=SimpleNamespace(db=SimpleNamespace(store=device_store)))
-    coalesce_reads([(conn, [[b"GET", b"p1"], [b"MGET", b"p2", b"p3", b"absent"]])])
-    assert set(device_store._read_cache) == {device_store._index[k] for k in (b"p1", b"p2", b"p3")}
-    device_store.set(b"p2", b"changed", NOW)  # a write in the same batch drops the entry
-    device_store.delete(b"p3")
-    assert device_store.get(b"p1", NOW) == b"v1"
+    device_store.set_many(keys, [b"v%d" % i for i in range(100)], NOW)  # synced at once
+    syncs = []
+    real_sync = device_store.sync
+    monkeypatch.setattr(device_store, "sync", lambda: (syncs.append(1), real_sync()))
+    block = int(device_store.val_off[device_store._index[b"p2"]])
+    device_store.set(b"p2", b"changed", NOW)  # same size class as b"v2": same device block
+    device_store.set(b"p3", b"x" * 300, NOW)  # another class: a new block
+    device_store.delete(b"p4")
+    device_store.set(b"new", b"fresh", NOW)
+    assert int(device_store.val_off[device_store._index[b"p2"]]) == block
+    # single reads come from the host copy: no device work
     assert device_store.get(b"p2", NOW) == b"changed"
-    assert device_store.get(b"p3", NOW) is None
-    end_tick(SimpleNamespace(dbs=[SimpleNamespace(store=device_store)]))
-    assert device_store._read_cache == {} and device_store.get(b"p2", NOW) == b"changed"
+    assert device_store.get_many([b"p1", b"p3", b"p4", b"new"], NOW) == [b"v1", b"x" * 300, None, b"fresh"]
+    assert syncs == []
+    ticks = SimpleNamespace(dbs=[SimpleNamespace(store=device_store)])
+    monkeypatch.setattr(gpu.cuda, "SYNC_INTERVAL_S", 3600.0)
+    end_tick(ticks)  # too soon: the writes wait for more
+    assert syncs == []
+    monkeypatch.setattr(gpu.cuda, "SYNC_INTERVAL_S", 0.0)
+    end_tick(ticks)  # one sync carries every staged write
+    assert len(syncs) == 1
+    query = [b"p1", b"p2", b"p3", b"p4", b"new"]
+    slots, buf, offs = device_store.get_many_packed(*_packed(query), NOW)  # the device copy
+    got = [buf[offs[i]: offs[i + 1]].tobytes() if slots[i] >= 0 else None for i in range(len(query))]
+    assert got == [b"v1", b"changed", b"x" * 300, None, b"fresh"]
