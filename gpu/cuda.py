@@ -36,11 +36,10 @@ from .arena import DeviceArena, size_class
 from .cpu import CLOCK_MASK, NumpyStore, with_access_times
 from .interface import StoreFull
 from .kernels import EMPTY, NumpyKernels
-from .slabs import BLOCK
 
-SYNC_INTERVAL_S = 0.005  # the device copy trails host writes by at most this under load
-STAGE_MAX_ITEMS = 4096
-STAGE_MAX_BYTES = 4 << 20
+SYNC_INTERVAL_S = 0.05  # the device copy trails host writes by at most this under load
+STAGE_MAX_ITEMS = 65536
+STAGE_MAX_BYTES = 16 << 20
 BIG_VALUE = 1 << 20  # values this large are copied with one memcpy, not through the stage
 
 
@@ -67,7 +66,7 @@ class ArenaStore(NumpyStore):
         self.t_hash = xp.zeros(1024, dtype=xp.uint64)
         self.t_slot = xp.full(1024, EMPTY, dtype=xp.int32)
         self._table_used = 0  # entries holding a slot or a tombstone
-        self._staged: dict[int, None] = {}  # slots whose string value awaits upload
+        self._staged: dict[int, bytes] = {}  # slot -> string value awaiting upload
         self._staged_bytes = 0
         self._staged_since = 0.0  # monotonic time of the oldest write not yet on the device
         self._pending_insert: dict[int, None] = {}  # slots whose key awaits the device index
@@ -131,12 +130,14 @@ class ArenaStore(NumpyStore):
                 self._voff[slot] = new_val
             self._vlen[slot] = n
             if n >= BIG_VALUE:
-                self._staged.pop(slot, None)
+                old = self._staged.pop(slot, None)
+                if old is not None:
+                    self._staged_bytes -= len(old)
                 self._upload_big(slot, value)  # type: ignore[arg-type]
             else:
                 if not self._staged_since:
                     self._staged_since = time.monotonic()
-                self._staged[slot] = None
+                self._staged[slot] = value  # type: ignore[assignment]
                 self._staged_bytes += n
                 if len(self._staged) >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
                     self.sync()
@@ -146,8 +147,9 @@ class ArenaStore(NumpyStore):
         if off >= 0:
             self.arena.free(off, self._vlen[slot])
             self._voff[slot] = -1
-        if self._staged.pop(slot, 0) is None:
-            self._staged_bytes -= self._vlen[slot]
+        staged = self._staged.pop(slot, None)
+        if staged is not None:
+            self._staged_bytes -= len(staged)
 
     def _upload_big(self, slot: int, value: bytes) -> None:
         off = self._voff[slot]
@@ -194,8 +196,8 @@ class ArenaStore(NumpyStore):
         inserts = list(self._pending_insert)
         if not staged and not inserts:
             return
-        host_value, keys = self._host_string, self._keys
-        chunks = [host_value(s) for s in staged] + [keys[s] for s in inserts]
+        keys = self._keys
+        chunks = list(self._staged.values()) + [keys[s] for s in inserts]
         staged_idx = np.asarray(staged, dtype=np.int64)
         insert_idx = np.asarray(inserts, dtype=np.int64)
         n_chunks, n_staged, n_ins = len(chunks), len(staged), len(inserts)
@@ -229,14 +231,6 @@ class ArenaStore(NumpyStore):
         self._staged = {}
         self._staged_bytes = 0
         self._pending_insert = {}
-
-    def _host_string(self, slot: int) -> bytes:
-        """The host copy of a slot's string value (packed or object), without touching it."""
-        loc = self._loc[slot]
-        if loc:
-            off = loc * BLOCK
-            return self._region[off: off + self._size[slot]]  # type: ignore[index]
-        return self._values[slot]  # type: ignore[return-value]
 
     def _rebuild_table(self, keys_expected: int) -> None:
         """A fresh table at most a quarter full (drops tombstones); the caller inserts new keys."""
