@@ -17,8 +17,12 @@ That is why runs are only taken when nothing needs a single command's own time: 
 log must be off or have a threshold of at least ``SLOWLOG_FLOOR_US`` (a run slower than the
 threshold on average logs each of its commands with that average), and the latency
 monitor must be off. Everything that changes a command's path (MULTI, pub/sub, ACL rules,
-authentication, the read-through hook, CLIENT REPLY, CLIENT PAUSE, maxmemory for writes,
-renamed or wrapped handlers) makes ``run`` return 0 and the caller takes the normal path.
+authentication, CLIENT REPLY, CLIENT PAUSE, maxmemory for writes, renamed or wrapped
+handlers, tenants by key prefix) makes ``run`` return 0 and the caller takes the normal path.
+
+With the access hook installed (origin, collector, prefetcher) runs go on: ``GetObserver``
+records each GET's event as ``AccessHook.on_get`` would (prefetched hits included), and with
+an origin a run stops before a GET that misses, which the normal path then loads.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from gpu.interface import StoreFull
 from . import errors
 from .commands import strings
 from .errors import CommandError
-from .readthrough import HIT, MISS, OP_GET
+from .readthrough import HIT, MISS, OP_GET, PREFETCHED_HIT
 from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error, join_bulk_strings, only_bytes
 
 if TYPE_CHECKING:
@@ -86,7 +90,7 @@ class FastRuns:
         threshold = config.slowlog_log_slower_than
         if not client.authenticated or client.multi is not None or client.reply_mode != "on" \
                 or client.channels or client.patterns or self.executor.acl.enforcing \
-                or not self._hook_allows(server.access_hook) or server.paused_until \
+                or (server.access_hook is not None and config.tenant_mode != "user") or server.paused_until \
                 or 0 <= threshold < SLOWLOG_FLOOR_US or config.latency_monitor_threshold:
             return False
         # a handler wrapped after start-up (an extension) must run as it is now
@@ -94,23 +98,6 @@ class FastRuns:
             if cmd.handler is not _HANDLERS[kind]:
                 return False
         return True
-
-    def _hook_allows(self, hook: Any) -> bool:
-        """Runs go on while the access hook only observes for the collector (no origin, no
-        prefetcher, tenants by ACL user): their GETs' events are then recorded in bulk."""
-        return hook is None or (hook.loader is None and hook.prefetcher is None
-                                and self.config.tenant_mode == "user")
-
-    def _observer(self, client: Client, key: bytes) -> tuple[list | None, int]:
-        """(the hook's event list, the client's tenant id) while the collector observes."""
-        hook = self.server.access_hook
-        if hook is None or not hook.observing:
-            return None, 0
-        events = hook.events
-        if not events:
-            hook._schedule_tick()
-        tenant_of = hook.tenant_of
-        return events, 0 if tenant_of is None else tenant_of(client.user, key)
 
     def run(self, client: Client, commands: list[Any], start: int) -> int:
         """Run the plain GET/SET/INCR commands from ``commands[start]`` on; how many ran (0:
@@ -128,8 +115,10 @@ class FastRuns:
         store_set = store.set
         touch = not client.no_touch  # CLIENT NO-TOUCH
         null = NULL3 if client.resp == 3 else NULL_BULK
-        events, tenant = self._observer(client, commands[start][1]) if len(commands[start]) > 1 else (None, 0)
-        db_id = db.id
+        hook = self.server.access_hook
+        watch = GetObserver(hook, client) if hook is not None else None
+        # with an origin a GET miss is a load (a Deferred reply): the run stops before it
+        loads_misses = hook is not None and hook.loader is not None and not hook.in_exec
         end = min(len(commands), start + RUN_CHUNK)
         counts = [0, 0, 0, 0]
         failed = [0, 0, 0, 0]
@@ -160,19 +149,18 @@ class FastRuns:
                         if j - i >= GET_BATCH_MIN:
                             keys = [argv[1] for argv in commands[i:j]]
                             values = store.get_many(keys, now)
-                            if None not in values and only_bytes(values):
+                            stop = loads_misses and None in values
+                            if stop:  # the GETs before the first miss; the miss loads normally
+                                cut = values.index(None)
+                                keys, values, j = keys[:cut], values[:cut], i + cut
+                            if j > i and None not in values and only_bytes(values):
                                 append(join_bulk_strings(values))
                                 hits += j - i
-                                if events is not None:
-                                    events.extend(zip(keys, repeat(OP_GET), repeat(HIT), map(len, values),
-                                                      repeat(db_id), repeat(tenant)))
+                                if watch is not None:
+                                    watch.hits(keys, values)
                             else:
-                                if events is not None:  # as the hook records: hits and misses
-                                    for key, value in zip(keys, values):
-                                        if value is None:
-                                            events.append((key, OP_GET, MISS, 0, db_id, tenant))
-                                        elif type(value) is bytes:
-                                            events.append((key, OP_GET, HIT, len(value), db_id, tenant))
+                                if watch is not None:
+                                    watch.mixed(keys, values)
                                 for value in values:
                                     if value is None:
                                         misses += 1
@@ -187,11 +175,17 @@ class FastRuns:
                                         error_replies.append(_WRONGTYPE)
                             counts[GET] += j - i
                             i = j
+                            if stop:
+                                break
                             continue
                     value = store_get(argv[1], now, touch)
-                    if events is not None and (value is None or type(value) is bytes):
-                        events.append((argv[1], OP_GET, MISS, 0, db_id, tenant) if value is None
-                                      else (argv[1], OP_GET, HIT, len(value), db_id, tenant))
+                    if watch is not None:
+                        if value is None:
+                            if loads_misses:
+                                break  # the normal path loads it from the origin
+                            watch.miss(argv[1])
+                        elif type(value) is bytes:
+                            watch.hit(argv[1], value)
                     if value is None:
                         misses += 1
                         append(null)
@@ -270,3 +264,52 @@ class FastRuns:
             for argv in commands[start:start + ran]:
                 self.server.slowlog.add(argv, average_us, client.addr, client.name,
                                         config.slowlog_max_len)
+
+
+class GetObserver:
+    """The access events of a run's GETs, as ``AccessHook.on_get`` records them: nothing
+    unless the hook observes (collector window open or prefetching on); a hit on a key the
+    prefetcher loaded and nobody read yet is a prefetched hit (and tells the prefetcher)."""
+
+    __slots__ = ("events", "tenant", "db", "prefetcher")
+
+    def __init__(self, hook: Any, client: Client) -> None:
+        self.events = None
+        self.tenant = 0
+        self.db = client.db
+        self.prefetcher = hook.prefetcher
+        if hook.observing:
+            self.events = hook.events
+            if not self.events:
+                hook._schedule_tick()
+            if hook.tenant_of is not None:  # tenants by ACL user: one id for the whole run
+                self.tenant = hook.tenant_of(client.user, b"")
+
+    def hit(self, key: bytes, value: bytes) -> None:
+        if self.events is None:
+            return
+        prefetcher = self.prefetcher
+        outcome = PREFETCHED_HIT if prefetcher is not None and prefetcher.unread \
+            and prefetcher.on_hit(self.db, key) else HIT
+        self.events.append((key, OP_GET, outcome, len(value), self.db.id, self.tenant))
+
+    def miss(self, key: bytes) -> None:
+        if self.events is not None:
+            self.events.append((key, OP_GET, MISS, 0, self.db.id, self.tenant))
+
+    def hits(self, keys: list[bytes], values: list[bytes]) -> None:
+        if self.events is None:
+            return
+        if self.prefetcher is not None and self.prefetcher.unread:
+            for key, value in zip(keys, values):
+                self.hit(key, value)
+        else:
+            self.events.extend(zip(keys, repeat(OP_GET), repeat(HIT), map(len, values),
+                                   repeat(self.db.id), repeat(self.tenant)))
+
+    def mixed(self, keys: list[bytes], values: list) -> None:
+        for key, value in zip(keys, values):
+            if value is None:
+                self.miss(key)
+            elif type(value) is bytes:
+                self.hit(key, value)

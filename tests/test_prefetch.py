@@ -43,6 +43,21 @@ def test_stride_prefetch_turns_a_scan_into_hits(origin_path):
         assert info["prefetches_unread"] >= 1
 
 
+def test_prefetched_hits_count_in_pipelined_runs(origin_path):
+    """GETs pipelined in fast runs still report prefetched hits to the prefetcher."""
+    with predis_process("--origin", f"sqlite://{origin_path}", "--prefetch-enabled", "yes") as server:
+        r = redis.Redis(port=server.port)
+        _scan(r, 60)  # a stride: item:60.. get prefetched
+        time.sleep(0.3)
+        before = r.info("prediction")["prefetches_used"]
+        pipe = r.pipeline(transaction=False)
+        for i in range(60, 70):
+            pipe.get(b"item:%d" % i)
+        assert pipe.execute() == [b"x" * 100] * 10
+        time.sleep(0.1)
+        assert r.info("prediction")["prefetches_used"] > before
+
+
 def test_prefetch_off_is_plain_read_through(origin_path):
     with predis_process("--origin", f"sqlite://{origin_path}") as server:
         r = redis.Redis(port=server.port)

@@ -73,6 +73,21 @@ def test_pipeline_order_kept_behind_a_deferred_get(origin_server):
     assert pipe.execute() == [b"v9", True, b"new", b"v10", 1]
 
 
+def test_runs_of_pipelined_gets_load_their_misses_in_order(origin_server):
+    """Runs of GETs take the fast loop up to a miss; the miss loads from the origin (deferred)
+    and the rest of the pipeline follows it, in order."""
+    r = redis.Redis(port=origin_server.port)
+    r.flushall()
+    r.set("c1", "cached1")
+    r.set("c2", "cached2")
+    pipe = r.pipeline(transaction=False)
+    for key in ["c1", "c2", "c1", "c2", "k20", "c1", "c2", "c1", "c2", "k21", "absent", "c1"]:
+        pipe.get(key)
+    assert pipe.execute() == [b"cached1", b"cached2", b"cached1", b"cached2", b"v20", b"cached1",
+                              b"cached2", b"cached1", b"cached2", b"v21", None, b"cached1"]
+    assert r.get("k20") == b"v20" and r.ttl("k20") > 0  # loaded and cached with origin-ttl
+
+
 def test_exec_does_not_wait_for_the_origin(origin_server):
     r = redis.Redis(port=origin_server.port)
     r.flushall()
