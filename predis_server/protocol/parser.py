@@ -270,7 +270,10 @@ class RequestParser:
             data = slow.feed(data, out, stop_after_one=True)
             if not data:
                 return
-        if data[:1] != b"*" or _BIG_ARRAY_HEADER.search(data) is not None:
+        # A big array header is the chunk's first line or follows a CRLF; the two C-level
+        # checks spare the regex on every single-command read.
+        if data[:1] != b"*" or ((data[1:8].isdigit() or b"\r\n*" in data)
+                                and _BIG_ARRAY_HEADER.search(data) is not None):
             slow.feed(data, out)
             return
         start = len(out)
