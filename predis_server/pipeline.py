@@ -99,6 +99,36 @@ class FastRuns:
                 return False
         return True
 
+    @staticmethod
+    def _gets(keys: list[bytes], store: Any, now: int, out: list[bytes], null: bytes,
+              watch: GetObserver | None, loads_misses: bool) -> tuple[int, int, int, bool]:
+        """A run of plain GETs: one ``get_many`` and, when all hit, one join for all replies.
+        (GETs answered, hits among them, WRONGTYPE replies, stopped before an origin load)."""
+        values = store.get_many(keys, now)
+        stop = loads_misses and None in values
+        if stop:  # the GETs before the first miss; the miss loads the normal way
+            cut = values.index(None)
+            keys, values = keys[:cut], values[:cut]
+        if values and None not in values and only_bytes(values):
+            out.append(join_bulk_strings(values))
+            if watch is not None:
+                watch.hits(keys, values)
+            return len(values), len(values), 0, stop
+        if watch is not None:
+            watch.mixed(keys, values)
+        hits = wrong = 0
+        for value in values:
+            if value is None:
+                out.append(null)
+                continue
+            hits += 1
+            if type(value) is bytes:
+                out.append(b"$%d\r\n%s\r\n" % (len(value), value))
+            else:
+                out.append(_WRONGTYPE)
+                wrong += 1
+        return len(values), hits, wrong, stop
+
     def run(self, client: Client, commands: list[Any], start: int) -> int:
         """Run the plain GET/SET/INCR commands from ``commands[start]`` on; how many ran (0:
         none, the caller runs ``commands[start]`` the normal way)."""
@@ -147,34 +177,15 @@ class FastRuns:
                                 break
                             j += 1
                         if j - i >= GET_BATCH_MIN:
-                            keys = [argv[1] for argv in commands[i:j]]
-                            values = store.get_many(keys, now)
-                            stop = loads_misses and None in values
-                            if stop:  # the GETs before the first miss; the miss loads normally
-                                cut = values.index(None)
-                                keys, values, j = keys[:cut], values[:cut], i + cut
-                            if j > i and None not in values and only_bytes(values):
-                                append(join_bulk_strings(values))
-                                hits += j - i
-                                if watch is not None:
-                                    watch.hits(keys, values)
-                            else:
-                                if watch is not None:
-                                    watch.mixed(keys, values)
-                                for value in values:
-                                    if value is None:
-                                        misses += 1
-                                        append(null)
-                                        continue
-                                    hits += 1
-                                    if type(value) is bytes:
-                                        append(b"$%d\r\n%s\r\n" % (len(value), value))
-                                    else:
-                                        append(_WRONGTYPE)
-                                        failed[GET] += 1
-                                        error_replies.append(_WRONGTYPE)
-                            counts[GET] += j - i
-                            i = j
+                            done, run_hits, wrong, stop = self._gets(
+                                [argv[1] for argv in commands[i:j]], store, now, out, null, watch, loads_misses)
+                            hits += run_hits
+                            misses += done - run_hits
+                            if wrong:
+                                failed[GET] += wrong
+                                error_replies += [_WRONGTYPE] * wrong
+                            counts[GET] += done
+                            i += done
                             if stop:
                                 break
                             continue
