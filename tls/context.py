@@ -1,8 +1,10 @@
 """SSL contexts from the tls-* options, and the acceptor that runs handshakes off the hot path.
 
-The listener accepts plain TCP and upgrades each socket with ``loop.start_tls``, so a failed
-handshake (no client certificate, TLS 1.1, garbage) is seen here: it is counted, audited and
-closed without ever creating a client. ``TLSContextHolder.reload`` rebuilds the context when
+The listener accepts plain TCP and runs the server side of the handshake on each socket (what
+``loop.start_tls`` does, plus the bytes that arrived before it: uvloop may read a prompt
+ClientHello before the handshake takes the socket over, and start_tls would lose it and stall
+until the timeout), so a failed handshake (no client certificate, TLS 1.1, garbage) is seen
+here: it is counted, audited and closed without ever creating a client. ``TLSContextHolder.reload`` rebuilds the context when
 a tls-* option changes; connections already open keep the context they were made with.
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from asyncio import sslproto
 from typing import Any
 
 log = logging.getLogger("predis.tls")
@@ -118,6 +121,10 @@ class TLSAcceptor(asyncio.Protocol):
         self.server = server
         self.holder = holder
         self.make_connection = make_connection
+        self.early: list[bytes] = []  # read before the handshake took the socket over
+
+    def data_received(self, data: bytes) -> None:
+        self.early.append(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Keep a reference: the event loop holds tasks weakly, and a handshake task collected
@@ -130,14 +137,31 @@ class TLSAcceptor(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         buffer = _HandshakeBuffer()
         peer = transport.get_extra_info("peername")
+        waiter = loop.create_future()
+        ssl_protocol = sslproto.SSLProtocol(loop, buffer, self.holder.context, waiter, server_side=True,
+                                            call_connection_made=False,
+                                            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
         try:
-            tls_transport = await loop.start_tls(
-                transport, buffer, self.holder.context, server_side=True,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+            transport.pause_reading()
+            transport.set_protocol(ssl_protocol)
+            ssl_protocol.connection_made(transport)
+            early, self.early = self.early, []
+            for chunk in early:  # what start_tls would have dropped
+                pos = 0
+                while pos < len(chunk):
+                    view = ssl_protocol.get_buffer(len(chunk) - pos)
+                    n = min(len(view), len(chunk) - pos)
+                    view[:n] = chunk[pos:pos + n]
+                    ssl_protocol.buffer_updated(n)
+                    pos += n
+            if not transport.is_closing():
+                transport.resume_reading()
+            await waiter
         except Exception as exc:  # any failed handshake: count it, audit it, drop the socket
             self._handshake_failed(peer, exc)
             transport.abort()
             return
+        tls_transport = ssl_protocol._app_transport  # what loop.start_tls returns
         if tls_transport is None or buffer.lost:
             transport.abort()
             return
