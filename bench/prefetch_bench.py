@@ -246,8 +246,12 @@ def markdown(result: dict[str, Any]) -> str:
                     f"({x['mean_latency_ratio']:.2f}) | {lat['p99']:.0f} ({x['p99_ratio']:.2f}) | "
                     f"met: {', '.join(met) or '–'}; missed: {', '.join(missed) or '–'} |")
     if "merged_from" in result:
-        lines.append("\nOne bench process per workload, run side by side; commands: "
-                     + "; ".join(f"`{p['command']}`" for p in result["merged_from"]) + "\n")
+        # parts may come from different dates (and code): each workload's own run is listed
+        lines.append("\nOne bench process per workload (the header shows the first); each part's date and command:\n")
+        for part in result["merged_from"]:
+            kinds = ", ".join(part.get("workloads", [])) or "?"
+            lines.append(f"- {kinds}: {part['date']}, `{part['command']}`")
+        lines.append("")
     lines.append("\n## Models (trained on each prefix only)\n")
     lines.append("| workload | events | holdout AUC | holdout precision@0.5 | train s |")
     lines.append("|---|---|---|---|---|")
@@ -286,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {**parts[0], "workloads": [w for p in parts for w in p["workloads"]],
                   "verdicts": {k: v for p in parts for k, v in p["verdicts"].items()},
                   "commands": [c for p in parts for c in p["commands"]],
-                  "merged_from": [p["provenance"] for p in parts]}
+                  "merged_from": [{**p["provenance"], "workloads": [w["kind"] for w in p["workloads"]]}
+                                  for p in parts]}
         if args.notes:
             result["notes"] = Path(args.notes).read_text()
         out = Path(args.out)

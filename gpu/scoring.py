@@ -32,13 +32,31 @@ def victim_scores(xp, meta: dict, policy: EvictionPolicy, now_ms: int, decay_tim
         counter = lfu_decayed(xp, meta["lfu_count"], meta["lfu_time"], now_ms, decay_time)
         score = counter.astype(xp.float64) * 1e13 + meta["last_access"].astype(xp.float64) / 1e3
     elif policy is EvictionPolicy.ALLKEYS_PREDICTIVE:
-        prefetched = (meta["flags"] & FLAG_PREFETCHED).astype(xp.float64)
-        # Reuse first, recency breaks ties among keys the model scored alike (never scored).
-        score = (meta["reuse"].astype(xp.float64) - 2.0 * prefetched) * 1e13 \
-            + meta["last_access"].astype(xp.float64) / 1e3
+        score = predictive_scores(xp, meta, now_ms)
     else:
         score = meta["last_access"].astype(xp.float64)
     return xp.where(eligible, score, xp.inf)
+
+
+# Predicted reuse is an access count (models.frequency) plus the model's probability; an
+# unread prefetched entry sits below every reuse level, so it goes first.
+PREFETCHED_UNREAD_PENALTY = float(1 << 20)
+# Reuse levels are this many milliseconds of idle time apart: recency only orders keys of one
+# level (an LFU ordered by history, LRU among equals), as ages stay below 2**30 ms (12 days).
+_AGE_SPAN_MS = float(1 << 30)
+
+
+def predictive_scores(xp, meta: dict, now_ms: int):
+    """allkeys-predictive: lowest predicted reuse first, the longest idle among equals.
+
+    ``reuse`` is written by the prefetcher: the key's aged access count (a sketch that remembers
+    keys after eviction, so a returning popular key is not treated as new) plus the model's
+    probability of an access soon. A key nobody scored has reuse 0: pure LRU among those.
+    """
+    prefetched = (meta["flags"] & FLAG_PREFETCHED) != 0
+    level = meta["reuse"].astype(xp.float64) - xp.where(prefetched, PREFETCHED_UNREAD_PENALTY, 0.0)
+    age = xp.clip(now_ms - meta["last_access"].astype(xp.float64), 0.0, _AGE_SPAN_MS - 1.0)
+    return level * _AGE_SPAN_MS - age
 
 
 def best_victims(xp, scores, count: int):

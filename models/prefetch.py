@@ -13,6 +13,20 @@ are marked (``store.mark_prefetched``) so the predictive policy evicts unused on
 With ``prefetch-stream-floor`` N > 0, a stream that continued N times keeps the heuristic's
 score as a floor (``stream_floor``): scans absent from the training window are still fetched.
 
+Predicted reuse for ``allkeys-predictive``: every access is counted in a ``FrequencySketch``
+(aged, and remembering evicted keys), and the accessed key's reuse score becomes its count;
+a scored candidate already cached gets count + the model's probability. So the policy is an
+LFU with history (TinyLFU's idea) where the model adds what the past alone does not show.
+
+Admission (same policy): once memory is full, a demand-loaded key whose count is below a
+quantile of the cached keys' reuse is answered but not stored (``AdmissionFilter``).
+
+Precision gate: where the model's guesses are mostly wrong (Zipf web traffic: nothing
+sequential to learn), prefetching only spends memory and origin reads. Each time at least
+``GATE_MIN_OUTCOMES`` prefetches have been read or wasted since the last look, their precision
+moves the effective threshold (``gate``): below ``PRECISION_TARGET`` it halves the distance to
+1, well above it it steps back toward ``threshold``.
+
 Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
 (evicted, expired or overwritten before any read), late (a client missed while the
 prefetch was in flight).
@@ -41,8 +55,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gpu.interface import EvictionPolicy
+
 from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
+from .frequency import ADMIT_WHEN_FULL, AdmissionFilter, FrequencySketch
 from .keycodes import key_codes, prefix_of
 from .ranker import HeuristicRanker, RankerService
 
@@ -50,6 +67,10 @@ log = logging.getLogger("predis.prefetch")
 
 SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
 CHAMPION_ARM, CHALLENGER_ARM = "champion", "challenger"  # models.abtest's arm names
+PRECISION_TARGET = 0.5  # issue 5's target: at least half of the prefetched entries read
+GATE_MIN_OUTCOMES = 32  # read-or-wasted prefetches a precision reading needs
+GATE_MAX = 0.98         # the gate never closes completely: the best guesses still probe
+GATE_STEP_DOWN = 0.05
 
 
 def stream_floor(features: np.ndarray, min_confidence: int) -> np.ndarray | None:
@@ -143,6 +164,10 @@ class Prefetcher:
         self.budget_fraction = budget_fraction
         self.max_candidates = max_candidates
         self.stream_floor = stream_floor
+        self.gate = threshold                        # effective threshold (precision gate)
+        self.gate_seen = (0, 0)                      # (used, wasted) at the gate's last reading
+        self.frequency = FrequencySketch()
+        self.admission = AdmissionFilter()
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
         self.prefixes: dict[int, tuple[bytes, int]] = {}  # prefix hash -> (prefix, digit width)
         self.unread: dict[bytes, tuple[int, int]] = {}    # prefetched, not yet read: key -> (db, size)
@@ -171,6 +196,9 @@ class Prefetcher:
         if mlops is not None and (getattr(mlops, "abtest", None) is not None
                                   or getattr(mlops, "watch", None) is not None):
             self._mlops_outcomes(mlops, events)
+        keys = [e[0] for e in events]
+        key_hash, prefix_hash, suffix = key_codes(keys)
+        self._count_accesses(events, key_hash)
         now = time.perf_counter()
         self.tokens = min(0.05, self.tokens + (now - self.last_refill) * self.budget_fraction)
         self.last_refill = now
@@ -179,9 +207,8 @@ class Prefetcher:
         # spending is CPU time: on a busy machine a tick's wall time also holds other processes' turns
         cpu_start = time.thread_time()
         if len(events) > 256:
-            events = events[:256]
-        keys = [e[0] for e in events]
-        key_hash, prefix_hash, suffix = key_codes(keys)
+            events, keys = events[:256], keys[:256]
+            key_hash, prefix_hash, suffix = key_hash[:256], prefix_hash[:256], suffix[:256]
         gen = self.generator
         rows: list[tuple[int, int, int, tuple]] = []
         triggers: list[tuple[int, int]] = []  # (db, tenant) of each row's triggering access
@@ -210,6 +237,64 @@ class Prefetcher:
         spent = time.thread_time() - cpu_start
         self.tokens -= spent
         self.learn_seconds += spent
+
+    # -- predicted reuse (allkeys-predictive) ---------------------------------------------------
+    def _scores_reuse(self) -> bool:
+        return getattr(self.server.keyspace, "policy", None) is EvictionPolicy.ALLKEYS_PREDICTIVE
+
+    def _count_accesses(self, events: list[tuple], key_hash: np.ndarray) -> None:
+        """Count every access (budget or not: counting is what the eviction order rests on).
+        Only allkeys-predictive reads the counts (eviction order, admission)."""
+        if not self._scores_reuse():
+            return
+        aged = self.frequency.add(key_hash)
+        dbs = self.server.keyspace.dbs
+        if aged:
+            # the stored counts age with the sketch, so resident keys and newcomers compare fairly
+            for db in dbs:
+                reuse = getattr(db.store, "reuse", None)
+                if reuse is not None and len(db.store):
+                    reuse *= 0.5
+            self.frequency.fit_window(sum(len(db.store) for db in dbs))
+        counts = self.frequency.estimate(key_hash).tolist()
+        by_db: dict[int, tuple[list[bytes], list[float]]] = {}
+        for event, count in zip(events, counts):
+            if event[2] != 1:  # a miss's key is stored later, by on_stored
+                ks, vs = by_db.setdefault(event[4], ([], []))
+                ks.append(event[0])
+                vs.append(count)
+        for db_id, (ks, vs) in by_db.items():
+            if db_id < len(dbs):
+                dbs[db_id].store.set_reuse_scores(ks, vs)
+
+    def on_stored(self, db: Any, key: bytes) -> None:
+        """A demand load or a prefetch stored ``key``: it starts at its remembered access count."""
+        if self._scores_reuse():
+            db.store.set_reuse_scores([key], self.frequency.estimate(key_codes([key])[0]).tolist())
+
+    def admits(self, db: Any, key: bytes) -> bool:
+        """Whether a demand-loaded ``key`` is worth storing (``AdmissionFilter``; predictive policy only)."""
+        keyspace = self.server.keyspace
+        store = db.store
+        live = getattr(store, "live", None)
+        if not self._scores_reuse() or not keyspace.maxmemory or live is None or not len(store) \
+                or keyspace.used_memory() < ADMIT_WHEN_FULL * keyspace.maxmemory:
+            return True
+        n = len(live)
+        count = float(self.frequency.estimate(key_codes([key])[0])[0])
+        return self.admission.admits(count, store.reuse[:n], live[:n])
+
+    def _adapt_gate(self) -> None:
+        """Move the effective threshold by the precision of the prefetches decided since the last look."""
+        used, wasted = self.used - self.gate_seen[0], self.wasted - self.gate_seen[1]
+        if used + wasted < GATE_MIN_OUTCOMES:
+            return
+        self.gate_seen = (self.used, self.wasted)
+        precision = used / (used + wasted)
+        if precision < PRECISION_TARGET:
+            self.gate = min(GATE_MAX, self.gate + (1.0 - self.gate) / 2)
+        elif precision >= PRECISION_TARGET + 0.15:
+            self.gate = max(self.threshold, self.gate - GATE_STEP_DOWN)
 
     def _rank(self, rows: list[tuple[int, int, int, tuple]], triggers: list[tuple[int, int]]) -> None:
         seen: set[tuple[int, bytes]] = set()
@@ -282,12 +367,14 @@ class Prefetcher:
             tenant_scored = owned is not None and owned[i]
             if shadow is not None and not tenant_scored:
                 self._shadow_note(key, score >= self.threshold, float(shadow[i]) >= self.threshold)
-            if score < self.threshold or self.loader is None:
+            if score < max(self.threshold, self.gate) or self.loader is None:
                 continue
             self._issue(db, key, None if split is None or shadow is not None or tenant_scored else
                         (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM))
-        for db_id, ks in present_keys.items():
-            keyspace.dbs[db_id].store.set_reuse_scores(ks, present_scores[db_id])
+        if present_keys and self._scores_reuse():
+            for db_id, ks in present_keys.items():
+                counts = self.frequency.estimate(key_codes(ks)[0])
+                keyspace.dbs[db_id].store.set_reuse_scores(ks, (counts + np.asarray(present_scores[db_id])).tolist())
 
     def _issue(self, db: Any, key: bytes, arm: str | None = None) -> None:
         assert self.loader is not None
@@ -325,6 +412,7 @@ class Prefetcher:
         except Exception:  # OOM under noeviction: a prefetch is optional
             return
         db.store.mark_prefetched(key, True)
+        self.on_stored(db, key)
         size = len(value)
         self.unread[key] = (db.id, size)
         self.unread_bytes += size
@@ -371,6 +459,7 @@ class Prefetcher:
             self.key_arm.pop(key, None)
         if self.key_arm and getattr(getattr(self.server, "mlops", None), "abtest", None) is None:
             self.key_arm.clear()  # the test ended: its arms no longer matter
+        self._adapt_gate()
 
     # -- MLOps hooks (A/B arms, promotion watch) ------------------------------------------------
     def _split_ranker(self, keys: list[bytes]) -> SplitRanker | None:

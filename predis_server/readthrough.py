@@ -147,11 +147,15 @@ class AccessHook:
             if prefetcher is not None:
                 prefetcher.on_demand_load(db, key)
             return  # a client wrote it meanwhile, or a prefetch stored it
+        if prefetcher is not None and not prefetcher.admits(db, key):
+            return  # read too rarely to displace what is cached: answered, not stored
         ttl_ms = self.services.ttl_ms
         try:
             db.set(key, value, db.clock() + ttl_ms if ttl_ms else 0)
         except CommandError:
             return  # OOM under noeviction: answer the value without caching it
+        if prefetcher is not None:
+            prefetcher.on_stored(db, key)  # its predicted reuse, before eviction compares it
         keyspace = db.keyspace
         if keyspace.maxmemory:
             keyspace.enforce_maxmemory()
@@ -292,7 +296,8 @@ class PredictionServices:
         p = self.prefetcher
         if p is not None:
             c = self.config
-            p.threshold = c.prefetch_threshold
+            if p.threshold != c.prefetch_threshold:
+                p.threshold = p.gate = c.prefetch_threshold  # a new threshold restarts the precision gate
             p.max_inflight = c.prefetch_max_inflight
             p.memory_share = c.prefetch_memory_share
             p.ttl_ms = self.ttl_ms
@@ -369,11 +374,6 @@ class PredictionServices:
             self.prefetcher.reconcile()
         if self.reloader is not None:
             self.reloader.poll()
-        if self.config.maxmemory_policy == "allkeys-predictive":
-            for db in self.server.keyspace.dbs:
-                reuse = getattr(db.store, "reuse", None)
-                if reuse is not None and len(db.store):
-                    reuse *= 0.5  # predictions age: a score says "soon", not "forever"
 
 
 def install(server: Server) -> PredictionServices:

@@ -104,3 +104,15 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def sqlite_origin(path, rows) -> str:
+    """A SQLite origin database (table kv) holding ``rows`` of (key, value) bytes; its path."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB)")
+    conn.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", rows)
+    conn.commit()
+    conn.close()
+    return str(path)

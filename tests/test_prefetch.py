@@ -1,23 +1,18 @@
 """Prefetching against a live server: strides and transitions turn misses into hits."""
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 import redis
-from servers import predis_process
+from servers import predis_process, sqlite_origin
 
 
 @pytest.fixture(scope="module")
 def origin_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("prefetch") / "origin.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB)")
-    conn.executemany("INSERT INTO kv VALUES (?, ?)", [(b"item:%d" % i, b"x" * 100) for i in range(1000)])
-    conn.executemany("INSERT INTO kv VALUES (?, ?)", [(b"page:%s" % n, b"p") for n in (b"a", b"b", b"c")])
-    conn.commit()
-    conn.close()
+    sqlite_origin(path, [(b"item:%d" % i, b"x" * 100) for i in range(1000)]
+                  + [(b"page:%s" % n, b"p") for n in (b"a", b"b", b"c")])
     return path
 
 

@@ -1,0 +1,69 @@
+"""The prefetcher's two self-corrections: reuse counts for allkeys-predictive, the precision gate."""
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import pytest
+import redis
+from servers import predis_process, sqlite_origin
+
+from models.prefetch import GATE_MAX, GATE_MIN_OUTCOMES, Prefetcher
+from models.ranker import RankerService
+
+
+@pytest.fixture(scope="module")
+def origin_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("reuse") / "origin.db"
+    sqlite_origin(path, [(b"obj%d" % i, b"x" * 200) for i in range(400)])
+    return path
+
+
+def _gate_prefetcher(threshold=0.5):
+    loop = asyncio.new_event_loop()
+    server = SimpleNamespace(loop=loop, keyspace=SimpleNamespace(maxmemory=0, dbs=[]))
+    return Prefetcher(server, None, RankerService(), threshold=threshold), loop
+
+
+def test_low_precision_raises_the_gate_and_good_precision_lowers_it_back():
+    p, loop = _gate_prefetcher()
+    try:
+        p.used, p.wasted = 4, GATE_MIN_OUTCOMES  # 11% read: web-like guessing
+        p._adapt_gate()
+        assert p.gate == pytest.approx(0.75)
+        p.wasted += GATE_MIN_OUTCOMES
+        p._adapt_gate()
+        assert p.gate == pytest.approx(0.875)
+        for _ in range(20):
+            p.wasted += GATE_MIN_OUTCOMES
+            p._adapt_gate()
+        assert p.gate == GATE_MAX  # never shut: the most confident guesses still get tried
+        for _ in range(40):
+            p.used += GATE_MIN_OUTCOMES  # every prefetch read again
+            p._adapt_gate()
+        assert p.gate == pytest.approx(0.5)  # back to the configured threshold, not below
+        p.used += GATE_MIN_OUTCOMES - 1
+        before = p.gate
+        p._adapt_gate()  # too few outcomes for a reading: no move
+        assert p.gate == before
+    finally:
+        loop.close()
+
+
+def test_predictive_policy_keeps_frequently_read_keys_over_recent_once_read_ones(origin_path):
+    with predis_process("--origin", f"sqlite://{origin_path}", "--prefetch-enabled", "yes",
+                        "--maxmemory-policy", "allkeys-predictive", "--maxmemory-samples", "64") as server:
+        r = redis.Redis(port=server.port)
+        hot = [b"obj%d" % i for i in range(300, 305)]
+        for _ in range(6):
+            for key in hot:
+                r.get(key)
+        for i in range(0, 200, 7):  # read once each, after the hot keys' last reads
+            r.get(b"obj%d" % i)
+        time.sleep(0.2)  # the last tick's counts are written
+        used = int(r.info("memory")["used_memory"])
+        r.config_set("maxmemory", str(used - 3000))  # ~10 of the 34 keys must go
+        r.set("trigger", "1")  # a write enforces maxmemory
+        assert all(r.exists(key) for key in hot)
+        assert r.info("stats")["evicted_keys"] >= 5
