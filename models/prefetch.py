@@ -196,16 +196,22 @@ class Prefetcher:
         if mlops is not None and (getattr(mlops, "abtest", None) is not None
                                   or getattr(mlops, "watch", None) is not None):
             self._mlops_outcomes(mlops, events)
-        keys = [e[0] for e in events]
-        key_hash, prefix_hash, suffix = key_codes(keys)
-        self._count_accesses(events, key_hash)
         now = time.perf_counter()
         self.tokens = min(0.05, self.tokens + (now - self.last_refill) * self.budget_fraction)
         self.last_refill = now
-        if self.tokens <= 0:
-            return
+        counting = self._scores_reuse()
+        if self.tokens <= 0 and not counting:
+            return  # no budget to learn this tick and no counts to keep: the events cost nothing
         # spending is CPU time: on a busy machine a tick's wall time also holds other processes' turns
         cpu_start = time.thread_time()
+        keys = [e[0] for e in events]
+        key_hash, prefix_hash, suffix = key_codes(keys)
+        if counting:
+            counted_from = time.thread_time()
+            self._count_accesses(events, key_hash)
+            cpu_start += time.thread_time() - counted_from  # counting is not charged to learning
+            if self.tokens <= 0:
+                return
         if len(events) > 256:
             events, keys = events[:256], keys[:256]
             key_hash, prefix_hash, suffix = key_hash[:256], prefix_hash[:256], suffix[:256]
