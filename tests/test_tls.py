@@ -68,6 +68,19 @@ def test_redis_py_with_client_certificate(pki):
         conn.close()
 
 
+def test_every_prompt_handshake_completes(pki):
+    """A client whose ClientHello arrives before the server starts its handshake (the common
+    case on loopback) must not be stalled: uvloop hands those bytes to the acceptor first."""
+    with tls_server(pki) as port:
+        ctx = ssl.create_default_context(cafile=pki["ca"])
+        ctx.load_cert_chain(pki["client"])
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                with ctx.wrap_socket(sock, server_hostname="localhost") as tls:  # 5 s, not the 10 s stall
+                    tls.sendall(b"PING\r\n")
+                    assert tls.recv(16) == b"+PONG\r\n"
+
+
 def test_plain_tcp_is_off_with_port_zero(pki):
     with tls_server(pki) as port:
         raw = socket.create_connection(("127.0.0.1", port), timeout=15)
