@@ -208,7 +208,7 @@ def markdown(result: dict[str, Any]) -> str:
     m = prov["machine"]
     lines = ["# Predictive prefetching: live replay results\n",
              f"- date: {prov['date']}\n- machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('platform')}, "
-             f"Python {m.get('python')} (shared with other engineers' processes: latencies are noisy)\n"
+             f"Python {m.get('python')} (the server, the replay client and the origin share these cores: latencies include that; the notes say what else ran)\n"
              f"- command: `{prov['command']}`\n"
              f"- {result['requests']:,} requests per workload (seed {result['seed']}); the first "
              f"{result['train_fraction']:.0%} is the training prefix, the rest is measured (warm-up "
