@@ -29,7 +29,7 @@ CLOCK_MASK = 0xFFFFFFFF  # last_access keeps the low 32 bits of the ms clock, as
 _INT_OBJECT_BYTES = sys.getsizeof(10**6)  # a slot number above the small-int cache
 _META_DTYPES = {
     "expire_at": np.int64,
-    "last_access": np.uint32,  # ms clock modulo 2**32 (wraps every 49.7 days; see access_times)
+    "last_access": np.uint32,  # ms clock modulo 2**32 (wraps every 49.7 days; see with_access_times)
     "lfu_count": np.uint8,
     "lfu_time": np.uint16,
     "size": np.uint32,  # packed: the value's length; object: its accounted bytes
@@ -57,10 +57,8 @@ def value_size(value: object) -> int:
 
 class NumpyStore(StoreBackend):
     name = "cpu"
-    #: bytes a value is accounted for; the GPU store counts its device block instead
+    #: bytes a value kept as a Python object is accounted for
     value_size = staticmethod(value_size)
-    #: short strings go into slabs (the GPU store keeps its own value layout)
-    pack_values = True
 
     def __init__(self, capacity: int = 64) -> None:
         self.on_expire = None
@@ -219,7 +217,7 @@ class NumpyStore(StoreBackend):
                 self._forget_value(slot)
                 loc = 0
         if not loc:
-            loc = type(value) is bytes and len(value) <= PACKED_MAX and self.pack_values \
+            loc = type(value) is bytes and len(value) <= PACKED_MAX \
                 and (self._slabs or self._open_slabs()).store(value)
             if loc:
                 self._loc[slot] = loc

@@ -13,6 +13,7 @@ last_access uint32 last access time, ms clock modulo 2**32 (LRU, OBJECT IDLETIME
 lfu_count  uint8   Redis's logarithmic LFU counter (OBJECT FREQ)
 lfu_time   uint16  minutes clock of the last LFU decrement
 size       uint32  bytes the value occupies (strings: length)
+value_loc  uint32  block of a string packed in the slab (gpu/slabs.py); 0: a Python object
 reuse      float32 predicted reuse score written by the model (allkeys-predictive)
 flags      uint8   bit 0: loaded by prefetch and not yet read
 ========== ======= ===========================================================
