@@ -20,8 +20,8 @@ import tempfile
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from servers import free_port, wait_ready  # noqa: E402
-from store_bench import bench_server  # noqa: E402
+from servers import free_port, wait_ready
+from store_bench import bench_server
 
 
 def serve(tree: str, backend: str) -> tuple[int, subprocess.Popen]:

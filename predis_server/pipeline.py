@@ -35,8 +35,8 @@ from gpu.interface import StoreFull
 from . import errors
 from .commands import strings
 from .errors import CommandError
-from .readthrough import HIT, MISS, OP_GET, PREFETCHED_HIT
 from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error, join_bulk_strings, only_bytes
+from .readthrough import HIT, MISS, OP_GET, PREFETCHED_HIT
 
 if TYPE_CHECKING:
     from .client import Client
@@ -282,7 +282,7 @@ class GetObserver:
     unless the hook observes (collector window open or prefetching on); a hit on a key the
     prefetcher loaded and nobody read yet is a prefetched hit (and tells the prefetcher)."""
 
-    __slots__ = ("events", "tenant", "db", "prefetcher")
+    __slots__ = ("db", "events", "prefetcher", "tenant")
 
     def __init__(self, hook: Any, client: Client) -> None:
         self.events = None
