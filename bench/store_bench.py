@@ -192,9 +192,10 @@ def bench_server(port: int, requests: int) -> dict:
     return row
 
 
-def run_servers(requests: int, rounds: int = 1) -> dict:
+def run_servers(requests: int, rounds: int = 1) -> tuple[dict, dict]:
     """redis-server once, then the CPU and GPU backends alternately ``rounds`` times; each
-    Predis figure is the median of its rounds (GPU machines are shared and noisy)."""
+    Predis figure is the median of its rounds (GPU machines are shared and noisy).
+    Returns (figures by server, every round's figures by Predis backend)."""
     from servers import predis_process, redis_process
 
     results: dict = {}
@@ -211,8 +212,7 @@ def run_servers(requests: int, rounds: int = 1) -> dict:
             print(f"predis-{backend} round {round_no}", row, flush=True)
     for name, rows in runs.items():
         results[name] = {metric: statistics.median(row[metric] for row in rows) for metric in rows[0]}
-    results["rounds"] = runs
-    return results
+    return results, runs
 
 
 def markdown(report: dict) -> str:
@@ -229,7 +229,7 @@ def markdown(report: dict) -> str:
     if report.get("servers"):
         lines.append("\n## Server under redis-benchmark (ops/s; 50 clients, 100-byte values, -r 100000; "
                      "Predis rows: median of the rounds, run alternately)\n")
-        rows = {name: row for name, row in report["servers"].items() if name != "rounds"}
+        rows = report["servers"]
         cols = sorted({c for row in rows.values() for c in row})
         lines.append("| server | " + " | ".join(cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
@@ -250,7 +250,7 @@ def main() -> None:
               f"Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     report["batches"] = run_batches(args.max_batch)
     if not args.no_server:
-        report["servers"] = run_servers(args.requests, args.rounds)
+        report["servers"], report["server_rounds"] = run_servers(args.requests, args.rounds)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "store_bench.json"), "w") as handle:
         json.dump(report, handle, indent=2, default=str)

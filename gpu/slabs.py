@@ -9,9 +9,10 @@ The region is one anonymous ``mmap`` reserved large and never resized (``MAP_NOR
 pages actually written count towards RSS); slicing an ``mmap`` returns ``bytes`` with one copy,
 which is what GET replies need. Space comes from a bump pointer or from the free list of the
 value's size class, so a freed block is reused by the next value of the same class. A location
-is a block number (offset / BLOCK) that fits in 32 bits; block 0 is never handed out, so 0
-means "not packed". A full region makes ``store`` return 0: the value then stays a Python
-object, nothing fails.
+is a block number (offset / BLOCK) that fits in 32 bits; the store slices
+``region[loc * BLOCK: loc * BLOCK + length]`` itself on its hot paths. Block 0 is never handed
+out, so 0 means "not packed". A full region makes ``store`` return 0: the value then stays a
+Python object, nothing fails.
 """
 from __future__ import annotations
 
@@ -63,10 +64,6 @@ class ValueSlabs:
         self.region[off: off + len(value)] = value
         self.used_bytes += cls
         return loc
-
-    def read(self, loc: int, length: int) -> bytes:
-        off = loc * BLOCK
-        return self.region[off: off + length]
 
     def release(self, loc: int, length: int) -> None:
         cls = size_class(length)

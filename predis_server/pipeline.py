@@ -36,7 +36,7 @@ from . import errors
 from .commands import strings
 from .errors import CommandError
 from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error, join_bulk_strings, only_bytes
-from .readthrough import HIT, MISS, OP_GET, PREFETCHED_HIT
+from .readthrough import HIT, MISS, OP_GET
 
 if TYPE_CHECKING:
     from .client import Client
@@ -278,31 +278,22 @@ class FastRuns:
 
 
 class GetObserver:
-    """The access events of a run's GETs, as ``AccessHook.on_get`` records them: nothing
-    unless the hook observes (collector window open or prefetching on); a hit on a key the
-    prefetcher loaded and nobody read yet is a prefetched hit (and tells the prefetcher)."""
+    """The access events of a run's GETs, recorded as ``AccessHook.on_get`` records them
+    (its ``batch`` and ``hit_outcome``): nothing unless the hook observes (collector window
+    open or prefetching on). Tenants are by ACL user here, so one id serves the whole run."""
 
-    __slots__ = ("db", "events", "prefetcher", "tenant")
+    __slots__ = ("db", "events", "hook", "tenant")
 
     def __init__(self, hook: Any, client: Client) -> None:
-        self.events = None
-        self.tenant = 0
+        self.hook = hook
         self.db = client.db
-        self.prefetcher = hook.prefetcher
-        if hook.observing:
-            self.events = hook.events
-            if not self.events:
-                hook._schedule_tick()
-            if hook.tenant_of is not None:  # tenants by ACL user: one id for the whole run
-                self.tenant = hook.tenant_of(client.user, b"")
+        self.events = hook.batch() if hook.observing else None
+        self.tenant = 0 if hook.tenant_of is None or self.events is None else hook.tenant_of(client.user, b"")
 
     def hit(self, key: bytes, value: bytes) -> None:
-        if self.events is None:
-            return
-        prefetcher = self.prefetcher
-        outcome = PREFETCHED_HIT if prefetcher is not None and prefetcher.unread \
-            and prefetcher.on_hit(self.db, key) else HIT
-        self.events.append((key, OP_GET, outcome, len(value), self.db.id, self.tenant))
+        if self.events is not None:
+            self.events.append((key, OP_GET, self.hook.hit_outcome(self.db, key), len(value),
+                                self.db.id, self.tenant))
 
     def miss(self, key: bytes) -> None:
         if self.events is not None:
@@ -311,7 +302,8 @@ class GetObserver:
     def hits(self, keys: list[bytes], values: list[bytes]) -> None:
         if self.events is None:
             return
-        if self.prefetcher is not None and self.prefetcher.unread:
+        prefetcher = self.hook.prefetcher
+        if prefetcher is not None and prefetcher.unread:  # some may be prefetched hits
             for key, value in zip(keys, values):
                 self.hit(key, value)
         else:

@@ -47,27 +47,16 @@ class AccessHook:
 
     # -- GET / MGET ---------------------------------------------------------------------------
     def on_get(self, client: Any, key: bytes, value: bytes | None) -> object:
-        # The hot path of an observed GET: one tuple append (the _note body inlined).
         if value is not None:
             if self.observing:
-                outcome = HIT
-                prefetcher = self.prefetcher
-                if prefetcher is not None and prefetcher.unread and prefetcher.on_hit(client.db, key):
-                    outcome = PREFETCHED_HIT
-                events = self.events
-                if not events:
-                    self._schedule_tick()
                 tenant_of = self.tenant_of
-                events.append((key, OP_GET, outcome, len(value), client.db.id,
-                               0 if tenant_of is None else tenant_of(client.user, key)))
+                self.batch().append((key, OP_GET, self.hit_outcome(client.db, key), len(value), client.db.id,
+                                     0 if tenant_of is None else tenant_of(client.user, key)))
             return value
         if self.observing:
-            events = self.events
-            if not events:
-                self._schedule_tick()
             tenant_of = self.tenant_of
-            events.append((key, OP_GET, MISS, 0, client.db.id,
-                           0 if tenant_of is None else tenant_of(client.user, key)))
+            self.batch().append((key, OP_GET, MISS, 0, client.db.id,
+                                 0 if tenant_of is None else tenant_of(client.user, key)))
         if self.loader is None or self.in_exec:
             return None
         return self._load_one(client.db, key)
@@ -76,18 +65,15 @@ class AccessHook:
         db = client.db
         keys = argv[1:]
         if self.observing:
-            prefetcher = self.prefetcher
             tenant_of = self.tenant_of
             user = client.user
+            events = self.batch()
             for key, value in zip(keys, values):
                 tenant = 0 if tenant_of is None else tenant_of(user, key)
                 if value is None:
-                    self._note(key, OP_MGET, MISS, 0, db.id, tenant)
+                    events.append((key, OP_MGET, MISS, 0, db.id, tenant))
                 else:
-                    outcome = HIT
-                    if prefetcher is not None and prefetcher.unread and prefetcher.on_hit(db, key):
-                        outcome = PREFETCHED_HIT
-                    self._note(key, OP_MGET, outcome, len(value), db.id, tenant)
+                    events.append((key, OP_MGET, self.hit_outcome(db, key), len(value), db.id, tenant))
         if self.loader is None or self.in_exec:
             return values
         missing = [i for i, v in enumerate(values) if v is None and db.peek(keys[i]) is None]
@@ -161,11 +147,20 @@ class AccessHook:
             keyspace.enforce_maxmemory()
 
     # -- per-tick events ----------------------------------------------------------------------
-    def _note(self, key: bytes, op: int, outcome: int, size: int, db_id: int, tenant: int) -> None:
+    def batch(self) -> list[tuple]:
+        """This tick's event list, to append to; its processing is scheduled when it starts."""
         events = self.events
         if not events:
             self._schedule_tick()
-        events.append((key, op, outcome, size, db_id, tenant))
+        return events
+
+    def hit_outcome(self, db: Any, key: bytes) -> int:
+        """HIT, or PREFETCHED_HIT for the first read of a key the prefetcher loaded (which
+        the prefetcher is told)."""
+        prefetcher = self.prefetcher
+        if prefetcher is not None and prefetcher.unread and prefetcher.on_hit(db, key):
+            return PREFETCHED_HIT
+        return HIT
 
     def _schedule_tick(self) -> None:
         # The prefetcher learns every tick (a prediction is worth most right away); the

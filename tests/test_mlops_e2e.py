@@ -17,6 +17,7 @@ requests.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,6 +108,18 @@ class Client(threading.Thread):
         r.close()
 
 
+@contextlib.contextmanager
+def client_load(port: int):
+    """A Client thread sending traffic for the duration of the block, stopped after it."""
+    client = Client(port)
+    client.start()
+    try:
+        yield client
+    finally:
+        client.stopping.set()
+        client.join(10)
+
+
 def status(r) -> dict:
     return json.loads(r.execute_command("PREDIS.MLOPS", "STATUS"))
 
@@ -153,9 +166,7 @@ def test_heuristic_reference_drift_alarm_and_rollback_of_a_hand_loaded_model(ori
     with predis_process("--dir", str(tmp_path), "--origin", f"sqlite://{origin_path}", "--prefetch-enabled",
                         "yes", "--collector-sampling", "1", *FAST) as server:
         r = redis.Redis(port=server.port)
-        client = Client(server.port)
-        client.start()
-        try:
+        with client_load(server.port) as client:
             # the built-in heuristic serves: its reference is the first full window of traffic
             serving = wait_for_event(r, "serving", 20)
             assert serving["version"] == "builtin-heuristic" and serving["reference"] == "capturing"
@@ -178,9 +189,6 @@ def test_heuristic_reference_drift_alarm_and_rollback_of_a_hand_loaded_model(ori
             rolled = wait_for_event(r, "rolled-back", 20, since=loaded)
             assert (rolled["bad"], rolled["restored"], rolled["by"]) == ("bad", "builtin-heuristic", "auto")
             assert r.info("prediction")["model_version"] == "builtin-heuristic"
-        finally:
-            client.stopping.set()
-            client.join(10)
         assert client.failures == [], client.failures[:5]
         assert client.requests > 1000
 
@@ -197,9 +205,7 @@ def test_drift_retrain_validate_abtest_promote_then_rollback(origin_path, hot_mo
             "--drift-min-samples", "300", "--drift-window-events", "1500",
             "--ab-share", "0.5", "--ab-min-samples", "150", "--model-watch-min-lookups", "300") as server:
         r = redis.Redis(port=server.port)
-        client = Client(server.port)
-        client.start()
-        try:
+        with client_load(server.port) as client:
             # 1. a models-dir model serves; its drift reference is captured from live traffic
             serving = wait_for_event(r, "serving", 20)
             assert serving["version"] == "0001-hot" and serving["reference"] == "capturing"
@@ -244,9 +250,6 @@ def test_drift_retrain_validate_abtest_promote_then_rollback(origin_path, hot_mo
             assert r.info("prediction")["model_version"] == f"predis-ranker:v{good}"
             aliases = mlflow_aliases(str(tmp_path))
             assert aliases["champion"] == good
-        finally:
-            client.stopping.set()
-            client.join(10)
         assert client.failures == [], client.failures[:5]
         assert client.requests > 3000
         audit_free = r.info("prediction")["origin_errors"]

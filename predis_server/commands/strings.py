@@ -250,15 +250,8 @@ def setrange(client, argv):
 def incr_by(client, key: bytes, delta: int) -> int:
     """INCR/DECR/INCRBY/DECRBY (and pipelined INCR runs): the new value, or CommandError."""
     db = client.db
-    ks = db.keyspace
-    # the store directly (a write lookup: no hit/miss counted), one call less per INCR
-    current = db.store.get(key, ks.now_ms or ks.source_clock())
-    if current is None:
-        result = delta
-    elif type(current) is bytes:
-        result = parse_int(current) + delta
-    else:
-        raise CommandError(errors.WRONGTYPE)
+    current = db.get_string_for_write(key)
+    result = delta if current is None else parse_int(current) + delta
     if result < INT64_MIN or result > INT64_MAX:
         raise CommandError(errors.OVERFLOW)
     db.set(key, b"%d" % result, keep_ttl=True)
