@@ -6,15 +6,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# hiredis, uvloop and numpy ship manylinux wheels, so no compiler is needed.
+# hiredis, uvloop and numpy ship manylinux wheels; the compiler is only for Predis's own C
+# fast path (predis_server/_fastpath.c) and is removed again in the same layer.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY predis_server ./predis_server
 COPY gpu ./gpu
 COPY models ./models
 COPY tls ./tls
 COPY workloads ./workloads
-RUN pip install . && rm -rf /src
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install . \
+    && python -c "import predis_server._fastpath" \
+    && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* /src
 
 RUN groupadd --system predis && useradd --system --gid predis --home-dir /data predis \
     && mkdir -p /data /etc/predis && chown predis:predis /data

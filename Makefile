@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 PORT ?= 6379
-APT_TEST_PACKAGES := redis-server redis-tools prometheus-redis-exporter prometheus
+APT_TEST_PACKAGES := redis-server redis-tools prometheus-redis-exporter prometheus gcc python3-dev
 
 .PHONY: run test install install-test bench clean docker
 
@@ -17,9 +17,11 @@ install: $(VPY)
 run: install
 	$(VENV)/bin/predis-server conf/predis.conf --port $(PORT)
 
-# Debian's redis-server/redis-tools drive the differential and client tests.
+# Debian's redis-server/redis-tools drive the differential and client tests; gcc and the
+# Python headers build the C fast path (predis_server/_fastpath.c), which the tests check.
 install-test: install
-	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then \
+	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
+			|| ! command -v gcc >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_TEST_PACKAGES); \
 	fi

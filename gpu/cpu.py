@@ -263,6 +263,18 @@ class NumpyStore(StoreBackend):
         self._data_bytes += delta
         self._size[slot] = max(0, self._size[slot] + delta)
 
+    # -- the C fast path -------------------------------------------------------------------
+    def native_view(self) -> tuple | None:
+        """What predis_server/_fastpath.c reads and writes: the index, the object values, the
+        metadata arrays and the packed region. Built per call: a write on the Python path may
+        replace the arrays (growth) or open the region. None while LFU counters must be
+        updated (their random increment stays in Python)."""
+        if self.track_lfu:
+            return None
+        # the memoryviews: the C side takes their buffers faster than the arrays'
+        return (self._index, self._values, self._exp, self._atime, self._loc, self._size,
+                self._flags, self._region)
+
     # -- batch operations -----------------------------------------------------------------
     def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:
         # NumpyStore.get explicitly: a subclass's get may fetch device values one by one,

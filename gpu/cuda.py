@@ -94,6 +94,23 @@ class ArenaStore(NumpyStore):
         self._koff, self._klen = memoryview(self.key_off), memoryview(self.key_len)
         self._voff, self._vlen = memoryview(self.val_off), memoryview(self.val_len)
 
+    # -- the C fast path --------------------------------------------------------------------
+    def native_view(self) -> tuple | None:
+        """The CPU store's view plus the stage and the device blocks: the C path stages what
+        it overwrites in place, as ``set`` does for a same-class string (block kept)."""
+        view = super().native_view()
+        if view is None:
+            return None
+        return (*view, self._staged, self._voff, self._vlen)
+
+    def native_written(self, staged_bytes: int) -> None:
+        """After the C path staged writes: the bookkeeping ``set`` does for each."""
+        if not self._staged_since:
+            self._staged_since = time.monotonic()
+        self._staged_bytes += staged_bytes
+        if len(self._staged) >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
+            self.sync()
+
     # -- writes ---------------------------------------------------------------------------
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
             keep_ttl: bool = False) -> None:

@@ -65,6 +65,13 @@ class StoreBackend(ABC):
     lfu_log_factor: int = 10
     lfu_decay_time: int = 1
     track_lfu: bool = False
+    def native_view(self) -> tuple | None:
+        """The host layout predis_server/_fastpath.c works on (see NumpyStore), or None
+        where commands must take the Python path."""
+        return None
+
+    def native_written(self, staged_bytes: int) -> None:
+        """Called after the C path overwrote values in place (the GPU store uploads them)."""
 
     # -- batch operations (the primary interface) ---------------------------------------
     @abstractmethod

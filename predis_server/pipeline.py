@@ -35,6 +35,7 @@ from gpu.interface import StoreFull
 from . import errors
 from .commands import strings
 from .errors import CommandError
+from .fastpath import native
 from .protocol.encoder import NULL3, NULL_BULK, OK_BYTES, encode_error, join_bulk_strings, only_bytes
 from .readthrough import HIT, MISS, OP_GET
 
@@ -158,8 +159,41 @@ class FastRuns:
         ks.now_ms = now  # what the handlers INCR calls read as the command's time
         began = _perf_ns()
         i = start
+        # the C path (fastpath.py) takes the run until a command it cannot do exactly as
+        # below; that one runs here, then the C path goes on after it
+        native_run = native.run if native is not None and (watch is None or watch.events is None) \
+            and store.native_view() is not None else None
+        if native_run is not None:
+            options = (native.OPT_TOUCH if touch else 0) \
+                | (native.OPT_STOP_AT_MISS if loads_misses else 0) \
+                | (native.OPT_WRITES if writes and not ks.watchers else 0)
+        native_from = start
+        native_skip = 1  # commands left to this loop after the C path refused one, doubling
         try:
             while i < end:
+                if native_run is not None and i >= native_from:
+                    # the view afresh: a write below may have grown the arrays or opened the region
+                    ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged = native_run(
+                        commands, i, end, kinds, store.native_view(), now, options, null, _WRONGTYPE)
+                    if ran:
+                        append(reply)
+                        if sets or incrs:
+                            store.native_written(staged)
+                        counts[GET] += gets
+                        counts[SET] += sets
+                        counts[INCR] += incrs
+                        hits += run_hits
+                        misses += run_misses
+                        if wrong:
+                            failed[GET] += wrong
+                            error_replies += [_WRONGTYPE] * wrong
+                        i += ran
+                        native_skip = 1
+                        continue
+                    # refused (a new key, say): in a run of such commands the C path is asked
+                    # again after 1, 2, 4... of them, not before each
+                    native_from = i + native_skip
+                    native_skip = min(native_skip * 2, 16)
                 argv = commands[i]
                 if type(argv) is not list:
                     break

@@ -72,10 +72,14 @@ class NoReply:
 NO_REPLY = NoReply()
 
 
-class Raw(bytes):
-    """Bytes already encoded in RESP, written as they are (used for pre-encoded pub/sub frames)."""
+class Raw:
+    """Bytes already encoded in RESP, written as they are (pub/sub frames, MGET from the C
+    path): held, not copied as a bytes subclass would be."""
 
-    __slots__ = ()
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 class Deferred:

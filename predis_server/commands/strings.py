@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .. import errors
 from ..errors import CommandError
+from ..fastpath import mget_reply
 from ..replies import OK, Map
 from .args import (
     INT64_MAX,
@@ -130,11 +131,15 @@ def getset(client, argv):
 
 
 def mget(client, argv):
+    hook = getattr(client.server, "access_hook", None)
+    if hook is None:
+        encoded = mget_reply(client, argv)  # the C path: the whole reply in one go
+        if encoded is not None:
+            return encoded
     # One store call for all keys (hits/misses counted per key); a non-string is nil.
     out = client.db.lookup_read_many(argv[1:])
     if not set(map(type, out)) <= _STRING_OR_NIL:
         out = [value if type(value) is bytes else None for value in out]
-    hook = getattr(client.server, "access_hook", None)
     if hook is None:
         return out
     return hook.on_mget(client, argv, out)

@@ -65,7 +65,7 @@ def encode(value: object, resp3: bool, out: list[bytes]) -> None:
         for item in value:  # type: ignore[attr-defined]
             encode(item, resp3, out)
     elif t is Raw:
-        out.append(value)  # type: ignore[arg-type]
+        out.append(value.data)  # type: ignore[attr-defined]
     elif t is ErrorReply:
         out.append(b"-%s\r\n" % value)
     elif isinstance(value, CommandError):

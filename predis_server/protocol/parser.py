@@ -31,6 +31,7 @@ MAX_MULTIBULK_LEN = 2**31 - 1  # INT_MAX, as in Redis 7
 # 24 GB of address space and make every GC pass crawl over it), so chunks that declare arrays
 # of a million elements or more anywhere go to the Python parser, which allocates nothing ahead.
 _BIG_ARRAY_HEADER = re.compile(rb"\*[0-9]{7}")
+_ONLY_BYTES = frozenset((bytes,))
 
 _ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
 _HEX = b"0123456789abcdefABCDEF"
@@ -272,7 +273,7 @@ class RequestParser:
                 return
         # A big array header is the chunk's first line or follows a CRLF; the two C-level
         # checks spare the regex on every single-command read.
-        if data[:1] != b"*" or ((data[1:8].isdigit() or b"\r\n*" in data)
+        if data[:1] != b"*" or ((data[1:8].isdigit() or data.find(b"*", 1) != -1)
                                 and _BIG_ARRAY_HEADER.search(data) is not None):
             slow.feed(data, out)
             return
@@ -288,9 +289,13 @@ class RequestParser:
                     break
                 if type(cmd) is not list:
                     raise ValueError("not a request")
-                for arg in cmd:
-                    if type(arg) is not bytes:
+                if len(cmd) > 8:  # MGET, MSET...: one C-level pass over the element types
+                    if not _ONLY_BYTES.issuperset(map(type, cmd)):
                         raise ValueError("not a request")
+                else:
+                    for arg in cmd:
+                        if type(arg) is not bytes:
+                            raise ValueError("not a request")
                 if cmd:
                     append(cmd)
                 else:

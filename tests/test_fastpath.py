@@ -1,0 +1,217 @@
+"""The C fast path (predis_server/_fastpath.c) against the Python path it stands in for.
+
+The same pipelines go to two in-process servers, one with the extension and one without
+(``native = None``, as on a machine with no C compiler); every reply byte, every value, TTL and
+idle time, and the hit/miss and command counters must be equal. The real-socket tests against
+redis-server (test_pipeline_runs.py, test_differential.py) run with whatever was built.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sysconfig
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gpu
+from predis_server import fastpath, pipeline
+from predis_server.config import Config
+from predis_server.protocol.connection import Connection
+from predis_server.server import Server
+from tests.resp import encode_command
+
+START_MS = 1_700_000_000_000
+
+
+class _Loop:
+    def call_soon(self, *args):
+        pass
+
+    def call_later(self, *args):
+        pass
+
+    def time(self):
+        return 0.0
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
+
+    def set_write_buffer_limits(self, **kwargs):
+        pass
+
+    def is_closing(self):
+        return False
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def close(self):
+        pass
+
+
+class InProcess:
+    """A server without sockets: the real parser, batch loop, executor and store."""
+
+    def __init__(self, backend: str = "cpu") -> None:
+        config = Config()
+        config.store_backend = backend
+        self.server = Server(config)
+        self.server.loop = _Loop()
+        self.now = START_MS
+        self.server.keyspace.source_clock = lambda: self.now
+        # the command table's counters are shared by every server in this process: deltas
+        self.counted = self._command_counts()
+        self.transport = _Transport()
+        self.conn = Connection(self.server)
+        self.conn.connection_made(self.transport)
+
+    def pipeline(self, commands: list[tuple]) -> bytes:
+        self.conn.data_received(b"".join(encode_command(*c) for c in commands))
+        self.server.run_batch()
+        out = b"".join(self.transport.written)
+        self.transport.written.clear()
+        return out
+
+    def _command_counts(self) -> dict:
+        table = self.server.executor.table
+        return {name: (table[name].calls, table[name].failed_calls) for name in (b"get", b"set", b"incr", b"mget")}
+
+    def state(self, keys) -> dict:
+        store = self.server.keyspace.dbs[0].store
+        stats = self.server.stats
+        found = {}
+        device = hasattr(store, "sync")
+        if device:
+            store.sync()  # what the C path staged must reach the device copy
+        for key in keys:
+            value = store.get(key, self.now, touch=False)
+            if value is not None:
+                found[key] = (value if type(value) is bytes else sorted(value.items()),
+                              store.get_expire(key), store.idle_ms(key, self.now))
+                if device and type(value) is bytes:
+                    slot = store._index[key]
+                    off, length = int(store.d_val_off[slot]), int(store.d_val_len[slot])
+                    assert bytes(store.arena.buf[off: off + length]) == value
+        now = self._command_counts()
+        commands = {name: (now[name][0] - self.counted[name][0], now[name][1] - self.counted[name][1])
+                    for name in now}
+        return {"keys": found, "hits": stats.keyspace_hits, "misses": stats.keyspace_misses,
+                "commands": commands, "used_memory": store.used_memory()}
+
+
+def _both(monkeypatch, run, backend: str = "cpu"):
+    """run(InProcess) with the C path, then without it; both results. Backend "arena" is
+    the GPU store's layout over NumPy (gpu/cuda.py ArenaStore): its staging for the device."""
+    monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
+    with_native = run(InProcess(backend))
+    monkeypatch.setattr(pipeline, "native", None)
+    monkeypatch.setattr(fastpath, "native", None)
+    without = run(InProcess(backend))
+    monkeypatch.undo()
+    return with_native, without
+
+
+needs_native = pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
+
+KEYS = [b"a", b"b", b"c", b"n", b"h"]
+VALUES = st.one_of(
+    st.sampled_from([b"", b"0", b"1", b"-1", b"9", b"99", b"999", b"-0", b"007", b"+1", b" 1",
+                     b"9223372036854775806", b"9223372036854775807", b"-9223372036854775808",
+                     b"x" * 1024, b"y" * 1025, b"3.5"]),
+    st.binary(max_size=40),
+    st.integers(-10**6, 10**6).map(lambda n: b"%d" % n),
+)
+COMMAND = st.one_of(
+    st.tuples(st.just("GET"), st.sampled_from(KEYS)),
+    st.tuples(st.just("SET"), st.sampled_from(KEYS), VALUES),
+    st.tuples(st.just("INCR"), st.sampled_from(KEYS)),
+    st.tuples(st.just("MGET"), st.sampled_from(KEYS), st.sampled_from(KEYS), st.sampled_from(KEYS)),
+    st.tuples(st.just("SET"), st.sampled_from(KEYS), VALUES, st.just("PX"), st.integers(1, 30)),
+    st.tuples(st.just("HSET"), st.sampled_from(KEYS), st.just("f"), st.just("v")),
+    st.tuples(st.just("DEL"), st.sampled_from(KEYS)),
+)
+# a batch is one pipeline; between batches the clock moves (expiring some PX keys)
+BATCHES = st.lists(st.tuples(st.lists(COMMAND, min_size=1, max_size=24), st.integers(0, 20)),
+                   min_size=1, max_size=8)
+
+
+@needs_native
+@pytest.mark.parametrize("backend", ["cpu", "arena"])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=BATCHES)
+def test_native_and_python_paths_agree(monkeypatch, backend, batches):
+    def run(server: InProcess):
+        replies = []
+        for commands, advance_ms in batches:
+            replies.append(server.pipeline(commands))
+            server.now += advance_ms
+        return replies, server.state(KEYS)
+
+    with_native, without = _both(monkeypatch, run, backend)
+    assert with_native[0] == without[0]
+    assert with_native[1] == without[1]
+
+
+@needs_native
+def test_runs_take_the_c_path(monkeypatch):
+    """The pipelines the benchmark sends are executed by the extension, not just allowed to."""
+    calls = []
+    real_run = fastpath.native.run
+
+    def counting_run(*args):
+        result = real_run(*args)
+        calls.append(result[0])
+        return result
+
+    server = InProcess()
+    # (the first pipeline also teaches FastRuns these command names, which it learns lazily)
+    server.pipeline([("SET", b"k%d" % i, b"v" * 100) for i in range(16)] + [("SET", b"c", b"0"),
+                                                                            ("GET", b"c"), ("INCR", b"d")])
+    monkeypatch.setattr(pipeline, "native", type("Native", (), {
+        "run": staticmethod(counting_run), **{n: getattr(fastpath.native, n)
+                                              for n in ("OPT_TOUCH", "OPT_WRITES", "OPT_STOP_AT_MISS")}}))
+    reply = server.pipeline([("GET", b"k%d" % i) for i in range(16)] + [("SET", b"k1", b"w" * 100)]
+                            + [("INCR", b"c")] * 4)
+    assert reply.count(b"$100\r\n") == 16 and reply.endswith(b"+OK\r\n:1\r\n:2\r\n:3\r\n:4\r\n")
+    assert calls == [21]
+    assert server.pipeline([("GET", b"k1")] * 2) == b"$100\r\n" + b"w" * 100 + b"\r\n" + b"$100\r\n" + b"w" * 100 + b"\r\n"
+
+
+@needs_native
+def test_mget_reply_resp2_and_resp3(monkeypatch):
+    def run(server: InProcess):
+        server.pipeline([("SET", "a", "1"), ("SET", "big", "z" * 3000), ("HSET", "h", "f", "v")])
+        two = server.pipeline([("MGET", "a", "none", "big", "h", "a")])
+        server.pipeline([("HELLO", "3")])
+        three = server.pipeline([("MGET", "a", "none", "h")])
+        server.pipeline([("SET", "t", "v", "PX", "5")])
+        server.now += 10  # "t" has expired: the Python path deletes it
+        expired = server.pipeline([("MGET", "a", "t")])
+        return two, three, expired, server.state([b"a", b"big", b"h", b"t"])
+
+    with_native, without = _both(monkeypatch, run)
+    assert with_native == without
+    assert with_native[0] == (b"*5\r\n$1\r\n1\r\n$-1\r\n$3000\r\n" + b"z" * 3000 + b"\r\n$-1\r\n$1\r\n1\r\n")
+    assert with_native[1] == b"*3\r\n$1\r\n1\r\n_\r\n_\r\n"
+    assert with_native[2] == b"*2\r\n$1\r\n1\r\n_\r\n"
+
+
+def test_extension_is_built_where_a_compiler_is():
+    """setup.py marks the extension optional; where a C compiler exists (CI) a failed build
+    must not pass unnoticed as the slower Python path."""
+    if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
+        pytest.skip("PREDIS_NATIVE turns the extension off")
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip("no C compiler: the Python path serves")
+    assert fastpath.native is not None
