@@ -91,6 +91,7 @@ class NumpyStore(StoreBackend):
             new[: len(old)] = old
             setattr(self, name, new)
         self._capacity = capacity
+        self._native = None
         self._exp = memoryview(self.expire_at)
         self._atime = memoryview(self.last_access)
         self._lfu = memoryview(self.lfu_count)
@@ -117,6 +118,7 @@ class NumpyStore(StoreBackend):
     def _open_slabs(self) -> ValueSlabs:
         self._slabs = ValueSlabs()
         self._region = self._slabs.region
+        self._native = None
         return self._slabs
 
     def _forget_value(self, slot: int) -> None:
@@ -271,6 +273,12 @@ class NumpyStore(StoreBackend):
         updated (their random increment stays in Python)."""
         if self.track_lfu:
             return None
+        view = self._native
+        if view is None:  # built once per layout change (_grow, _open_slabs, _alloc)
+            view = self._native = self._build_native_view()
+        return view
+
+    def _build_native_view(self) -> tuple:
         # the memoryviews: the C side takes their buffers faster than the arrays'
         return (self._index, self._values, self._exp, self._atime, self._loc, self._size,
                 self._flags, self._region)

@@ -95,13 +95,10 @@ class ArenaStore(NumpyStore):
         self._voff, self._vlen = memoryview(self.val_off), memoryview(self.val_len)
 
     # -- the C fast path --------------------------------------------------------------------
-    def native_view(self) -> tuple | None:
+    def _build_native_view(self) -> tuple:
         """The CPU store's view plus the stage and the device blocks: the C path stages what
         it overwrites in place, as ``set`` does for a same-class string (block kept)."""
-        view = super().native_view()
-        if view is None:
-            return None
-        return (*view, self._staged, self._voff, self._vlen)
+        return (*super()._build_native_view(), self._staged, self._voff, self._vlen)
 
     def native_written(self, staged_bytes: int) -> None:
         """After the C path staged writes: the bookkeeping ``set`` does for each."""
@@ -245,7 +242,7 @@ class ArenaStore(NumpyStore):
             self.khash[insert_idx] = self._to_host(hashes)
             self.on_table[insert_idx] = True
             self._table_used += n_ins
-        self._staged = {}
+        self._staged.clear()  # the same dict: the C path's view holds it
         self._staged_bytes = 0
         self._pending_insert = {}
 

@@ -274,6 +274,12 @@ static int same_class(Py_ssize_t a, Py_ssize_t b) {
     return ((a + IN_CLASS) | IN_CLASS) == ((b + IN_CLASS) | IN_CLASS);
 }
 
+#define PREPASS 64  /* commands whose slots are looked up ahead (pipeline.py RUN_CHUNK) */
+/* The slot of command i's key: from the look-ahead when it covered i. */
+#define SLOT_OF(i, key, obj_out) \
+    ((i) - start < looked ? (*(obj_out) = ahead_obj[(i) - start], ahead_slot[(i) - start]) \
+                          : slot_of(&v, (key), (obj_out)))
+
 PyDoc_STRVAR(run_doc,
 "run(commands, start, end, kinds, view, now_ms, options, null, wrongtype)\n"
 "-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, staged_bytes)\n\n"
@@ -304,6 +310,40 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     const uint32_t now32 = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
     const int touch = options & OPT_TOUCH, writes = options & OPT_WRITES;
     Py_ssize_t gets = 0, sets = 0, incrs = 0, hits = 0, misses = 0, wrong = 0, staged_bytes = 0, i;
+    /* Every key's slot first, with its metadata prefetched: on a large keyspace each lookup
+     * and each array read is a cache miss, and done one command at a time they queue up.
+     * Looked up ahead, the misses of different keys overlap. The index cannot change
+     * during the run (this function never adds or removes a key), so the slots stay valid. */
+    Py_ssize_t ahead = end - start < PREPASS ? end - start : PREPASS, looked = 0;
+    Py_ssize_t ahead_slot[PREPASS];
+    PyObject *ahead_obj[PREPASS];
+    for (; looked < ahead; looked++) {
+        PyObject *argv = PyList_GET_ITEM(commands, start + looked);
+        if (!PyList_CheckExact(argv) || PyList_GET_SIZE(argv) < 2)
+            break;
+        PyObject *key = PyList_GET_ITEM(argv, 1);
+        if (!PyBytes_CheckExact(key))
+            break;
+        Py_ssize_t slot = slot_of(&v, key, &ahead_obj[looked]);
+        if (slot == -2) {
+            if (PyErr_Occurred())
+                goto error;
+            break;
+        }
+        ahead_slot[looked] = slot;
+        if (slot >= 0) {
+            __builtin_prefetch(&v.exp_p[slot]);
+            __builtin_prefetch(&v.loc_p[slot]);
+            __builtin_prefetch(&v.size_p[slot]);
+            __builtin_prefetch(&v.atime_p[slot], 1);
+            __builtin_prefetch(&v.flags_p[slot], 1);
+        }
+    }
+    for (Py_ssize_t k = 0; k < looked; k++) {
+        Py_ssize_t slot = ahead_slot[k];
+        if (slot >= 0 && v.loc_p[slot] && v.region_p != NULL)
+            __builtin_prefetch(v.region_p + (Py_ssize_t)v.loc_p[slot] * BLOCK, 1);
+    }
     for (i = start; i < end; i++) {
         PyObject *argv = PyList_GET_ITEM(commands, i);
         if (!PyList_CheckExact(argv))
@@ -326,7 +366,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         if (kind == K_GET) {
             if (argc != 2)
                 break;
-            slot = slot_of(&v, key, &slot_obj);
+            slot = SLOT_OF(i, key, &slot_obj);
             if (slot == -2) {
                 if (PyErr_Occurred())
                     goto error;
@@ -378,7 +418,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             PyObject *value = PyList_GET_ITEM(argv, 2);
             if (!PyBytes_CheckExact(value))
                 break;
-            slot = slot_of(&v, key, &slot_obj);
+            slot = SLOT_OF(i, key, &slot_obj);
             if (slot < 0) {
                 if (PyErr_Occurred())
                     goto error;
@@ -405,7 +445,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         } else if (kind == K_INCR) {
             if (argc != 2 || !writes)
                 break;
-            slot = slot_of(&v, key, &slot_obj);
+            slot = SLOT_OF(i, key, &slot_obj);
             if (slot < 0) {
                 if (PyErr_Occurred())
                     goto error;
@@ -504,8 +544,9 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
     o.len += format_ll(o.p + o.len, nkeys);
     o.p[o.len++] = '\r';
     o.p[o.len++] = '\n';
-    /* First every key's slot, and a fallback on an expired key before any key is touched:
-     * then the Python path sees the store exactly as it was. */
+    /* First every key's slot (metadata prefetched, so the misses of different keys overlap),
+     * then a fallback on an expired key before any key is touched: the Python path then
+     * sees the store exactly as it was. */
     for (Py_ssize_t k = 0; k < nkeys; k++) {
         PyObject *key = PyList_GET_ITEM(argv, k + 1);
         if (!PyBytes_CheckExact(key))
@@ -515,11 +556,23 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
             goto fallback;
         slots[k] = slot;
         if (slot >= 0) {
+            __builtin_prefetch(&v.exp_p[slot]);
+            __builtin_prefetch(&v.loc_p[slot]);
+            __builtin_prefetch(&v.size_p[slot]);
+            __builtin_prefetch(&v.atime_p[slot], 1);
+        }
+    }
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        Py_ssize_t slot = slots[k];
+        if (slot >= 0) {
             int64_t expires = v.exp_p[slot];
             if (expires && expires <= now_ms)
                 goto fallback;
-            if (v.loc_p[slot] && packed_at(&v, slot, &(Py_ssize_t){0}) == NULL)
-                goto fallback;
+            if (v.loc_p[slot]) {
+                if (packed_at(&v, slot, &(Py_ssize_t){0}) == NULL)
+                    goto fallback;
+                __builtin_prefetch(v.region_p + (Py_ssize_t)v.loc_p[slot] * BLOCK);
+            }
         }
     }
     for (Py_ssize_t k = 0; k < nkeys; k++) {

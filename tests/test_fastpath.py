@@ -101,7 +101,7 @@ class InProcess:
                 if device and type(value) is bytes:
                     slot = store._index[key]
                     off, length = int(store.d_val_off[slot]), int(store.d_val_len[slot])
-                    assert bytes(store.arena.buf[off: off + length]) == value
+                    assert store._to_host(store.arena.buf[off: off + length]).tobytes() == value
         now = self._command_counts()
         commands = {name: (now[name][0] - self.counted[name][0], now[name][1] - self.counted[name][1])
                     for name in now}
@@ -111,7 +111,8 @@ class InProcess:
 
 def _both(monkeypatch, run, backend: str = "cpu"):
     """run(InProcess) with the C path, then without it; both results. Backend "arena" is
-    the GPU store's layout over NumPy (gpu/cuda.py ArenaStore): its staging for the device."""
+    the GPU store's layout over NumPy (gpu/cuda.py ArenaStore); "gpu" the same on CUDA.
+    Both check that what the C path staged reaches the device copy."""
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     with_native = run(InProcess(backend))
     monkeypatch.setattr(pipeline, "native", None)
@@ -146,7 +147,7 @@ BATCHES = st.lists(st.tuples(st.lists(COMMAND, min_size=1, max_size=24), st.inte
 
 
 @needs_native
-@pytest.mark.parametrize("backend", ["cpu", "arena"])
+@pytest.mark.parametrize("backend", ["cpu", "arena", pytest.param("gpu", marks=pytest.mark.gpu)])
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=BATCHES)
 def test_native_and_python_paths_agree(monkeypatch, backend, batches):
