@@ -58,6 +58,7 @@ class AccessCollector:
         self.export_dropped = 0   # events overwritten before the exporter saw them
         self._lock = threading.Lock()
         self._seq = 0
+        self._columns: tuple | None = None  # memoryviews of the arrays for the C fast path
 
     # -- recording (event loop) -------------------------------------------------------------
     def window_open(self, now: float) -> bool:
@@ -100,6 +101,15 @@ class AccessCollector:
                 if first < n:
                     arr[:n - first] = values[first:]
             self.written += n
+
+    def native_sink(self, ts_us: int, tenant: int) -> tuple:
+        """Where the C fast path (predis_server/_fastpath.c) writes GET events itself: the
+        columns, the ring position, its capacity, the events' time and tenant. The caller
+        holds ``_lock`` while it writes and adds what it wrote to ``written``."""
+        columns = self._columns
+        if columns is None:
+            columns = self._columns = tuple(memoryview(self.arrays[name]) for name in COLUMNS)
+        return (columns, self.written % self.capacity, self.capacity, ts_us, tenant)
 
     # -- reading ----------------------------------------------------------------------------
     def recent(self, limit: int | None = None) -> dict[str, np.ndarray]:

@@ -274,6 +274,212 @@ static int same_class(Py_ssize_t a, Py_ssize_t b) {
     return ((a + IN_CLASS) | IN_CLASS) == ((b + IN_CLASS) | IN_CLASS);
 }
 
+/* -- access events: the collector's ring (models/collector.py), written by the C path --
+ * Key codes as models/keycodes.py computes them: the key zero-padded to 8-byte little-endian
+ * words, each word xor its position's salt and mixed (splitmix64's finaliser), the sum
+ * mixed again with the length; the prefix is the key without its trailing digits, the
+ * suffix those digits' last 18 as an integer (-1: none). tests/test_fastpath.py checks the
+ * events against the Python path's. */
+#define GOLDEN 0x9E3779B97F4A7C15ULL
+
+static inline uint64_t mix64(uint64_t h) {
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBULL;
+    return h ^ (h >> 31);
+}
+
+static uint64_t key_hash(const unsigned char *key, Py_ssize_t n) {
+    uint64_t total = 0;
+    for (Py_ssize_t j = 0, w = 1; j < n; j += 8, w++) {
+        uint64_t word = 0;
+        Py_ssize_t take = n - j < 8 ? n - j : 8;
+        for (Py_ssize_t b = 0; b < take; b++)
+            word |= (uint64_t)key[j + b] << (8 * b);
+        total += mix64(word ^ mix64((uint64_t)w * GOLDEN));
+    }
+    return mix64(total + (uint64_t)n * GOLDEN);
+}
+
+enum { EV_HIT = 0, EV_MISS = 1 };  /* models/collector.py outcome codes; op 0 = GET */
+
+typedef struct {
+    /* list mode (a prefetcher learns from the events in Python): the access hook's list of
+     * (key, op, outcome, size, db, tenant) tuples, and the prefetcher's unread entries,
+     * whose first read the Python path must report (PREFETCHED_HIT) */
+    PyObject *list, *unread, *db_obj, *tenant_obj, *op_obj, *hit_obj, *miss_obj;
+    /* ring mode (the collector alone): its columns */
+    Py_buffer cols[8];  /* key_hash prefix_hash suffix ts op outcome size tenant */
+    int held;
+    uint64_t *key_hash, *prefix_hash;
+    int64_t *suffix, *ts;
+    uint8_t *op, *outcome;
+    uint32_t *size;
+    uint16_t *tenant;
+    Py_ssize_t position, capacity, written;
+    int64_t ts_us;
+    uint16_t tenant_id;
+} Sink;
+
+static void sink_release(Sink *k) {
+    for (int i = k->held - 1; i >= 0; i--)
+        PyBuffer_Release(&k->cols[i]);
+    k->held = 0;
+    Py_CLEAR(k->op_obj);
+    Py_CLEAR(k->hit_obj);
+    Py_CLEAR(k->miss_obj);
+}
+
+/* sink: (columns: 8-tuple of writable buffers, position, capacity, ts_us, tenant) for the
+ * collector's ring, or (events: list, unread: dict or None, db: int, tenant: int). */
+static int sink_open(Sink *k, PyObject *sink) {
+    memset(k, 0, sizeof(*k));
+    if (PyTuple_Check(sink) && PyTuple_GET_SIZE(sink) == 4 && PyList_CheckExact(PyTuple_GET_ITEM(sink, 0))) {
+        k->list = PyTuple_GET_ITEM(sink, 0);
+        k->unread = PyTuple_GET_ITEM(sink, 1);
+        k->db_obj = PyTuple_GET_ITEM(sink, 2);
+        k->tenant_obj = PyTuple_GET_ITEM(sink, 3);
+        k->op_obj = PyLong_FromLong(0);  /* OP_GET */
+        k->hit_obj = PyLong_FromLong(EV_HIT);
+        k->miss_obj = PyLong_FromLong(EV_MISS);
+        if (k->op_obj == NULL || k->hit_obj == NULL || k->miss_obj == NULL) {
+            sink_release(k);
+            return -1;
+        }
+        if (k->unread == Py_None)
+            k->unread = NULL;
+        else if (!PyDict_CheckExact(k->unread)) {
+            sink_release(k);
+            PyErr_SetString(PyExc_TypeError, "event sink: unread entries must be a dict");
+            return -1;
+        }
+        return 0;
+    }
+    PyObject *cols;
+    Py_ssize_t position, capacity;
+    long long ts_us;
+    int tenant;
+    if (!PyArg_ParseTuple(sink, "O!nnLi", &PyTuple_Type, &cols, &position, &capacity, &ts_us, &tenant))
+        return -1;
+    static const Py_ssize_t widths[8] = {8, 8, 8, 8, 1, 1, 4, 2};
+    if (PyTuple_GET_SIZE(cols) != 8 || capacity <= 0 || position < 0 || position >= capacity) {
+        PyErr_SetString(PyExc_ValueError, "event sink: 8 columns and a position inside the ring");
+        return -1;
+    }
+    for (int i = 0; i < 8; i++) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(cols, i), &k->cols[i], PyBUF_WRITABLE) < 0) {
+            sink_release(k);
+            return -1;
+        }
+        k->held++;
+        if (k->cols[i].itemsize != widths[i] || k->cols[i].len / widths[i] < capacity) {
+            sink_release(k);
+            PyErr_SetString(PyExc_ValueError, "event sink: a column of the wrong width or length");
+            return -1;
+        }
+    }
+    k->key_hash = k->cols[0].buf;
+    k->prefix_hash = k->cols[1].buf;
+    k->suffix = k->cols[2].buf;
+    k->ts = k->cols[3].buf;
+    k->op = k->cols[4].buf;
+    k->outcome = k->cols[5].buf;
+    k->size = k->cols[6].buf;
+    k->tenant = k->cols[7].buf;
+    k->position = position;
+    k->capacity = capacity;
+    k->ts_us = ts_us;
+    k->tenant_id = (uint16_t)tenant;
+    return 0;
+}
+
+/* 1: the Python path must take this GET (the first read of a prefetched entry); -1: error */
+static int sink_defers(Sink *k, PyObject *key) {
+    if (k == NULL || k->unread == NULL || PyDict_GET_SIZE(k->unread) == 0)
+        return 0;
+    return PyDict_Contains(k->unread, key);
+}
+
+static int sink_event(Sink *k, PyObject *key, int outcome, Py_ssize_t size) {
+    if (k->list != NULL) {
+        PyObject *size_obj = PyLong_FromSsize_t(size);
+        if (size_obj == NULL)
+            return -1;
+        PyObject *event = PyTuple_Pack(6, key, k->op_obj, outcome ? k->miss_obj : k->hit_obj, size_obj,
+                                       k->db_obj, k->tenant_obj);
+        Py_DECREF(size_obj);
+        if (event == NULL)
+            return -1;
+        int failed = PyList_Append(k->list, event);
+        Py_DECREF(event);
+        if (failed)
+            return -1;
+        k->written++;
+        return 0;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(key);
+    Py_ssize_t n = PyBytes_GET_SIZE(key), cut = n;
+    while (cut > 0 && p[cut - 1] >= '0' && p[cut - 1] <= '9')
+        cut--;
+    uint64_t h = key_hash(p, n);
+    Py_ssize_t at = k->position;
+    k->key_hash[at] = h;
+    if (cut == n) {
+        k->prefix_hash[at] = h;
+        k->suffix[at] = -1;
+    } else {
+        k->prefix_hash[at] = key_hash(p, cut);
+        int64_t suffix = 0;
+        for (Py_ssize_t d = n - 18 > cut ? n - 18 : cut; d < n; d++)
+            suffix = suffix * 10 + (p[d] - '0');
+        k->suffix[at] = suffix;
+    }
+    k->ts[at] = k->ts_us;
+    k->op[at] = 0;
+    k->outcome[at] = (uint8_t)outcome;
+    k->size[at] = (uint32_t)size;
+    k->tenant[at] = k->tenant_id;
+    k->position = at + 1 == k->capacity ? 0 : at + 1;
+    k->written++;
+    return 0;
+}
+
+/* A write the C path cannot do in place (a new key, a larger block, a TTL to clear) goes to
+ * the store's own ``set(key, value, now_ms, 0, keep_ttl)``; the store may grow its arrays or
+ * open its region, so the view is opened again from ``store.native_view()``, and keys looked
+ * up ahead may have been added, so later commands look theirs up again. 1: done; 0: not
+ * done, the Python path takes the command (no store given, or set raised: StoreFull is
+ * answered there); -1: error. */
+static int store_set(PyObject *store, View *v, PyObject *key, PyObject *value,
+                     long long now_ms, PyObject **now_obj, int keep_ttl, Py_ssize_t *looked) {
+    if (store == Py_None)
+        return 0;
+    if (*now_obj == NULL && (*now_obj = PyLong_FromLongLong(now_ms)) == NULL)
+        return -1;
+    view_release(v);
+    *looked = 0;
+    PyObject *result = PyObject_CallMethod(store, "set", "OOOiO", key, value, *now_obj, 0,
+                                           keep_ttl ? Py_True : Py_False);
+    int done = 1;
+    if (result == NULL) {
+        PyErr_Clear();
+        done = 0;
+    }
+    Py_XDECREF(result);
+    PyObject *fresh = PyObject_CallMethod(store, "native_view", NULL);
+    if (fresh == NULL)
+        return -1;
+    if (fresh == Py_None) {
+        Py_DECREF(fresh);
+        PyErr_SetString(PyExc_RuntimeError, "the store's native view went away during a run");
+        return -1;
+    }
+    int failed = view_open(v, fresh);
+    Py_DECREF(fresh);  /* the store keeps its cached view (and so the buffers' owners) alive */
+    return failed ? -1 : done;
+}
+
 #define PREPASS 64  /* commands whose slots are looked up ahead (pipeline.py RUN_CHUNK) */
 /* The slot of command i's key: from the look-ahead when it covered i. */
 #define SLOT_OF(i, key, obj_out) \
@@ -281,10 +487,12 @@ static int same_class(Py_ssize_t a, Py_ssize_t b) {
                           : slot_of(&v, (key), (obj_out)))
 
 PyDoc_STRVAR(run_doc,
-"run(commands, start, end, kinds, view, now_ms, options, null, wrongtype)\n"
-"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, staged_bytes)\n\n"
+"run(commands, start, end, kinds, view, now_ms, options, null, wrongtype[, sink[, store]])\n"
+"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, staged_bytes, events)\n\n"
 "Execute commands[start:end] while each is a plain GET, SET key value or INCR that can be\n"
-"done in place; stop before the first that cannot. reply holds the encoded replies.");
+"done in place; stop before the first that cannot. reply holds the encoded replies; with a\n"
+"sink (the collector's ring) each GET's access event is written there; with the store, writes\n"
+"that cannot be done in place go through its set().");
 
 static PyObject *fast_run(PyObject *self, PyObject *args) {
     PyObject *commands, *kinds, *view_tuple;
@@ -293,18 +501,31 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     int options;
     const char *null_p, *wrong_p;
     Py_ssize_t null_n, wrong_n;
-    if (!PyArg_ParseTuple(args, "O!nnO!OLiy#y#", &PyList_Type, &commands, &start, &end,
+    PyObject *sink_arg = Py_None, *store = Py_None;
+    if (!PyArg_ParseTuple(args, "O!nnO!OLiy#y#|OO", &PyList_Type, &commands, &start, &end,
                           &PyDict_Type, &kinds, &view_tuple, &now_ms, &options,
-                          &null_p, &null_n, &wrong_p, &wrong_n))
+                          &null_p, &null_n, &wrong_p, &wrong_n, &sink_arg, &store))
         return NULL;
+    PyObject *now_obj = NULL;  /* now_ms as an int, made on the first store.set call */
     if (end > PyList_GET_SIZE(commands))
         end = PyList_GET_SIZE(commands);
+    Sink sink, *events = NULL;
+    if (sink_arg != Py_None) {
+        if (sink_open(&sink, sink_arg) < 0)
+            return NULL;
+        events = &sink;
+    }
     View v;
-    if (view_open(&v, view_tuple) < 0)
+    if (view_open(&v, view_tuple) < 0) {
+        if (events)
+            sink_release(events);
         return NULL;
+    }
     Out o;
     if (out_init(&o, 64 * (end > start ? end - start : 1) + 64) < 0) {
         view_release(&v);
+        if (events)
+            sink_release(events);
         return NULL;
     }
     const uint32_t now32 = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
@@ -377,6 +598,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                     break;  /* the origin loads it: the Python path */
                 if (put_raw(&o, null_p, null_n) < 0)
                     goto error;
+                if (events && sink_event(events, key, EV_MISS, 0) < 0)
+                    goto error;
                 misses++;
                 gets++;
                 continue;
@@ -384,6 +607,11 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             int64_t expires = v.exp_p[slot];
             if (expires && expires <= now_ms)
                 break;  /* expired: the Python path deletes it and counts it */
+            int defer = sink_defers(events, key);
+            if (defer < 0)
+                goto error;
+            if (defer)
+                break;  /* a prefetched entry's first read: the Python path reports it */
             if (v.loc_p[slot]) {
                 Py_ssize_t n;
                 const char *data = packed_at(&v, slot, &n);
@@ -392,6 +620,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                         break;
                     goto error;
                 }
+                if (events && sink_event(events, key, EV_HIT, n) < 0)
+                    goto error;
             } else {
                 PyObject *value = PyDict_GetItemWithError(v.values, slot_obj);
                 if (value == NULL) {
@@ -402,7 +632,9 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 if (PyBytes_CheckExact(value)) {
                     if (put_bulk(&o, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)) < 0)
                         goto error;
-                } else {
+                    if (events && sink_event(events, key, EV_HIT, PyBytes_GET_SIZE(value)) < 0)
+                        goto error;
+                } else {  /* WRONGTYPE: no access event, as on the Python path */
                     if (put_raw(&o, wrong_p, wrong_n) < 0)
                         goto error;
                     wrong++;
@@ -419,26 +651,32 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             if (!PyBytes_CheckExact(value))
                 break;
             slot = SLOT_OF(i, key, &slot_obj);
-            if (slot < 0) {
+            if (slot == -2) {
                 if (PyErr_Occurred())
                     goto error;
-                break;  /* a new key takes a slot: the Python path */
+                break;
             }
             Py_ssize_t n = PyBytes_GET_SIZE(value), old_n;
             /* in place only over a packed string of the same size class with no TTL (SET
-             * clears a TTL, which the store counts) */
-            if (!v.loc_p[slot] || v.exp_p[slot] || !same_class(n, v.size_p[slot])
-                || (v.staged != NULL && v.dev_off_p[slot] < 0))
-                break;
-            char *dst = (char *)packed_at(&v, slot, &old_n);
-            if (dst == NULL || dst - v.region_p + n > v.region_len)
-                break;
-            if (stage(&v, slot_obj, slot, value, &staged_bytes) < 0)
-                goto error;
-            memcpy(dst, PyBytes_AS_STRING(value), n);
-            v.size_p[slot] = (uint32_t)n;
-            v.atime_p[slot] = now32;
-            v.flags_p[slot] = 0;
+             * clears a TTL, which the store counts); otherwise the store's own set */
+            if (slot < 0 || !v.loc_p[slot] || v.exp_p[slot] || !same_class(n, v.size_p[slot])
+                || (v.staged != NULL && v.dev_off_p[slot] < 0)) {
+                int done = store_set(store, &v, key, value, now_ms, &now_obj, 0, &looked);
+                if (done < 0)
+                    goto error;
+                if (!done)
+                    break;
+            } else {
+                char *dst = (char *)packed_at(&v, slot, &old_n);
+                if (dst == NULL || dst - v.region_p + n > v.region_len)
+                    break;
+                if (stage(&v, slot_obj, slot, value, &staged_bytes) < 0)
+                    goto error;
+                memcpy(dst, PyBytes_AS_STRING(value), n);
+                v.size_p[slot] = (uint32_t)n;
+                v.atime_p[slot] = now32;
+                v.flags_p[slot] = 0;
+            }
             if (put_raw(&o, "+OK\r\n", 5) < 0)
                 goto error;
             sets++;
@@ -446,37 +684,53 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             if (argc != 2 || !writes)
                 break;
             slot = SLOT_OF(i, key, &slot_obj);
-            if (slot < 0) {
+            if (slot == -2) {
                 if (PyErr_Occurred())
                     goto error;
-                break;  /* a new counter takes a slot: the Python path */
-            }
-            int64_t expires = v.exp_p[slot];
-            if (!v.loc_p[slot] || (expires && expires <= now_ms)
-                || (v.staged != NULL && v.dev_off_p[slot] < 0))
                 break;
-            Py_ssize_t n;
-            char *data = (char *)packed_at(&v, slot, &n);
-            long long value;
-            if (data == NULL || !parse_ll(data, n, &value) || value == LLONG_MAX)
-                break;  /* not an integer, or overflow: the Python path gives the error */
+            }
             char digits[24];
-            Py_ssize_t new_n = format_ll(digits, value + 1);
-            if (!same_class(new_n, n))
-                break;
-            if (v.staged != NULL) {
-                PyObject *staged_value = PyBytes_FromStringAndSize(digits, new_n);
-                if (staged_value == NULL)
-                    goto error;
-                int failed = stage(&v, slot_obj, slot, staged_value, &staged_bytes);
-                Py_DECREF(staged_value);
-                if (failed)
-                    goto error;
+            Py_ssize_t n = 0, new_n;
+            char *data = NULL;
+            if (slot < 0) {  /* a new counter */
+                digits[0] = '1';
+                new_n = 1;
+            } else {
+                int64_t expires = v.exp_p[slot];
+                if (!v.loc_p[slot] || (expires && expires <= now_ms)
+                    || (v.staged != NULL && v.dev_off_p[slot] < 0))
+                    break;
+                data = (char *)packed_at(&v, slot, &n);
+                long long value;
+                if (data == NULL || !parse_ll(data, n, &value) || value == LLONG_MAX)
+                    break;  /* not an integer, or overflow: the Python path gives the error */
+                new_n = format_ll(digits, value + 1);
             }
-            memcpy(data, digits, new_n);
-            v.size_p[slot] = (uint32_t)new_n;
-            v.atime_p[slot] = now32;  /* the write's time (INCR's read touched it too) */
-            v.flags_p[slot] = 0;
+            if (slot < 0 || !same_class(new_n, n)) {  /* a new key or a larger block: the store's set */
+                PyObject *stored = PyBytes_FromStringAndSize(digits, new_n);
+                if (stored == NULL)
+                    goto error;
+                int done = store_set(store, &v, key, stored, now_ms, &now_obj, 1, &looked);
+                Py_DECREF(stored);
+                if (done < 0)
+                    goto error;
+                if (!done)
+                    break;
+            } else {
+                if (v.staged != NULL) {
+                    PyObject *staged_value = PyBytes_FromStringAndSize(digits, new_n);
+                    if (staged_value == NULL)
+                        goto error;
+                    int failed = stage(&v, slot_obj, slot, staged_value, &staged_bytes);
+                    Py_DECREF(staged_value);
+                    if (failed)
+                        goto error;
+                }
+                memcpy(data, digits, new_n);
+                v.size_p[slot] = (uint32_t)new_n;
+                v.atime_p[slot] = now32;  /* the write's time (INCR's read touched it too) */
+                v.flags_p[slot] = 0;
+            }
             if (out_reserve(&o, new_n + 3) < 0)
                 goto error;
             o.p[o.len++] = ':';
@@ -490,13 +744,22 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         }
     }
     view_release(&v);
+    Py_XDECREF(now_obj);
+    Py_ssize_t recorded = 0;
+    if (events) {
+        recorded = events->written;
+        sink_release(events);
+    }
     PyObject *reply = out_finish(&o);
     if (reply == NULL)
         return NULL;
-    return Py_BuildValue("(nNnnnnnnn)", i - start, reply, gets, sets, incrs, hits, misses, wrong,
-                         staged_bytes);
+    return Py_BuildValue("(nNnnnnnnnn)", i - start, reply, gets, sets, incrs, hits, misses, wrong,
+                         staged_bytes, recorded);
 error:
     view_release(&v);
+    Py_XDECREF(now_obj);
+    if (events)
+        sink_release(events);
     Py_XDECREF(o.bytes);
     return NULL;
 }

@@ -130,6 +130,19 @@ class FastRuns:
                 wrong += 1
         return len(values), hits, wrong, stop
 
+    def _recorded_run(self, watch: GetObserver, collector: Any, commands: list[Any], i: int, end: int,
+                      now: int, options: int, null: bytes) -> tuple:
+        """native.run writing the GETs' access events into the collector's ring; events the
+        Python path queued before (a refused GET, an MGET) are handed over first, so the ring
+        keeps the order of the accesses."""
+        watch.hook.record_pending()
+        with collector._lock:
+            store = watch.db.store
+            result = native.run(commands, i, end, self.kinds, store.native_view(), now, options,
+                                null, _WRONGTYPE, collector.native_sink(now * 1000, watch.tenant), store)
+            collector.written += result[-1]
+        return result[:-1]
+
     def run(self, client: Client, commands: list[Any], start: int) -> int:
         """Run the plain GET/SET/INCR commands from ``commands[start]`` on; how many ran (0:
         none, the caller runs ``commands[start]`` the normal way)."""
@@ -161,8 +174,15 @@ class FastRuns:
         i = start
         # the C path (fastpath.py) takes the run until a command it cannot do exactly as
         # below; that one runs here, then the C path goes on after it
-        native_run = native.run if native is not None and (watch is None or watch.events is None) \
-            and store.native_view() is not None else None
+        # GET events from the C path: into the collector's ring when it is the only observer,
+        # else as the tuples GetObserver appends (the prefetcher's first reads stay in Python)
+        collector = events = None
+        if watch is not None and watch.events is not None and native is not None:
+            collector = watch.hook.event_sink(now)
+            if collector is None:
+                prefetcher = watch.hook.prefetcher
+                events = (watch.events, None if prefetcher is None else prefetcher.unread, db.id, watch.tenant)
+        native_run = native.run if native is not None and store.native_view() is not None else None
         if native_run is not None:
             options = (native.OPT_TOUCH if touch else 0) \
                 | (native.OPT_STOP_AT_MISS if loads_misses else 0) \
@@ -173,8 +193,13 @@ class FastRuns:
             while i < end:
                 if native_run is not None and i >= native_from:
                     # the view afresh: a write below may have grown the arrays or opened the region
-                    ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged = native_run(
-                        commands, i, end, kinds, store.native_view(), now, options, null, _WRONGTYPE)
+                    if collector is None:
+                        ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged, _ = native_run(
+                            commands, i, end, kinds, store.native_view(), now, options, null, _WRONGTYPE,
+                            events, store)
+                    else:
+                        ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged = \
+                            self._recorded_run(watch, collector, commands, i, end, now, options, null)
                     if ran:
                         append(reply)
                         if sets or incrs:

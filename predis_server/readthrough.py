@@ -154,6 +154,17 @@ class AccessHook:
             self._schedule_tick()
         return events
 
+    def event_sink(self, now_ms: int) -> Any:
+        """The collector, when the C fast path may record GET events straight into its ring:
+        the collector is the only observer (a prefetcher learns from each event in Python)
+        and its window is open. None otherwise."""
+        if self.prefetcher is not None:
+            return None
+        collector = self.services.collector
+        if collector is None or not collector.window_open(now_ms / 1000):
+            return None
+        return collector
+
     def hit_outcome(self, db: Any, key: bytes) -> int:
         """HIT, or PREFETCHED_HIT for the first read of a key the prefetcher loaded (which
         the prefetcher is told)."""
@@ -177,10 +188,22 @@ class AccessHook:
         if self.events:
             self._tick()
 
+    def record_pending(self) -> None:
+        """Process the queued events now, emptying the list in place: holders of it (a run's
+        GetObserver) keep appending to the list the next tick takes. The C fast path calls
+        this before it writes events into the collector itself, so the ring keeps their order."""
+        if self.events:
+            events = self.events[:]
+            self.events.clear()
+            self._process(events)
+
     def _tick(self) -> None:
         events, self.events = self.events, []
         if not events:
             return  # flushed early; this was the batch's scheduled call
+        self._process(events)
+
+    def _process(self, events: list[tuple]) -> None:
         services = self.services
         try:
             collector = services.collector

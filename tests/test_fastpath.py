@@ -7,6 +7,7 @@ redis-server (test_pipeline_runs.py, test_differential.py) run with whatever was
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import sysconfig
@@ -62,11 +63,18 @@ class _Transport:
 class InProcess:
     """A server without sockets: the real parser, batch loop, executor and store."""
 
-    def __init__(self, backend: str = "cpu") -> None:
+    def __init__(self, backend: str = "cpu", collector: bool = False, prefetch: bool = False) -> None:
         config = Config()
         config.store_backend = backend
+        if collector:
+            config.collector_sampling = 1.0
+        if prefetch:
+            config.prefetch_enabled = True
+            collector = True
         self.server = Server(config)
         self.server.loop = _Loop()
+        if collector:
+            self.server.prediction._reconfigure()  # what start() does: the collector and its hook
         self.now = START_MS
         self.server.keyspace.source_clock = lambda: self.now
         # the command table's counters are shared by every server in this process: deltas
@@ -109,22 +117,22 @@ class InProcess:
                 "commands": commands, "used_memory": store.used_memory()}
 
 
-def _both(monkeypatch, run, backend: str = "cpu"):
+def _both(monkeypatch, run, backend: str = "cpu", collector: bool = False, prefetch: bool = False):
     """run(InProcess) with the C path, then without it; both results. Backend "arena" is
     the GPU store's layout over NumPy (gpu/cuda.py ArenaStore); "gpu" the same on CUDA.
     Both check that what the C path staged reaches the device copy."""
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
-    with_native = run(InProcess(backend))
+    with_native = run(InProcess(backend, collector, prefetch))
     monkeypatch.setattr(pipeline, "native", None)
     monkeypatch.setattr(fastpath, "native", None)
-    without = run(InProcess(backend))
+    without = run(InProcess(backend, collector, prefetch))
     monkeypatch.undo()
     return with_native, without
 
 
 needs_native = pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
 
-KEYS = [b"a", b"b", b"c", b"n", b"h"]
+KEYS = [b"a", b"b", b"n", b"h", b"user:1001", b"12345678901234567890123"]  # suffixes: key codes
 VALUES = st.one_of(
     st.sampled_from([b"", b"0", b"1", b"-1", b"9", b"99", b"999", b"-0", b"007", b"+1", b" 1",
                      b"9223372036854775806", b"9223372036854775807", b"-9223372036854775808",
@@ -161,6 +169,55 @@ def test_native_and_python_paths_agree(monkeypatch, backend, batches):
     with_native, without = _both(monkeypatch, run, backend)
     assert with_native[0] == without[0]
     assert with_native[1] == without[1]
+
+
+@needs_native
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=BATCHES)
+def test_collector_events_agree(monkeypatch, batches):
+    """With the collector at 100% (no prefetcher) the C path writes GET events into the ring
+    itself: the same events (key codes, op, outcome, size, tenant) in the same order as the
+    Python path records them."""
+    def run(server: InProcess):
+        replies = []
+        for commands, advance_ms in batches:
+            replies.append(server.pipeline(commands))
+            server.now += advance_ms
+        server.server.access_hook.flush()
+        collector = server.server.prediction.collector
+        events = {name: collector.arrays[name][:collector.written].tolist()
+                  for name in collector.arrays if name != "ts"}
+        return replies, server.state(KEYS), collector.written, events
+
+    with_native, without = _both(monkeypatch, run, "cpu", collector=True)
+    assert with_native == without
+
+
+@needs_native
+def test_prefetcher_events_agree(monkeypatch):
+    """With a prefetcher the C path appends GET events to the access hook's list as the Python
+    path does, and leaves the first read of a prefetched entry (a PREFETCHED_HIT the prefetcher
+    must count) to the Python path."""
+    def run(server: InProcess):
+        prefetcher = server.server.prediction.prefetcher
+        db = server.server.keyspace.dbs[0]
+        server.pipeline([("SET", f"k{i}", f"v{i}") for i in range(6)] + [("GET", "warm"), ("INCR", "warm2")])
+        for key in (b"p1", b"p2"):  # stored the way a finished prefetch stores them
+            loaded = concurrent.futures.Future()
+            loaded.set_result(b"prefetched " + key)
+            prefetcher.inflight += 1
+            prefetcher._loaded(loaded, db, key)
+        replies = [server.pipeline([("GET", "k1"), ("GET", "p1"), ("GET", "k2"), ("GET", "none"), ("GET", "p1"),
+                                    ("GET", "k3"), ("GET", "k4"), ("GET", "k5"), ("GET", "p2"), ("GET", "k0")]),
+                   server.pipeline([("GET", f"k{i}") for i in range(8)])]
+        events = list(server.server.access_hook.events)
+        return replies, events, prefetcher.used, prefetcher.wasted, dict(prefetcher.unread), server.state(
+            [b"k1", b"p1", b"p2"])
+
+    with_native, without = _both(monkeypatch, run, prefetch=True)
+    assert with_native == without
+    outcomes = [event[2] for event in with_native[1]]
+    assert outcomes.count(2) == 2 and with_native[2] == 2  # p1 and p2: prefetched hits, used
 
 
 @needs_native
