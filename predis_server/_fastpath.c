@@ -290,14 +290,22 @@ static inline uint64_t mix64(uint64_t h) {
     return h ^ (h >> 31);
 }
 
+#define SALTS 8  /* words of the keys most often seen (up to 64 bytes); longer ones compute theirs */
+static uint64_t salts[SALTS];
+
 static uint64_t key_hash(const unsigned char *key, Py_ssize_t n) {
     uint64_t total = 0;
     for (Py_ssize_t j = 0, w = 1; j < n; j += 8, w++) {
         uint64_t word = 0;
         Py_ssize_t take = n - j < 8 ? n - j : 8;
-        for (Py_ssize_t b = 0; b < take; b++)
-            word |= (uint64_t)key[j + b] << (8 * b);
-        total += mix64(word ^ mix64((uint64_t)w * GOLDEN));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (take == 8)
+            memcpy(&word, key + j, 8);
+        else
+#endif
+            for (Py_ssize_t b = 0; b < take; b++)
+                word |= (uint64_t)key[j + b] << (8 * b);
+        total += mix64(word ^ (w <= SALTS ? salts[w - 1] : mix64((uint64_t)w * GOLDEN)));
     }
     return mix64(total + (uint64_t)n * GOLDEN);
 }
@@ -424,6 +432,14 @@ static int sink_event(Sink *k, PyObject *key, int outcome, Py_ssize_t size) {
         cut--;
     uint64_t h = key_hash(p, n);
     Py_ssize_t at = k->position;
+    /* the ring is far larger than the caches: ask for the lines a few events ahead now, so
+     * the writes do not each wait for their line to be read in */
+    Py_ssize_t ahead = at + 16 < k->capacity ? at + 16 : at;
+    __builtin_prefetch(&k->key_hash[ahead], 1);
+    __builtin_prefetch(&k->prefix_hash[ahead], 1);
+    __builtin_prefetch(&k->suffix[ahead], 1);
+    __builtin_prefetch(&k->ts[ahead], 1);
+    __builtin_prefetch(&k->size[ahead], 1);
     k->key_hash[at] = h;
     if (cut == n) {
         k->prefix_hash[at] = h;
@@ -907,6 +923,8 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
+    for (uint64_t w = 1; w <= SALTS; w++)
+        salts[w - 1] = mix64(w * GOLDEN);
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

@@ -135,13 +135,14 @@ class FastRuns:
         """native.run writing the GETs' access events into the collector's ring; events the
         Python path queued before (a refused GET, an MGET) are handed over first, so the ring
         keeps the order of the accesses."""
-        watch.hook.record_pending()
+        if watch.events:
+            watch.hook.record_pending()
+        store = watch.db.store
         with collector._lock:
-            store = watch.db.store
             result = native.run(commands, i, end, self.kinds, store.native_view(), now, options,
                                 null, _WRONGTYPE, collector.native_sink(now * 1000, watch.tenant), store)
-            collector.written += result[-1]
-        return result[:-1]
+            collector.written += result[9]
+        return result
 
     def run(self, client: Client, commands: list[Any], start: int) -> int:
         """Run the plain GET/SET/INCR commands from ``commands[start]`` on; how many ran (0:
@@ -194,11 +195,13 @@ class FastRuns:
                 if native_run is not None and i >= native_from:
                     # the view afresh: a write below may have grown the arrays or opened the region
                     if collector is None:
+                        if events is not None and not watch.events:
+                            watch.scheduled()  # the C path is about to append this tick's events
                         ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged, _ = native_run(
                             commands, i, end, kinds, store.native_view(), now, options, null, _WRONGTYPE,
                             events, store)
                     else:
-                        ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged = \
+                        ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged, _ = \
                             self._recorded_run(watch, collector, commands, i, end, now, options, null)
                     if ran:
                         append(reply)
@@ -339,24 +342,31 @@ class FastRuns:
 class GetObserver:
     """The access events of a run's GETs, recorded as ``AccessHook.on_get`` records them
     (its ``batch`` and ``hit_outcome``): nothing unless the hook observes (collector window
-    open or prefetching on). Tenants are by ACL user here, so one id serves the whole run."""
+    open or prefetching on). Tenants are by ACL user here, so one id serves the whole run.
+    ``events`` is the hook's list for this tick; ``batch()``, which schedules the tick's
+    processing, is called when the first event goes in, not per run (runs whose events the
+    C path writes into the collector's ring would otherwise each schedule a timer)."""
 
     __slots__ = ("db", "events", "hook", "tenant")
 
     def __init__(self, hook: Any, client: Client) -> None:
         self.hook = hook
         self.db = client.db
-        self.events = hook.batch() if hook.observing else None
+        self.events = hook.events if hook.observing else None
         self.tenant = 0 if hook.tenant_of is None or self.events is None else hook.tenant_of(client.user, b"")
+
+    def scheduled(self) -> list:
+        """The event list, with its processing scheduled (once a tick: when it is empty)."""
+        return self.events if self.events else self.hook.batch()
 
     def hit(self, key: bytes, value: bytes) -> None:
         if self.events is not None:
-            self.events.append((key, OP_GET, self.hook.hit_outcome(self.db, key), len(value),
-                                self.db.id, self.tenant))
+            self.scheduled().append((key, OP_GET, self.hook.hit_outcome(self.db, key), len(value),
+                                     self.db.id, self.tenant))
 
     def miss(self, key: bytes) -> None:
         if self.events is not None:
-            self.events.append((key, OP_GET, MISS, 0, self.db.id, self.tenant))
+            self.scheduled().append((key, OP_GET, MISS, 0, self.db.id, self.tenant))
 
     def hits(self, keys: list[bytes], values: list[bytes]) -> None:
         if self.events is None:
@@ -366,8 +376,8 @@ class GetObserver:
             for key, value in zip(keys, values):
                 self.hit(key, value)
         else:
-            self.events.extend(zip(keys, repeat(OP_GET), repeat(HIT), map(len, values),
-                                   repeat(self.db.id), repeat(self.tenant)))
+            self.scheduled().extend(zip(keys, repeat(OP_GET), repeat(HIT), map(len, values),
+                                        repeat(self.db.id), repeat(self.tenant)))
 
     def mixed(self, keys: list[bytes], values: list) -> None:
         for key, value in zip(keys, values):
