@@ -910,9 +910,46 @@ error:
     return NULL;
 }
 
+PyDoc_STRVAR(drain_doc,
+"drain(gets, out) -> empty arrays skipped\n\n"
+"Call a hiredis Reader's gets until it returns False, appending each request (a list of bytes)\n"
+"to out; empty arrays are counted, not appended. ValueError on anything else (the caller\n"
+"parses such input exactly); hiredis's ProtocolError passes through.");
+
+static PyObject *fast_drain(PyObject *self, PyObject *args) {
+    PyObject *gets, *out;
+    if (!PyArg_ParseTuple(args, "OO!", &gets, &PyList_Type, &out))
+        return NULL;
+    Py_ssize_t empty = 0;
+    for (;;) {
+        PyObject *cmd = PyObject_CallNoArgs(gets);
+        if (cmd == NULL)
+            return NULL;
+        if (cmd == Py_False) {
+            Py_DECREF(cmd);
+            break;
+        }
+        int valid = PyList_CheckExact(cmd);
+        Py_ssize_t n = valid ? PyList_GET_SIZE(cmd) : 0;
+        for (Py_ssize_t i = 0; valid && i < n; i++)
+            valid = PyBytes_CheckExact(PyList_GET_ITEM(cmd, i));
+        if (!valid) {
+            Py_DECREF(cmd);
+            PyErr_SetString(PyExc_ValueError, "not a request");
+            return NULL;
+        }
+        int failed = n ? PyList_Append(out, cmd) : (empty++, 0);
+        Py_DECREF(cmd);
+        if (failed)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(empty);
+}
+
 static PyMethodDef methods[] = {
     {"run", fast_run, METH_VARARGS, run_doc},
     {"mget", fast_mget, METH_VARARGS, mget_doc},
+    {"drain", fast_drain, METH_VARARGS, drain_doc},
     {NULL, NULL, 0, NULL},
 };
 

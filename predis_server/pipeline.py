@@ -149,6 +149,10 @@ class FastRuns:
         none, the caller runs ``commands[start]`` the normal way)."""
         if not self._allowed(client):
             return 0
+        if native is not None and self.server.access_hook is None:
+            ran = self._native_only(client, commands, start)
+            if ran:
+                return ran
         ks = self.keyspace
         writes = not ks.maxmemory  # with maxmemory every write checks memory first: normal path
         kinds = self.kinds
@@ -311,6 +315,33 @@ class FastRuns:
         self._account(client, commands, start, ran, counts, failed, error_replies, elapsed_ns)
         ks.stats.keyspace_hits += hits
         ks.stats.keyspace_misses += misses
+        return ran
+
+    def _native_only(self, client: Client, commands: list[Any], start: int) -> int:
+        """The common case, nothing observing accesses: one C call for the run, its
+        bookkeeping, no Python loop set up. How many ran; what C stopped before goes to the
+        next call, where it is refused at once and the loop in ``run`` takes it."""
+        store = client.db.store
+        view = store.native_view()
+        if view is None:
+            return 0
+        ks = self.keyspace
+        options = (0 if client.no_touch else native.OPT_TOUCH) \
+            | (0 if ks.maxmemory or ks.watchers else native.OPT_WRITES)
+        began = _perf_ns()
+        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, _ = native.run(
+            commands, start, min(len(commands), start + RUN_CHUNK), self.kinds, view, ks.source_clock(),
+            options, NULL3 if client.resp == 3 else NULL_BULK, _WRONGTYPE, None, store)
+        if not ran:
+            return 0
+        client.output.append(reply)
+        if sets or incrs:
+            store.native_written(staged)
+        self._account(client, commands, start, ran, [0, gets, sets, incrs], [0, wrong, 0, 0],
+                      [_WRONGTYPE] * wrong, _perf_ns() - began)
+        stats = ks.stats
+        stats.keyspace_hits += hits
+        stats.keyspace_misses += misses
         return ran
 
     def _account(self, client: Client, commands: list[Any], start: int, ran: int,

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import gpu
 from predis_server import fastpath, pipeline
 from predis_server.config import Config
+from predis_server.protocol import parser
 from predis_server.protocol.connection import Connection
 from predis_server.server import Server
 from tests.resp import encode_command
@@ -123,8 +124,8 @@ def _both(monkeypatch, run, backend: str = "cpu", collector: bool = False, prefe
     Both check that what the C path staged reaches the device copy."""
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     with_native = run(InProcess(backend, collector, prefetch))
-    monkeypatch.setattr(pipeline, "native", None)
-    monkeypatch.setattr(fastpath, "native", None)
+    for module in (pipeline, fastpath, parser):
+        monkeypatch.setattr(module, "native", None)
     without = run(InProcess(backend, collector, prefetch))
     monkeypatch.undo()
     return with_native, without

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ProtocolError
+from ..fastpath import native
 
 try:  # optional C speed-up with a pure-Python fallback
     import hiredis
@@ -283,23 +284,26 @@ class RequestParser:
         try:
             reader.feed(data)
             gets = reader.gets
-            while True:
-                cmd = gets()
-                if cmd is False:
-                    break
-                if type(cmd) is not list:
-                    raise ValueError("not a request")
-                if len(cmd) > 8:  # MGET, MSET...: one C-level pass over the element types
-                    if not _ONLY_BYTES.issuperset(map(type, cmd)):
+            if native is not None:  # the loop below, in C: one call for the chunk's requests
+                empty = native.drain(gets, out)
+            else:
+                while True:
+                    cmd = gets()
+                    if cmd is False:
+                        break
+                    if type(cmd) is not list:
                         raise ValueError("not a request")
-                else:
-                    for arg in cmd:
-                        if type(arg) is not bytes:
+                    if len(cmd) > 8:  # MGET, MSET...: one C-level pass over the element types
+                        if not _ONLY_BYTES.issuperset(map(type, cmd)):
                             raise ValueError("not a request")
-                if cmd:
-                    append(cmd)
-                else:
-                    empty += 1  # "*0" requests are skipped, as Redis does
+                    else:
+                        for arg in cmd:
+                            if type(arg) is not bytes:
+                                raise ValueError("not a request")
+                    if cmd:
+                        append(cmd)
+                    else:
+                        empty += 1  # "*0" requests are skipped, as Redis does
         except (hiredis.ProtocolError, ValueError):
             self._reparse(data, out, start)
             return
