@@ -20,9 +20,15 @@ monitor must be off. Everything that changes a command's path (MULTI, pub/sub, A
 authentication, CLIENT REPLY, CLIENT PAUSE, maxmemory for writes, renamed or wrapped
 handlers, tenants by key prefix) makes ``run`` return 0 and the caller takes the normal path.
 
-With the access hook installed (origin, collector, prefetcher) runs go on: ``GetObserver``
-records each GET's event as ``AccessHook.on_get`` would (prefetched hits included), and with
-an origin a run stops before a GET that misses, which the normal path then loads.
+Where the C extension is built (``fastpath.py``), ``_native`` runs the chunk in one C call
+against the store's layout; the Python loop then takes only a command C refused (an
+expired key, a non-integer INCR, an origin load, the first read of a prefetched entry), one
+at a time. Without the extension the Python loop takes whole chunks.
+
+With the access hook installed (origin, collector, prefetcher) runs go on: C writes each
+GET's event into the collector's ring or the hook's list, the Python loop's ``GetObserver``
+records them as ``AccessHook.on_get`` would (prefetched hits included), and with an origin
+a run stops before a GET that misses, which the normal path then loads.
 """
 from __future__ import annotations
 
@@ -130,27 +136,13 @@ class FastRuns:
                 wrong += 1
         return len(values), hits, wrong, stop
 
-    def _recorded_run(self, watch: GetObserver, collector: Any, commands: list[Any], i: int, end: int,
-                      now: int, options: int, null: bytes) -> tuple:
-        """native.run writing the GETs' access events into the collector's ring; events the
-        Python path queued before (a refused GET, an MGET) are handed over first, so the ring
-        keeps the order of the accesses."""
-        if watch.events:
-            watch.hook.record_pending()
-        store = watch.db.store
-        with collector._lock:
-            result = native.run(commands, i, end, self.kinds, store.native_view(), now, options,
-                                null, _WRONGTYPE, collector.native_sink(now * 1000, watch.tenant), store)
-            collector.written += result[9]
-        return result
-
     def run(self, client: Client, commands: list[Any], start: int) -> int:
         """Run the plain GET/SET/INCR commands from ``commands[start]`` on; how many ran (0:
         none, the caller runs ``commands[start]`` the normal way)."""
         if not self._allowed(client):
             return 0
-        if native is not None and self.server.access_hook is None:
-            ran = self._native_only(client, commands, start)
+        if native is not None:
+            ran = self._native(client, commands, start)
             if ran:
                 return ran
         ks = self.keyspace
@@ -168,7 +160,10 @@ class FastRuns:
         watch = GetObserver(hook, client) if hook is not None else None
         # with an origin a GET miss is a load (a Deferred reply): the run stops before it
         loads_misses = hook is not None and hook.loader is not None and not hook.in_exec
-        end = min(len(commands), start + RUN_CHUNK)
+        # with the extension this loop takes only the command the C path refused (an expired
+        # key, a non-integer INCR, an origin load...); the next call starts in C again
+        in_c = native is not None and store.native_view() is not None
+        end = min(len(commands), start + (1 if in_c else RUN_CHUNK))
         counts = [0, 0, 0, 0]
         failed = [0, 0, 0, 0]
         error_replies: list[bytes] = []
@@ -177,55 +172,8 @@ class FastRuns:
         ks.now_ms = now  # what the handlers INCR calls read as the command's time
         began = _perf_ns()
         i = start
-        # the C path (fastpath.py) takes the run until a command it cannot do exactly as
-        # below; that one runs here, then the C path goes on after it
-        # GET events from the C path: into the collector's ring when it is the only observer,
-        # else as the tuples GetObserver appends (the prefetcher's first reads stay in Python)
-        collector = events = None
-        if watch is not None and watch.events is not None and native is not None:
-            collector = watch.hook.event_sink(now)
-            if collector is None:
-                prefetcher = watch.hook.prefetcher
-                events = (watch.events, None if prefetcher is None else prefetcher.unread, db.id, watch.tenant)
-        native_run = native.run if native is not None and store.native_view() is not None else None
-        if native_run is not None:
-            options = (native.OPT_TOUCH if touch else 0) \
-                | (native.OPT_STOP_AT_MISS if loads_misses else 0) \
-                | (native.OPT_WRITES if writes and not ks.watchers else 0)
-        native_from = start
-        native_skip = 1  # commands left to this loop after the C path refused one, doubling
         try:
             while i < end:
-                if native_run is not None and i >= native_from:
-                    # the view afresh: a write below may have grown the arrays or opened the region
-                    if collector is None:
-                        if events is not None and not watch.events:
-                            watch.scheduled()  # the C path is about to append this tick's events
-                        ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged, _ = native_run(
-                            commands, i, end, kinds, store.native_view(), now, options, null, _WRONGTYPE,
-                            events, store)
-                    else:
-                        ran, reply, gets, sets, incrs, run_hits, run_misses, wrong, staged, _ = \
-                            self._recorded_run(watch, collector, commands, i, end, now, options, null)
-                    if ran:
-                        append(reply)
-                        if sets or incrs:
-                            store.native_written(staged)
-                        counts[GET] += gets
-                        counts[SET] += sets
-                        counts[INCR] += incrs
-                        hits += run_hits
-                        misses += run_misses
-                        if wrong:
-                            failed[GET] += wrong
-                            error_replies += [_WRONGTYPE] * wrong
-                        i += ran
-                        native_skip = 1
-                        continue
-                    # refused (a new key, say): in a run of such commands the C path is asked
-                    # again after 1, 2, 4... of them, not before each
-                    native_from = i + native_skip
-                    native_skip = min(native_skip * 2, 16)
                 argv = commands[i]
                 if type(argv) is not list:
                     break
@@ -317,21 +265,46 @@ class FastRuns:
         ks.stats.keyspace_misses += misses
         return ran
 
-    def _native_only(self, client: Client, commands: list[Any], start: int) -> int:
-        """The common case, nothing observing accesses: one C call for the run, its
-        bookkeeping, no Python loop set up. How many ran; what C stopped before goes to the
-        next call, where it is refused at once and the loop in ``run`` takes it."""
+    def _native(self, client: Client, commands: list[Any], start: int) -> int:
+        """The run in C (fastpath.py): one call for the chunk and its bookkeeping. How many
+        ran; 0 when C refused the first command, which the Python loop below then takes.
+        With the access hook the GETs' events go along: into the collector's ring when it is
+        the only observer (events the Python path queued first, so the ring keeps the order),
+        else appended to the hook's list as the Python path appends them; with an origin, C
+        stops before a miss (a load, answered later)."""
         store = client.db.store
         view = store.native_view()
         if view is None:
             return 0
         ks = self.keyspace
+        now = ks.source_clock()
         options = (0 if client.no_touch else native.OPT_TOUCH) \
             | (0 if ks.maxmemory or ks.watchers else native.OPT_WRITES)
+        hook = self.server.access_hook
+        sink = collector = None
+        if hook is not None:
+            if hook.loader is not None and not hook.in_exec:
+                options |= native.OPT_STOP_AT_MISS
+            if hook.observing:
+                tenant = 0 if hook.tenant_of is None else hook.tenant_of(client.user, b"")
+                collector = hook.event_sink(now)
+                if collector is None:
+                    prefetcher = hook.prefetcher
+                    sink = (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id, tenant)
+                else:
+                    hook.record_pending()
+                    sink = collector.native_sink(now * 1000, tenant)
+        null = NULL3 if client.resp == 3 else NULL_BULK
+        end = min(len(commands), start + RUN_CHUNK)
         began = _perf_ns()
-        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, _ = native.run(
-            commands, start, min(len(commands), start + RUN_CHUNK), self.kinds, view, ks.source_clock(),
-            options, NULL3 if client.resp == 3 else NULL_BULK, _WRONGTYPE, None, store)
+        if collector is None:
+            result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink, store)
+        else:
+            with collector._lock:
+                result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink,
+                                    store)
+                collector.written += result[9]
+        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, _ = result
         if not ran:
             return 0
         client.output.append(reply)
