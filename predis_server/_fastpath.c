@@ -1,11 +1,14 @@
-/* The commonest pipelined commands in C: runs of plain GET / SET key value / INCR, and MGET.
+/* The commonest pipelined commands in C: runs of plain GET / SET key value / INCR, MGET's
+ * reply, and draining hiredis's parsed requests.
  *
- * predis_server/fastpath.py explains when these are used and holds the store view they read
- * (the CPU store's dict of slots, its metadata arrays and the packed-value region,
- * gpu/cpu.py). Whatever these functions cannot do exactly as the Python path does (a key
- * that expired, a SET that needs a new slot or a larger block, an INCR on a non-integer,
- * a miss the origin must load), they stop before, and the caller runs that command the
- * Python way. They never call Python code, so nothing can change the store under them.
+ * predis_server/fastpath.py says when these are used; the store hands over its layout with
+ * native_view() (gpu/cpu.py: the dict of slots, the metadata arrays, the packed-value region;
+ * gpu/cuda.py adds its stage). Whatever cannot be done exactly as the Python path does (a key
+ * that expired, an INCR on a non-integer, a miss the origin must load, the first read of a
+ * prefetched entry) they stop before, and the caller runs that command the Python way. The
+ * only Python they call is the store's own set() and native_view(), for writes that need a
+ * new slot, a larger block or a TTL cleared; after it the view is opened again and keys are
+ * looked up again. The index never changes otherwise while they run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,7 +23,7 @@
 enum { K_GET = 1, K_SET = 2, K_INCR = 3 };           /* predis_server/pipeline.py kinds */
 enum { OPT_WRITES = 1, OPT_STOP_AT_MISS = 2, OPT_TOUCH = 4 };
 
-/* The store, as fastpath.store_view() hands it over. */
+/* The store, as its native_view() hands it over. */
 typedef struct {
     PyObject *index;   /* dict key -> slot */
     PyObject *values;  /* dict slot -> value object (values not packed) */
