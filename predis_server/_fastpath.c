@@ -20,7 +20,7 @@
 #define IN_CLASS (BLOCK - 1)    /* (n + IN_CLASS) | IN_CLASS is equal within one size class */
 #define CLOCK_MASK 0xFFFFFFFFu  /* gpu/cpu.py CLOCK_MASK */
 
-enum { K_GET = 1, K_SET = 2, K_INCR = 3 };           /* predis_server/pipeline.py kinds */
+enum { K_GET = 1, K_SET = 2, K_INCR = 3, K_MGET = 4 };  /* predis_server/pipeline.py kinds */
 enum { OPT_WRITES = 1, OPT_STOP_AT_MISS = 2, OPT_TOUCH = 4 };
 
 /* The store, as its native_view() hands it over. */
@@ -313,13 +313,14 @@ static uint64_t key_hash(const unsigned char *key, Py_ssize_t n) {
     return mix64(total + (uint64_t)n * GOLDEN);
 }
 
-enum { EV_HIT = 0, EV_MISS = 1 };  /* models/collector.py outcome codes; op 0 = GET */
+enum { EV_HIT = 0, EV_MISS = 1 };  /* models/collector.py outcome codes */
+enum { OP_GET = 0, OP_MGET = 1 };  /* and its op codes */
 
 typedef struct {
     /* list mode (a prefetcher learns from the events in Python): the access hook's list of
      * (key, op, outcome, size, db, tenant) tuples, and the prefetcher's unread entries,
      * whose first read the Python path must report (PREFETCHED_HIT) */
-    PyObject *list, *unread, *db_obj, *tenant_obj, *op_obj, *hit_obj, *miss_obj;
+    PyObject *list, *unread, *db_obj, *tenant_obj, *op_obj, *op_mget_obj, *hit_obj, *miss_obj;
     /* ring mode (the collector alone): its columns */
     Py_buffer cols[8];  /* key_hash prefix_hash suffix ts op outcome size tenant */
     int held;
@@ -338,6 +339,7 @@ static void sink_release(Sink *k) {
         PyBuffer_Release(&k->cols[i]);
     k->held = 0;
     Py_CLEAR(k->op_obj);
+    Py_CLEAR(k->op_mget_obj);
     Py_CLEAR(k->hit_obj);
     Py_CLEAR(k->miss_obj);
 }
@@ -351,10 +353,11 @@ static int sink_open(Sink *k, PyObject *sink) {
         k->unread = PyTuple_GET_ITEM(sink, 1);
         k->db_obj = PyTuple_GET_ITEM(sink, 2);
         k->tenant_obj = PyTuple_GET_ITEM(sink, 3);
-        k->op_obj = PyLong_FromLong(0);  /* OP_GET */
+        k->op_obj = PyLong_FromLong(OP_GET);
+        k->op_mget_obj = PyLong_FromLong(OP_MGET);
         k->hit_obj = PyLong_FromLong(EV_HIT);
         k->miss_obj = PyLong_FromLong(EV_MISS);
-        if (k->op_obj == NULL || k->hit_obj == NULL || k->miss_obj == NULL) {
+        if (k->op_obj == NULL || k->op_mget_obj == NULL || k->hit_obj == NULL || k->miss_obj == NULL) {
             sink_release(k);
             return -1;
         }
@@ -412,13 +415,13 @@ static int sink_defers(Sink *k, PyObject *key) {
     return PyDict_Contains(k->unread, key);
 }
 
-static int sink_event(Sink *k, PyObject *key, int outcome, Py_ssize_t size) {
+static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t size) {
     if (k->list != NULL) {
         PyObject *size_obj = PyLong_FromSsize_t(size);
         if (size_obj == NULL)
             return -1;
-        PyObject *event = PyTuple_Pack(6, key, k->op_obj, outcome ? k->miss_obj : k->hit_obj, size_obj,
-                                       k->db_obj, k->tenant_obj);
+        PyObject *event = PyTuple_Pack(6, key, op ? k->op_mget_obj : k->op_obj,
+                                       outcome ? k->miss_obj : k->hit_obj, size_obj, k->db_obj, k->tenant_obj);
         Py_DECREF(size_obj);
         if (event == NULL)
             return -1;
@@ -455,13 +458,137 @@ static int sink_event(Sink *k, PyObject *key, int outcome, Py_ssize_t size) {
         k->suffix[at] = suffix;
     }
     k->ts[at] = k->ts_us;
-    k->op[at] = 0;
+    k->op[at] = (uint8_t)op;
     k->outcome[at] = (uint8_t)outcome;
     k->size[at] = (uint32_t)size;
     k->tenant[at] = k->tenant_id;
     k->position = at + 1 == k->capacity ? 0 : at + 1;
     k->written++;
     return 0;
+}
+
+/* MGET argv[1:] appended to o as one array reply (nil for a missing key or another type),
+ * touching the keys and, with a sink, recording OP_MGET events as the access hook's on_mget
+ * does (another type: a MISS of size 0). Nothing is written or touched unless all of it is:
+ * 0 (the Python path takes the MGET) when a key has expired, when a key is missing and
+ * stop_at_miss (the origin loads it), or when a key is a prefetched entry's first read;
+ * 1 done; -1 error. */
+static int mget_into(Out *o, View *v, PyObject *argv, long long now_ms, int touch, int stop_at_miss,
+                     const char *null_p, Py_ssize_t null_n, Sink *events, Py_ssize_t *hits,
+                     Py_ssize_t *misses) {
+    const uint32_t now32 = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
+    Py_ssize_t nkeys = PyList_GET_SIZE(argv) - 1, found = 0, result = 1;
+    Py_ssize_t stack_slots[128];
+    PyObject *stack_objs[128];
+    Py_ssize_t *slots = stack_slots;
+    PyObject **slot_objs = stack_objs;
+    if (nkeys < 1)
+        return 0;
+    if (nkeys > 128) {
+        slots = PyMem_Malloc(nkeys * sizeof(Py_ssize_t));
+        slot_objs = PyMem_Malloc(nkeys * sizeof(PyObject *));
+        if (slots == NULL || slot_objs == NULL) {
+            PyErr_NoMemory();
+            result = -1;
+            goto done;
+        }
+    }
+    /* Every key's slot first (metadata prefetched, so the misses of different keys overlap),
+     * then the checks, all before anything is touched. */
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        PyObject *key = PyList_GET_ITEM(argv, k + 1);
+        if (!PyBytes_CheckExact(key)) {
+            result = 0;
+            goto done;
+        }
+        Py_ssize_t slot = slot_of(v, key, &slot_objs[k]);
+        if (slot == -2) {
+            result = PyErr_Occurred() ? -1 : 0;
+            goto done;
+        }
+        slots[k] = slot;
+        if (slot >= 0) {
+            __builtin_prefetch(&v->exp_p[slot]);
+            __builtin_prefetch(&v->loc_p[slot]);
+            __builtin_prefetch(&v->size_p[slot]);
+            __builtin_prefetch(&v->atime_p[slot], 1);
+        } else if (stop_at_miss) {
+            result = 0;
+            goto done;
+        }
+    }
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        Py_ssize_t slot = slots[k];
+        if (slot < 0)
+            continue;
+        int64_t expires = v->exp_p[slot];
+        if (expires && expires <= now_ms) {
+            result = 0;
+            goto done;
+        }
+        if (v->loc_p[slot]) {
+            Py_ssize_t n;
+            const char *data = packed_at(v, slot, &n);
+            if (data == NULL) {
+                result = 0;
+                goto done;
+            }
+            __builtin_prefetch(data);
+        }
+        int defer = sink_defers(events, PyList_GET_ITEM(argv, k + 1));
+        if (defer) {
+            result = defer < 0 ? -1 : 0;
+            goto done;
+        }
+    }
+    if (out_reserve(o, 24) < 0) {
+        result = -1;
+        goto done;
+    }
+    o->p[o->len++] = '*';
+    o->len += format_ll(o->p + o->len, nkeys);
+    o->p[o->len++] = '\r';
+    o->p[o->len++] = '\n';
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        Py_ssize_t slot = slots[k];
+        PyObject *key = PyList_GET_ITEM(argv, k + 1);
+        const char *data = NULL;
+        Py_ssize_t n = 0;
+        if (slot >= 0) {
+            found++;
+            if (touch)
+                v->atime_p[slot] = now32;
+            if (v->loc_p[slot]) {
+                data = packed_at(v, slot, &n);  /* in the region: checked above */
+            } else {
+                PyObject *value = PyDict_GetItemWithError(v->values, slot_objs[k]);
+                if (value == NULL && PyErr_Occurred()) {
+                    result = -1;
+                    goto done;
+                }
+                if (value != NULL && PyBytes_CheckExact(value)) {
+                    data = PyBytes_AS_STRING(value);
+                    n = PyBytes_GET_SIZE(value);
+                }
+            }
+        }
+        if (data != NULL ? put_bulk(o, data, n) < 0 : put_raw(o, null_p, null_n) < 0) {
+            result = -1;
+            goto done;
+        }
+        if (events && sink_event(events, key, OP_MGET, data != NULL ? EV_HIT : EV_MISS, n) < 0) {
+            result = -1;
+            goto done;
+        }
+    }
+    *hits += found;
+    *misses += nkeys - found;
+done:
+    if (slots != stack_slots) {
+        PyMem_Free(slots);
+        PyMem_Free(slot_objs);
+    }
+    return (int)result;
 }
 
 /* A write the C path cannot do in place (a new key, a larger block, a TTL to clear) goes to
@@ -507,8 +634,8 @@ static int store_set(PyObject *store, View *v, PyObject *key, PyObject *value,
 
 PyDoc_STRVAR(run_doc,
 "run(commands, start, end, kinds, view, now_ms, options, null, wrongtype[, sink[, store]])\n"
-"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, staged_bytes, events)\n\n"
-"Execute commands[start:end] while each is a plain GET, SET key value or INCR that can be\n"
+"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, staged_bytes, events, mgets)\n\n"
+"Execute commands[start:end] while each is a plain GET, SET key value, INCR or MGET that can be\n"
 "done in place; stop before the first that cannot. reply holds the encoded replies; with a\n"
 "sink (the collector's ring) each GET's access event is written there; with the store, writes\n"
 "that cannot be done in place go through its set().");
@@ -549,7 +676,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     }
     const uint32_t now32 = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
     const int touch = options & OPT_TOUCH, writes = options & OPT_WRITES;
-    Py_ssize_t gets = 0, sets = 0, incrs = 0, hits = 0, misses = 0, wrong = 0, staged_bytes = 0, i;
+    Py_ssize_t gets = 0, sets = 0, incrs = 0, mgets = 0, hits = 0, misses = 0, wrong = 0, staged_bytes = 0, i;
     /* Every key's slot first, with its metadata prefetched: on a large keyspace each lookup
      * and each array read is a cache miss, and done one command at a time they queue up.
      * Looked up ahead, the misses of different keys overlap. The index cannot change
@@ -589,7 +716,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         if (!PyList_CheckExact(argv))
             break;
         Py_ssize_t argc = PyList_GET_SIZE(argv);
-        if (argc < 2 || argc > 3)
+        if (argc < 2)
             break;
         PyObject *kind_obj = PyDict_GetItemWithError(kinds, PyList_GET_ITEM(argv, 0));
         if (kind_obj == NULL) {
@@ -617,7 +744,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                     break;  /* the origin loads it: the Python path */
                 if (put_raw(&o, null_p, null_n) < 0)
                     goto error;
-                if (events && sink_event(events, key, EV_MISS, 0) < 0)
+                if (events && sink_event(events, key, OP_GET, EV_MISS, 0) < 0)
                     goto error;
                 misses++;
                 gets++;
@@ -639,7 +766,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                         break;
                     goto error;
                 }
-                if (events && sink_event(events, key, EV_HIT, n) < 0)
+                if (events && sink_event(events, key, OP_GET, EV_HIT, n) < 0)
                     goto error;
             } else {
                 PyObject *value = PyDict_GetItemWithError(v.values, slot_obj);
@@ -651,7 +778,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 if (PyBytes_CheckExact(value)) {
                     if (put_bulk(&o, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)) < 0)
                         goto error;
-                    if (events && sink_event(events, key, EV_HIT, PyBytes_GET_SIZE(value)) < 0)
+                    if (events && sink_event(events, key, OP_GET, EV_HIT, PyBytes_GET_SIZE(value)) < 0)
                         goto error;
                 } else {  /* WRONGTYPE: no access event, as on the Python path */
                     if (put_raw(&o, wrong_p, wrong_n) < 0)
@@ -758,6 +885,14 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             o.p[o.len++] = '\r';
             o.p[o.len++] = '\n';
             incrs++;
+        } else if (kind == K_MGET) {
+            int done = mget_into(&o, &v, argv, now_ms, touch, options & OPT_STOP_AT_MISS, null_p, null_n,
+                                 events, &hits, &misses);
+            if (done < 0)
+                goto error;
+            if (!done)
+                break;
+            mgets++;
         } else {
             break;
         }
@@ -772,8 +907,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     PyObject *reply = out_finish(&o);
     if (reply == NULL)
         return NULL;
-    return Py_BuildValue("(nNnnnnnnnn)", i - start, reply, gets, sets, incrs, hits, misses, wrong,
-                         staged_bytes, recorded);
+    return Py_BuildValue("(nNnnnnnnnnn)", i - start, reply, gets, sets, incrs, hits, misses, wrong,
+                         staged_bytes, recorded, mgets);
 error:
     view_release(&v);
     Py_XDECREF(now_obj);
@@ -800,117 +935,24 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
     View v;
     if (view_open(&v, view_tuple) < 0)
         return NULL;
-    Py_ssize_t nkeys = PyList_GET_SIZE(argv) - 1;
-    if (nkeys < 0)
-        nkeys = 0;
     Out o;
-    if (out_init(&o, 128 * nkeys + 32) < 0) {
+    if (out_init(&o, 128 * PyList_GET_SIZE(argv) + 32) < 0) {
         view_release(&v);
         return NULL;
     }
-    const uint32_t now32 = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
     Py_ssize_t hits = 0, misses = 0;
-    Py_ssize_t stack_slots[128];
-    PyObject *stack_objs[128];
-    Py_ssize_t *slots = stack_slots;
-    PyObject **slot_objs = stack_objs;
-    if (nkeys > 128) {
-        slots = PyMem_Malloc(nkeys * sizeof(Py_ssize_t));
-        slot_objs = PyMem_Malloc(nkeys * sizeof(PyObject *));
-        if (slots == NULL || slot_objs == NULL) {
-            PyErr_NoMemory();
-            goto error;
-        }
-    }
-    o.p[o.len++] = '*';
-    o.len += format_ll(o.p + o.len, nkeys);
-    o.p[o.len++] = '\r';
-    o.p[o.len++] = '\n';
-    /* First every key's slot (metadata prefetched, so the misses of different keys overlap),
-     * then a fallback on an expired key before any key is touched: the Python path then
-     * sees the store exactly as it was. */
-    for (Py_ssize_t k = 0; k < nkeys; k++) {
-        PyObject *key = PyList_GET_ITEM(argv, k + 1);
-        if (!PyBytes_CheckExact(key))
-            goto fallback;
-        Py_ssize_t slot = slot_of(&v, key, &slot_objs[k]);
-        if (slot == -2)
-            goto fallback;
-        slots[k] = slot;
-        if (slot >= 0) {
-            __builtin_prefetch(&v.exp_p[slot]);
-            __builtin_prefetch(&v.loc_p[slot]);
-            __builtin_prefetch(&v.size_p[slot]);
-            __builtin_prefetch(&v.atime_p[slot], 1);
-        }
-    }
-    for (Py_ssize_t k = 0; k < nkeys; k++) {
-        Py_ssize_t slot = slots[k];
-        if (slot >= 0) {
-            int64_t expires = v.exp_p[slot];
-            if (expires && expires <= now_ms)
-                goto fallback;
-            if (v.loc_p[slot]) {
-                if (packed_at(&v, slot, &(Py_ssize_t){0}) == NULL)
-                    goto fallback;
-                __builtin_prefetch(v.region_p + (Py_ssize_t)v.loc_p[slot] * BLOCK);
-            }
-        }
-    }
-    for (Py_ssize_t k = 0; k < nkeys; k++) {
-        Py_ssize_t slot = slots[k];
-        if (slot < 0) {
-            if (put_raw(&o, null_p, null_n) < 0)
-                goto error;
-            misses++;
-            continue;
-        }
-        hits++;
-        if (touch)
-            v.atime_p[slot] = now32;
-        if (v.loc_p[slot]) {
-            Py_ssize_t n = 0;
-            const char *data = packed_at(&v, slot, &n);  /* in the region: checked above */
-            if (put_bulk(&o, data, n) < 0)
-                goto error;
-            continue;
-        }
-        PyObject *value = PyDict_GetItemWithError(v.values, slot_objs[k]);
-        if (value == NULL && PyErr_Occurred())
-            goto error;
-        if (value != NULL && PyBytes_CheckExact(value)) {
-            if (put_bulk(&o, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)) < 0)
-                goto error;
-        } else if (put_raw(&o, null_p, null_n) < 0) {
-            goto error;
-        }
-    }
-    if (slots != stack_slots) {
-        PyMem_Free(slots);
-        PyMem_Free(slot_objs);
-    }
+    int done = mget_into(&o, &v, argv, now_ms, touch, 0, null_p, null_n, NULL, &hits, &misses);
     view_release(&v);
+    if (done <= 0) {
+        Py_DECREF(o.bytes);
+        if (done < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
     PyObject *reply = out_finish(&o);
     if (reply == NULL)
         return NULL;
     return Py_BuildValue("(Nnn)", reply, hits, misses);
-fallback:
-    PyErr_Clear();
-    if (slots != stack_slots) {
-        PyMem_Free(slots);
-        PyMem_Free(slot_objs);
-    }
-    view_release(&v);
-    Py_DECREF(o.bytes);
-    Py_RETURN_NONE;
-error:
-    if (slots != stack_slots) {
-        PyMem_Free(slots);
-        PyMem_Free(slot_objs);
-    }
-    view_release(&v);
-    Py_XDECREF(o.bytes);
-    return NULL;
 }
 
 PyDoc_STRVAR(drain_doc,

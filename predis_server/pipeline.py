@@ -56,8 +56,8 @@ RUN_CHUNK = 64  # at most this many commands a run: run_batch checks output flow
 SLOWLOG_FLOOR_US = 1000  # a plain GET/SET/INCR takes ~1 µs; lower thresholds need exact timing
 _INLINE_VALUE_MAX = 16384  # longer GET values go out as three parts rather than one copy
 
-NOT_FAST, GET, SET, INCR = 0, 1, 2, 3
-_HANDLERS = {GET: strings.get, SET: strings.set_, INCR: strings.incr}
+NOT_FAST, GET, SET, INCR, MGET = 0, 1, 2, 3, 4  # MGET: only in the C path (the Python loop stops at it)
+_HANDLERS = {GET: strings.get, SET: strings.set_, INCR: strings.incr, MGET: strings.mget}
 incr_by = strings.incr_by
 _WRONGTYPE = encode_error(errors.WRONGTYPE)
 _OOM = encode_error(errors.OOM)
@@ -164,8 +164,8 @@ class FastRuns:
         # key, a non-integer INCR, an origin load...); the next call starts in C again
         in_c = native is not None and store.native_view() is not None
         end = min(len(commands), start + (1 if in_c else RUN_CHUNK))
-        counts = [0, 0, 0, 0]
-        failed = [0, 0, 0, 0]
+        counts = [0, 0, 0, 0, 0]
+        failed = [0, 0, 0, 0, 0]
         error_replies: list[bytes] = []
         hits = misses = 0
         now = ks.source_clock()
@@ -304,13 +304,13 @@ class FastRuns:
                 result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink,
                                     store)
                 collector.written += result[9]
-        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, _ = result
+        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, _, mgets = result
         if not ran:
             return 0
         client.output.append(reply)
         if sets or incrs:
             store.native_written(staged)
-        self._account(client, commands, start, ran, [0, gets, sets, incrs], [0, wrong, 0, 0],
+        self._account(client, commands, start, ran, [0, gets, sets, incrs, mgets], [0, wrong, 0, 0, 0],
                       [_WRONGTYPE] * wrong, _perf_ns() - began)
         stats = ks.stats
         stats.keyspace_hits += hits
@@ -322,7 +322,7 @@ class FastRuns:
                  elapsed_ns: int) -> None:
         """commandstats, errorstats, the command counter and the slow log, once per run."""
         rows = self.rows
-        for kind in (GET, SET, INCR):
+        for kind in (GET, SET, INCR, MGET):
             count = counts[kind]
             if count:
                 cmd = rows[kind]

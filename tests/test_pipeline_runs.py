@@ -120,3 +120,22 @@ def test_pipeline_in_multi_is_queued(raw_pair):
     ours, theirs = raw_pair
     commands = [("MULTI",), ("SET", "m", "1"), ("INCR", "m"), ("GET", "m"), ("EXEC",), ("GET", "m")]
     assert _pipeline(ours, commands) == _pipeline(theirs, commands)
+
+
+def test_pipelined_mgets_match_redis(raw_pair):
+    """Runs with MGET (built in C when the extension is there): hits, misses, other types and
+    the keyspace counters as Redis's."""
+    ours, theirs = raw_pair
+    setup = [("SET", f"m{i}", "v" * i) for i in range(10)] + [("HSET", "mh", "f", "v")]
+    run = [("MGET", "m1", "m2", "nope", "mh"), ("GET", "m3"), ("MGET", "m9"), ("SET", "m1", "w"),
+           ("MGET", *[f"m{i}" for i in range(10)]), ("INCR", "mc"), ("MGET", "mc", "mh", "m0")] * 3
+    for conn in raw_pair:
+        _pipeline(conn, setup)
+        conn.call("CONFIG", "RESETSTAT")
+    assert _pipeline(ours, run) == _pipeline(theirs, run)
+    info = [dict(line.split(":", 1) for line in conn.call("INFO", "all").decode().splitlines() if ":" in line)
+            for conn in raw_pair]
+    for field in ("keyspace_hits", "keyspace_misses"):
+        assert info[0][field] == info[1][field], field
+    calls = [[f for f in conn_info["cmdstat_mget"].split(",") if "usec" not in f] for conn_info in info]
+    assert calls[0] == calls[1]
