@@ -5,9 +5,7 @@ loop; the raw reply bytes must equal redis-server's, and the counters must move 
 """
 from __future__ import annotations
 
-import socket
-
-from tests.resp import RawConnection, encode_command, reply_length
+from tests.resp import RawConnection, encode_command
 
 
 def _pipeline(conn: RawConnection, commands: list[tuple]) -> bytes:
