@@ -190,6 +190,22 @@ class Prefetcher:
         self.watch_fed = (0, 0)                        # (stored, used) already given to the watch
 
     # -- learning and ranking (event loop, once per tick) -------------------------------------
+    def wants_events(self) -> bool:
+        """Whether this tick's events would be used: learning budget left (as ``observe``
+        would refill it now), access counting for allkeys-predictive, or an A/B test or a
+        promotion watch reading outcomes. When not, the C fast path does not build them and
+        only counts them (``skipped``)."""
+        if self.tokens + (time.perf_counter() - self.last_refill) * self.budget_fraction > 0 \
+                or self._scores_reuse():
+            return True
+        mlops = getattr(self.server, "mlops", None)
+        return mlops is not None and (getattr(mlops, "abtest", None) is not None
+                                      or getattr(mlops, "watch", None) is not None)
+
+    def skipped(self, count: int) -> None:
+        """GET events the C fast path did not build (``wants_events`` was False): seen, not learned."""
+        self.events_seen += count
+
     def observe(self, events: list[tuple]) -> None:
         self.events_seen += len(events)
         mlops = getattr(self.server, "mlops", None)

@@ -318,8 +318,10 @@ enum { OP_GET = 0, OP_MGET = 1 };  /* and its op codes */
 
 typedef struct {
     /* list mode (a prefetcher learns from the events in Python): the access hook's list of
-     * (key, op, outcome, size, db, tenant) tuples, and the prefetcher's unread entries,
-     * whose first read the Python path must report (PREFETCHED_HIT) */
+     * (key, op, outcome, size, db, tenant) tuples (None: nobody reads them now, they are only
+     * counted), and the prefetcher's unread entries, whose first read the Python path must
+     * report (PREFETCHED_HIT) */
+    int list_mode;
     PyObject *list, *unread, *db_obj, *tenant_obj, *op_obj, *op_mget_obj, *hit_obj, *miss_obj;
     /* ring mode (the collector alone): its columns */
     Py_buffer cols[8];  /* key_hash prefix_hash suffix ts op outcome size tenant */
@@ -348,8 +350,10 @@ static void sink_release(Sink *k) {
  * collector's ring, or (events: list, unread: dict or None, db: int, tenant: int). */
 static int sink_open(Sink *k, PyObject *sink) {
     memset(k, 0, sizeof(*k));
-    if (PyTuple_Check(sink) && PyTuple_GET_SIZE(sink) == 4 && PyList_CheckExact(PyTuple_GET_ITEM(sink, 0))) {
-        k->list = PyTuple_GET_ITEM(sink, 0);
+    if (PyTuple_Check(sink) && PyTuple_GET_SIZE(sink) == 4
+        && (PyList_CheckExact(PyTuple_GET_ITEM(sink, 0)) || PyTuple_GET_ITEM(sink, 0) == Py_None)) {
+        k->list_mode = 1;
+        k->list = PyTuple_GET_ITEM(sink, 0) == Py_None ? NULL : PyTuple_GET_ITEM(sink, 0);
         k->unread = PyTuple_GET_ITEM(sink, 1);
         k->db_obj = PyTuple_GET_ITEM(sink, 2);
         k->tenant_obj = PyTuple_GET_ITEM(sink, 3);
@@ -416,6 +420,10 @@ static int sink_defers(Sink *k, PyObject *key) {
 }
 
 static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t size) {
+    if (k->list_mode && k->list == NULL) {  /* no list: events only counted */
+        k->written++;
+        return 0;
+    }
     if (k->list != NULL) {
         PyObject *size_obj = PyLong_FromSsize_t(size);
         if (size_obj == NULL)

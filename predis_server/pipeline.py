@@ -290,7 +290,13 @@ class FastRuns:
                 collector = hook.event_sink(now)
                 if collector is None:
                     prefetcher = hook.prefetcher
-                    sink = (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id, tenant)
+                    recording = hook.services.collector
+                    if prefetcher is not None and not prefetcher.wants_events() \
+                            and (recording is None or not recording.window_open(now / 1000)):
+                        events = None  # nobody would read them: C counts them, still defers first reads
+                    else:
+                        events = hook.batch()
+                    sink = (events, None if prefetcher is None else prefetcher.unread, client.db.id, tenant)
                 else:
                     hook.record_pending()
                     sink = collector.native_sink(now * 1000, tenant)
@@ -304,9 +310,11 @@ class FastRuns:
                 result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink,
                                     store)
                 collector.written += result[9]
-        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, _, mgets = result
+        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, recorded, mgets = result
         if not ran:
             return 0
+        if sink is not None and collector is None and sink[0] is None:
+            hook.prefetcher.skipped(recorded)
         client.output.append(reply)
         if sets or incrs:
             store.native_written(staged)

@@ -71,11 +71,11 @@ class InProcess:
             config.collector_sampling = 1.0
         if prefetch:
             config.prefetch_enabled = True
-            collector = True
+            config.collector_sampling = 1.0 if collector else 0.0
         self.server = Server(config)
         self.server.loop = _Loop()
-        if collector:
-            self.server.prediction._reconfigure()  # what start() does: the collector and its hook
+        if collector or prefetch:
+            self.server.prediction._reconfigure()  # what start() does: collector, prefetcher, hook
         self.now = START_MS
         self.server.keyspace.source_clock = lambda: self.now
         # the command table's counters are shared by every server in this process: deltas
@@ -219,6 +219,30 @@ def test_prefetcher_events_agree(monkeypatch):
     assert with_native == without
     outcomes = [event[2] for event in with_native[1]]
     assert outcomes.count(2) == 2 and with_native[2] == 2  # p1 and p2: prefetched hits, used
+
+
+@needs_native
+def test_events_nobody_reads_are_only_counted():
+    """A prefetcher out of learning budget (nothing counting, no A/B test): the C path builds
+    no event tuples for its GETs, counts them as seen, and still leaves a prefetched entry's
+    first read to the Python path, which reports it."""
+    server = InProcess(prefetch=True)
+    prefetcher = server.server.prediction.prefetcher
+    db = server.server.keyspace.dbs[0]
+    server.pipeline([("SET", f"k{i}", "v") for i in range(4)] + [("GET", "warm")])
+    loaded = concurrent.futures.Future()
+    loaded.set_result(b"prefetched")
+    prefetcher.inflight += 1
+    prefetcher._loaded(loaded, db, b"p1")
+    hook = server.server.access_hook
+    hook.events.clear()
+    prefetcher.tokens = -1e9  # spent far ahead: no budget for a long while
+    seen = prefetcher.events_seen
+    assert not prefetcher.wants_events()
+    reply = server.pipeline([("GET", "k0"), ("GET", "k1"), ("GET", "p1"), ("GET", "k2"), ("GET", "none")])
+    assert reply == b"$1\r\nv\r\n" * 2 + b"$10\r\nprefetched\r\n" + b"$1\r\nv\r\n$-1\r\n"
+    assert [event[2] for event in hook.events] == [2]  # only the prefetched hit, from Python
+    assert prefetcher.events_seen - seen == 4 and prefetcher.used == 1
 
 
 @needs_native
