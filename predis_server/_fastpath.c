@@ -159,6 +159,13 @@ static int out_init(Out *o, Py_ssize_t cap) {
     return 0;
 }
 
+/* A first guess at a reply's size (per_item bytes an item), capped: a huge MGET or a long
+ * list of commands grows the buffer as it fills instead of reserving for the worst case. */
+static Py_ssize_t initial_capacity(Py_ssize_t per_item, Py_ssize_t items) {
+    Py_ssize_t cap = 64 + per_item * (items > 0 ? items : 1);
+    return cap < (1 << 16) ? cap : (1 << 16);
+}
+
 static int out_reserve(Out *o, Py_ssize_t extra) {
     if (o->len + extra <= o->cap)
         return 0;
@@ -676,7 +683,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         return NULL;
     }
     Out o;
-    if (out_init(&o, 64 * (end > start ? end - start : 1) + 64) < 0) {
+    if (out_init(&o, initial_capacity(64, end - start)) < 0) {
         view_release(&v);
         if (events)
             sink_release(events);
@@ -944,7 +951,7 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
     if (view_open(&v, view_tuple) < 0)
         return NULL;
     Out o;
-    if (out_init(&o, 128 * PyList_GET_SIZE(argv) + 32) < 0) {
+    if (out_init(&o, initial_capacity(128, PyList_GET_SIZE(argv))) < 0) {
         view_release(&v);
         return NULL;
     }

@@ -222,6 +222,23 @@ def test_prefetcher_events_agree(monkeypatch):
 
 
 @needs_native
+def test_large_mgets_agree(monkeypatch):
+    """MGETs of thousands of keys (slot arrays on the heap, the reply buffer grown as it fills),
+    lone and pipelined, with a big value among them."""
+    keys = [f"big{i}" for i in range(5000)]
+
+    def run(server: InProcess):
+        server.pipeline([("SET", key, "x" * (i % 50)) for i, key in enumerate(keys[::3])] + [("SET", "huge", "h" * 300_000)])
+        lone = server.pipeline([("MGET", *keys, "huge")])
+        piped = server.pipeline([("MGET", *keys[:2500]), ("MGET", "huge", *keys[2500:])])
+        return lone, piped, server.state([b"huge", b"big0"])
+
+    with_native, without = _both(monkeypatch, run)
+    assert with_native == without
+    assert with_native[0].startswith(b"*5001\r\n") and with_native[0].count(b"$-1\r\n") == 5000 - len(keys[::3])
+
+
+@needs_native
 def test_events_nobody_reads_are_only_counted():
     """A prefetcher out of learning budget (nothing counting, no A/B test): the C path builds
     no event tuples for its GETs, counts them as seen, and still leaves a prefetched entry's
