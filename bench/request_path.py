@@ -22,10 +22,10 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from predis_server.config import Config  # noqa: E402
-from predis_server.fastpath import native  # noqa: E402
-from predis_server.protocol.connection import Connection  # noqa: E402
-from predis_server.server import Server  # noqa: E402
+from predis_server.config import Config
+from predis_server.fastpath import native
+from predis_server.protocol.connection import Connection
+from predis_server.server import Server
 
 KEYSPACE = 100_000
 CONNECTIONS = 50
