@@ -2,7 +2,8 @@
 
 Per event-loop tick the server's access hook hands over the tick's events. Within a CPU
 budget (``budget_fraction`` of wall time, spent in thread CPU time, so a busy server sheds
-learning rather than slowing clients, and a busy machine's preemptions are not charged) the prefetcher updates the candidate statistics, collects candidates,
+learning rather than slowing clients, and a busy machine's preemptions are not charged; the
+ranker worker's scoring time comes out of it too) the prefetcher updates the candidate statistics, collects candidates,
 computes their features (``models.features``) and sends one batch to the ranker's worker
 thread. Scored candidates already cached get their predicted reuse written to the store
 (``allkeys-predictive``); absent ones scoring at least ``threshold`` are loaded through the
@@ -175,6 +176,7 @@ class Prefetcher:
         self.unread_bytes = 0
         self.tokens = 0.02
         self.last_refill = time.perf_counter()
+        self.ranked_charged = 0.0  # ranker CPU seconds already taken from the tokens
         self.recent_features: list[np.ndarray] = []   # for shadow scoring at model reload
         # counters
         self.issued = self.stored = self.used = self.wasted = self.late = 0
@@ -195,8 +197,8 @@ class Prefetcher:
         would refill it now), access counting for allkeys-predictive, or an A/B test or a
         promotion watch reading outcomes. When not, the C fast path does not build them and
         only counts them (``skipped``)."""
-        if self.tokens + (time.perf_counter() - self.last_refill) * self.budget_fraction > 0 \
-                or self._scores_reuse():
+        refill = (time.perf_counter() - self.last_refill) * self.budget_fraction
+        if self.tokens + refill - (self.ranker.cpu_seconds - self.ranked_charged) > 0 or self._scores_reuse():
             return True
         mlops = getattr(self.server, "mlops", None)
         return mlops is not None and (getattr(mlops, "abtest", None) is not None
@@ -213,7 +215,12 @@ class Prefetcher:
                                   or getattr(mlops, "watch", None) is not None):
             self._mlops_outcomes(mlops, events)
         now = time.perf_counter()
-        self.tokens = min(0.05, self.tokens + (now - self.last_refill) * self.budget_fraction)
+        # the ranker's worker thread scores off the loop but on the same cores: its CPU time
+        # is spent from the same budget as the learning below
+        ranked = self.ranker.cpu_seconds
+        self.tokens = min(0.05, self.tokens + (now - self.last_refill) * self.budget_fraction) \
+            - (ranked - self.ranked_charged)
+        self.ranked_charged = ranked
         self.last_refill = now
         counting = self._scores_reuse()
         if self.tokens <= 0 and not counting:

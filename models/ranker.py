@@ -117,6 +117,7 @@ class RankerService:
         self.scored = 0
         self.dropped_batches = 0
         self.over_budget = 0
+        self.cpu_seconds = 0.0  # the worker's CPU time spent scoring (charged to the prefetcher's budget)
         self._lock = threading.Lock()
 
     def swap(self, ranker: OnnxRanker | HeuristicRanker) -> None:
@@ -134,13 +135,16 @@ class RankerService:
 
         def work() -> None:
             start = time.perf_counter()
+            cpu_start = time.thread_time()
             try:
                 scores = ranker.score(features)
             except Exception:
                 log.exception("ranker %s failed on a batch", ranker.version)
                 scores = np.zeros(len(features), dtype=np.float32)
             elapsed = time.perf_counter() - start
+            cpu = time.thread_time() - cpu_start
             with self._lock:
+                self.cpu_seconds += cpu
                 self.latencies_us[self.latency_count % len(self.latencies_us)] = elapsed * 1e6
                 self.latency_count += 1
                 self.batches += 1

@@ -224,3 +224,29 @@ def test_promotion_watch_gets_champion_figures_and_hooks_are_noops_without_mlops
     bare.observe([(b"x1", 0, 0, 8, 0), (b"x2", 0, 0, 8, 0)])  # no mlops: nothing to feed, no error
     assert bare._split_ranker([b"x1"]) is None and bare.events_seen == 2
     loop.close()
+
+
+def test_ranker_cpu_time_is_charged_to_the_learning_budget():
+    """Scoring runs on the ranker's worker thread, on the same cores as the server: its CPU
+    time comes out of the prefetcher's learning budget, as the learning's own does."""
+    import asyncio
+    import time
+
+    import numpy as np
+
+    from models.features import FEATURE_NAMES
+
+    p, loop = _prefetcher(None)
+    features = np.random.default_rng(0).random((200_000, len(FEATURE_NAMES)), dtype=np.float32)
+    scored = loop.create_future()
+    assert p.ranker.submit(features, scored.set_result, loop)
+    loop.run_until_complete(asyncio.wait_for(scored, 30))
+    spent = p.ranker.cpu_seconds
+    assert spent > 0
+    before = p.tokens
+    p.last_refill = time.perf_counter()
+    p.observe([])
+    assert p.tokens <= before - spent + 1e-3
+    p.observe([])
+    assert p.ranked_charged == spent  # charged once
+    loop.close()
