@@ -177,6 +177,7 @@ class Prefetcher:
         self.tokens = 0.02
         self.last_refill = time.perf_counter()
         self.ranked_charged = 0.0  # ranker CPU seconds already taken from the tokens
+        self.budget_back_at = 0.0  # perf_counter time the tokens are back above 0 (wants_events)
         self.recent_features: list[np.ndarray] = []   # for shadow scoring at model reload
         # counters
         self.issued = self.stored = self.used = self.wasted = self.late = 0
@@ -193,12 +194,11 @@ class Prefetcher:
 
     # -- learning and ranking (event loop, once per tick) -------------------------------------
     def wants_events(self) -> bool:
-        """Whether this tick's events would be used: learning budget left (as ``observe``
-        would refill it now), access counting for allkeys-predictive, or an A/B test or a
-        promotion watch reading outcomes. When not, the C fast path does not build them and
-        only counts them (``skipped``)."""
-        refill = (time.perf_counter() - self.last_refill) * self.budget_fraction
-        if self.tokens + refill - (self.ranker.cpu_seconds - self.ranked_charged) > 0 or self._scores_reuse():
+        """Whether events would be used now: learning budget back (``observe`` noted when its
+        refill brings the tokens above 0), access counting for allkeys-predictive, or an A/B
+        test or a promotion watch reading outcomes. When not, the C fast path does not build
+        them and only counts them (``skipped``). Asked once per pipelined run: kept cheap."""
+        if time.perf_counter() >= self.budget_back_at or self._scores_reuse():
             return True
         mlops = getattr(self.server, "mlops", None)
         return mlops is not None and (getattr(mlops, "abtest", None) is not None
@@ -224,6 +224,7 @@ class Prefetcher:
         self.last_refill = now
         counting = self._scores_reuse()
         if self.tokens <= 0 and not counting:
+            self.budget_back_at = now - self.tokens / self.budget_fraction
             return  # no budget to learn this tick and no counts to keep: the events cost nothing
         # spending is CPU time: on a busy machine a tick's wall time also holds other processes' turns
         cpu_start = time.thread_time()
@@ -266,6 +267,7 @@ class Prefetcher:
         spent = time.thread_time() - cpu_start
         self.tokens -= spent
         self.learn_seconds += spent
+        self.budget_back_at = now + max(0.0, -self.tokens) / self.budget_fraction
 
     # -- predicted reuse (allkeys-predictive) ---------------------------------------------------
     def _scores_reuse(self) -> bool:

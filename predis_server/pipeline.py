@@ -286,19 +286,21 @@ class FastRuns:
             if hook.loader is not None and not hook.in_exec:
                 options |= native.OPT_STOP_AT_MISS
             if hook.observing:
-                tenant = 0 if hook.tenant_of is None else hook.tenant_of(client.user, b"")
                 collector = hook.event_sink(now)
                 if collector is None:
                     prefetcher = hook.prefetcher
                     recording = hook.services.collector
                     if prefetcher is not None and not prefetcher.wants_events() \
                             and (recording is None or not recording.window_open(now / 1000)):
-                        events = None  # nobody would read them: C counts them, still defers first reads
+                        # nobody would read them: C counts them, still defers first reads
+                        sink = (None, prefetcher.unread, 0, 0)
                     else:
-                        events = hook.batch()
-                    sink = (events, None if prefetcher is None else prefetcher.unread, client.db.id, tenant)
+                        tenant = 0 if hook.tenant_of is None else hook.tenant_of(client.user, b"")
+                        sink = (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id,
+                                tenant)
                 else:
                     hook.record_pending()
+                    tenant = 0 if hook.tenant_of is None else hook.tenant_of(client.user, b"")
                     sink = collector.native_sink(now * 1000, tenant)
         null = NULL3 if client.resp == 3 else NULL_BULK
         end = min(len(commands), start + RUN_CHUNK)
