@@ -9,8 +9,10 @@ Writes bench/results/prefetch/collector.json/.md.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -87,15 +89,20 @@ def main() -> int:
                      f"{best[k]:,.0f} | {100 * (1 - best[k] / best['off']):+.2f}% |")
     cmd = " ".join(["python", "bench/collector_bench.py", *sys.argv[1:]])
     load = os.getloadavg()
-    md = "\n".join(lines) + (
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True, check=False).stdout.strip() or "unknown"
+    host = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, " \
+           f"Python {platform.python_version()}"
+    md = f"- date: {date}; commit: {commit}\n- machine: {host}\n\n" + "\n".join(lines) + (
         f"\n\nCommand: `{cmd}` (redis-benchmark -t get -n {args.requests} -P {args.pipeline} -r {KEYSPACE}, "
         f"{args.rounds} interleaved rounds, keys populated first). Positive cost = slower than off. "
         f"Load average at the end: {load[0]:.1f} on {os.cpu_count()} cores (a shared machine: differences "
         f"of a few % are within noise).\n")
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "collector.json"), "w") as f:
-        json.dump({"rounds": results, "median": median, "best": best, "command": cmd,
-                   "loadavg": load, "model": model_dir}, f, indent=2)
+        json.dump({"rounds": results, "median": median, "best": best, "command": cmd, "date": date,
+                   "commit": commit, "machine": host, "loadavg": load, "model": model_dir}, f, indent=2)
     with open(os.path.join(OUT, "collector.md"), "w") as f:
         f.write(md)
     print(md)

@@ -20,50 +20,16 @@ import sys
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)
 
-from predis_server.config import Config
+from inprocess import connect, in_process_server
+from resp import encode_command
+
 from predis_server.fastpath import native
-from predis_server.protocol.connection import Connection
-from predis_server.server import Server
 
 KEYSPACE = 100_000
 CONNECTIONS = 50
-
-
-class _Loop:
-    def call_soon(self, *args):
-        pass
-
-    def call_later(self, *args):
-        pass
-
-    def time(self):
-        return time.monotonic()
-
-
-class _Transport:
-    def write(self, data: bytes) -> None:
-        pass
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
-
-    def set_write_buffer_limits(self, **kwargs):
-        pass
-
-    def is_closing(self):
-        return False
-
-    def get_write_buffer_size(self):
-        return 0
-
-    def close(self):
-        pass
-
-
-def encode(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
 def payloads(test: str, pipeline: int, keys: list[bytes]) -> list[bytes]:
@@ -74,13 +40,13 @@ def payloads(test: str, pipeline: int, keys: list[bytes]) -> list[bytes]:
         for j in range(pipeline):
             key = keys[(i * pipeline + j) % len(keys)]
             if test == "GET":
-                requests.append(encode(b"GET", key))
+                requests.append(encode_command(b"GET", key))
             elif test == "SET":
-                requests.append(encode(b"SET", key, b"v" * 100))
+                requests.append(encode_command(b"SET", key, b"v" * 100))
             elif test == "INCR":
-                requests.append(encode(b"INCR", b"counter:" + key[4:]))
+                requests.append(encode_command(b"INCR", b"counter:" + key[4:]))
             else:
-                requests.append(encode(b"MGET", *mget))
+                requests.append(encode_command(b"MGET", *mget))
         out.append(b"".join(requests))
     return out
 
@@ -90,13 +56,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=40, help="ticks per measurement")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = parser.parse_args()
-    server = Server(Config())
-    server.loop = _Loop()
-    connections = []
-    for _ in range(CONNECTIONS):
-        conn = Connection(server)
-        conn.connection_made(_Transport())
-        connections.append(conn)
+    server = in_process_server()
+    connections = [connect(server, keep=False)[0] for _ in range(CONNECTIONS)]
     db = server.keyspace.dbs[0]
     for k in range(KEYSPACE):
         db.set(b"key:%012d" % k, b"v" * 100)

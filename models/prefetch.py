@@ -198,11 +198,16 @@ class Prefetcher:
         refill brings the tokens above 0), access counting for allkeys-predictive, or an A/B
         test or a promotion watch reading outcomes. When not, the C fast path does not build
         them and only counts them (``skipped``). Asked once per pipelined run: kept cheap."""
-        if time.perf_counter() >= self.budget_back_at or self._scores_reuse():
-            return True
+        return time.perf_counter() >= self.budget_back_at or self._scores_reuse() \
+            or self._outcomes_watcher() is not None
+
+    def _outcomes_watcher(self) -> Any:
+        """server.mlops while an A/B test or a promotion watch reads per-event outcomes."""
         mlops = getattr(self.server, "mlops", None)
-        return mlops is not None and (getattr(mlops, "abtest", None) is not None
-                                      or getattr(mlops, "watch", None) is not None)
+        if mlops is not None and (getattr(mlops, "abtest", None) is not None
+                                  or getattr(mlops, "watch", None) is not None):
+            return mlops
+        return None
 
     def skipped(self, count: int) -> None:
         """GET events the C fast path did not build (``wants_events`` was False): seen, not learned."""
@@ -210,9 +215,8 @@ class Prefetcher:
 
     def observe(self, events: list[tuple]) -> None:
         self.events_seen += len(events)
-        mlops = getattr(self.server, "mlops", None)
-        if mlops is not None and (getattr(mlops, "abtest", None) is not None
-                                  or getattr(mlops, "watch", None) is not None):
+        mlops = self._outcomes_watcher()
+        if mlops is not None:
             self._mlops_outcomes(mlops, events)
         now = time.perf_counter()
         # the ranker's worker thread scores off the loop but on the same cores: its CPU time
@@ -224,7 +228,7 @@ class Prefetcher:
         self.last_refill = now
         counting = self._scores_reuse()
         if self.tokens <= 0 and not counting:
-            self.budget_back_at = now - self.tokens / self.budget_fraction
+            self._note_budget(now)
             return  # no budget to learn this tick and no counts to keep: the events cost nothing
         # spending is CPU time: on a busy machine a tick's wall time also holds other processes' turns
         cpu_start = time.thread_time()
@@ -267,6 +271,10 @@ class Prefetcher:
         spent = time.thread_time() - cpu_start
         self.tokens -= spent
         self.learn_seconds += spent
+        self._note_budget(now)
+
+    def _note_budget(self, now: float) -> None:
+        """When the refill brings the tokens back above 0 (``wants_events`` reads it)."""
         self.budget_back_at = now + max(0.0, -self.tokens) / self.budget_fraction
 
     # -- predicted reuse (allkeys-predictive) ---------------------------------------------------

@@ -487,6 +487,25 @@ static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t si
     return 0;
 }
 
+/* The string value of slot for a reply: 1 with its bytes in (data, n), 0 when the slot holds
+ * another type, -1 on error, -2 when there is nothing to read (a packed location outside the
+ * region, or no value object): the caller stops or answers nil. */
+static int value_of(View *v, Py_ssize_t slot, PyObject *slot_obj, const char **data, Py_ssize_t *n) {
+    *data = NULL;
+    if (v->loc_p[slot]) {
+        *data = packed_at(v, slot, n);
+        return *data == NULL ? -2 : 1;
+    }
+    PyObject *value = PyDict_GetItemWithError(v->values, slot_obj);
+    if (value == NULL)
+        return PyErr_Occurred() ? -1 : -2;
+    if (!PyBytes_CheckExact(value))
+        return 0;
+    *data = PyBytes_AS_STRING(value);
+    *n = PyBytes_GET_SIZE(value);
+    return 1;
+}
+
 /* MGET argv[1:] appended to o as one array reply (nil for a missing key or another type),
  * touching the keys and, with a sink, recording OP_MGET events as the access hook's on_mget
  * does (another type: a MISS of size 0). Nothing is written or touched unless all of it is:
@@ -578,18 +597,10 @@ static int mget_into(Out *o, View *v, PyObject *argv, long long now_ms, int touc
             found++;
             if (touch)
                 v->atime_p[slot] = now32;
-            if (v->loc_p[slot]) {
-                data = packed_at(v, slot, &n);  /* in the region: checked above */
-            } else {
-                PyObject *value = PyDict_GetItemWithError(v->values, slot_objs[k]);
-                if (value == NULL && PyErr_Occurred()) {
-                    result = -1;
-                    goto done;
-                }
-                if (value != NULL && PyBytes_CheckExact(value)) {
-                    data = PyBytes_AS_STRING(value);
-                    n = PyBytes_GET_SIZE(value);
-                }
+            /* another type (0), or no value object (-2): nil, as on the Python path */
+            if (value_of(v, slot, slot_objs[k], &data, &n) == -1) {
+                result = -1;
+                goto done;
             }
         }
         if (data != NULL ? put_bulk(o, data, n) < 0 : put_raw(o, null_p, null_n) < 0) {
@@ -748,17 +759,19 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         PyObject *key = PyList_GET_ITEM(argv, 1);
         if (!PyBytes_CheckExact(key))
             break;
-        PyObject *slot_obj;
-        Py_ssize_t slot;
-        if (kind == K_GET) {
-            if (argc != 2)
-                break;
+        PyObject *slot_obj = NULL;
+        Py_ssize_t slot = -1;
+        if (kind != K_MGET) {  /* GET, SET, INCR: one key; MGET looks its keys up itself */
             slot = SLOT_OF(i, key, &slot_obj);
             if (slot == -2) {
                 if (PyErr_Occurred())
                     goto error;
                 break;
             }
+        }
+        if (kind == K_GET) {
+            if (argc != 2)
+                break;
             if (slot < 0) {
                 if (options & OPT_STOP_AT_MISS)
                     break;  /* the origin loads it: the Python path */
@@ -778,33 +791,21 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 goto error;
             if (defer)
                 break;  /* a prefetched entry's first read: the Python path reports it */
-            if (v.loc_p[slot]) {
-                Py_ssize_t n;
-                const char *data = packed_at(&v, slot, &n);
-                if (data == NULL || put_bulk(&o, data, n) < 0) {
-                    if (data == NULL)
-                        break;
+            const char *data = NULL;
+            Py_ssize_t n = 0;
+            int string = value_of(&v, slot, slot_obj, &data, &n);
+            if (string == -1)
+                goto error;
+            if (string == -2)
+                break;
+            if (string) {
+                if (put_bulk(&o, data, n) < 0
+                    || (events && sink_event(events, key, OP_GET, EV_HIT, n) < 0))
                     goto error;
-                }
-                if (events && sink_event(events, key, OP_GET, EV_HIT, n) < 0)
+            } else {  /* WRONGTYPE: no access event, as on the Python path */
+                if (put_raw(&o, wrong_p, wrong_n) < 0)
                     goto error;
-            } else {
-                PyObject *value = PyDict_GetItemWithError(v.values, slot_obj);
-                if (value == NULL) {
-                    if (PyErr_Occurred())
-                        goto error;
-                    break;
-                }
-                if (PyBytes_CheckExact(value)) {
-                    if (put_bulk(&o, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)) < 0)
-                        goto error;
-                    if (events && sink_event(events, key, OP_GET, EV_HIT, PyBytes_GET_SIZE(value)) < 0)
-                        goto error;
-                } else {  /* WRONGTYPE: no access event, as on the Python path */
-                    if (put_raw(&o, wrong_p, wrong_n) < 0)
-                        goto error;
-                    wrong++;
-                }
+                wrong++;
             }
             if (touch)
                 v.atime_p[slot] = now32;
@@ -816,12 +817,6 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             PyObject *value = PyList_GET_ITEM(argv, 2);
             if (!PyBytes_CheckExact(value))
                 break;
-            slot = SLOT_OF(i, key, &slot_obj);
-            if (slot == -2) {
-                if (PyErr_Occurred())
-                    goto error;
-                break;
-            }
             Py_ssize_t n = PyBytes_GET_SIZE(value), old_n;
             /* in place only over a packed string of the same size class with no TTL (SET
              * clears a TTL, which the store counts); otherwise the store's own set */
@@ -849,12 +844,6 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         } else if (kind == K_INCR) {
             if (argc != 2 || !writes)
                 break;
-            slot = SLOT_OF(i, key, &slot_obj);
-            if (slot == -2) {
-                if (PyErr_Occurred())
-                    goto error;
-                break;
-            }
             char digits[24];
             Py_ssize_t n = 0, new_n;
             char *data = NULL;

@@ -299,7 +299,7 @@ class FastRuns:
                         sink = (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id,
                                 tenant)
                 else:
-                    hook.record_pending()
+                    hook.flush()  # events the Python path queued go into the ring first
                     tenant = 0 if hook.tenant_of is None else hook.tenant_of(client.user, b"")
                     sink = collector.native_sink(now * 1000, tenant)
         null = NULL3 if client.resp == 3 else NULL_BULK
@@ -356,31 +356,24 @@ class FastRuns:
 class GetObserver:
     """The access events of a run's GETs, recorded as ``AccessHook.on_get`` records them
     (its ``batch`` and ``hit_outcome``): nothing unless the hook observes (collector window
-    open or prefetching on). Tenants are by ACL user here, so one id serves the whole run.
-    ``events`` is the hook's list for this tick; ``batch()``, which schedules the tick's
-    processing, is called when the first event goes in, not per run (runs whose events the
-    C path writes into the collector's ring would otherwise each schedule a timer)."""
+    open or prefetching on). Tenants are by ACL user here, so one id serves the whole run."""
 
     __slots__ = ("db", "events", "hook", "tenant")
 
     def __init__(self, hook: Any, client: Client) -> None:
         self.hook = hook
         self.db = client.db
-        self.events = hook.events if hook.observing else None
+        self.events = hook.batch() if hook.observing else None
         self.tenant = 0 if hook.tenant_of is None or self.events is None else hook.tenant_of(client.user, b"")
-
-    def scheduled(self) -> list:
-        """The event list, with its processing scheduled (once a tick: when it is empty)."""
-        return self.events if self.events else self.hook.batch()
 
     def hit(self, key: bytes, value: bytes) -> None:
         if self.events is not None:
-            self.scheduled().append((key, OP_GET, self.hook.hit_outcome(self.db, key), len(value),
-                                     self.db.id, self.tenant))
+            self.events.append((key, OP_GET, self.hook.hit_outcome(self.db, key), len(value),
+                                self.db.id, self.tenant))
 
     def miss(self, key: bytes) -> None:
         if self.events is not None:
-            self.scheduled().append((key, OP_GET, MISS, 0, self.db.id, self.tenant))
+            self.events.append((key, OP_GET, MISS, 0, self.db.id, self.tenant))
 
     def hits(self, keys: list[bytes], values: list[bytes]) -> None:
         if self.events is None:
@@ -390,8 +383,8 @@ class GetObserver:
             for key, value in zip(keys, values):
                 self.hit(key, value)
         else:
-            self.scheduled().extend(zip(keys, repeat(OP_GET), repeat(HIT), map(len, values),
-                                        repeat(self.db.id), repeat(self.tenant)))
+            self.events.extend(zip(keys, repeat(OP_GET), repeat(HIT), map(len, values),
+                                   repeat(self.db.id), repeat(self.tenant)))
 
     def mixed(self, keys: list[bytes], values: list) -> None:
         for key, value in zip(keys, values):

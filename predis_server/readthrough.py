@@ -184,26 +184,15 @@ class AccessHook:
             loop.call_later(COLLECTOR_BATCH_S, self._tick)
 
     def flush(self) -> None:
-        """Hand pending events over now (INFO, export and shutdown see every recorded access)."""
+        """Hand pending events over now (INFO, export and shutdown see every recorded access;
+        the C fast path, before it writes into the collector's ring itself, keeps the order)."""
         if self.events:
             self._tick()
-
-    def record_pending(self) -> None:
-        """Process the queued events now, emptying the list in place: holders of it (a run's
-        GetObserver) keep appending to the list the next tick takes. The C fast path calls
-        this before it writes events into the collector itself, so the ring keeps their order."""
-        if self.events:
-            events = self.events[:]
-            self.events.clear()
-            self._process(events)
 
     def _tick(self) -> None:
         events, self.events = self.events, []
         if not events:
             return  # flushed early; this was the batch's scheduled call
-        self._process(events)
-
-    def _process(self, events: list[tuple]) -> None:
         services = self.services
         try:
             collector = services.collector

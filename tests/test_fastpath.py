@@ -20,45 +20,10 @@ import gpu
 from predis_server import fastpath, pipeline
 from predis_server.config import Config
 from predis_server.protocol import parser
-from predis_server.protocol.connection import Connection
-from predis_server.server import Server
+from tests.inprocess import connect, in_process_server
 from tests.resp import encode_command
 
 START_MS = 1_700_000_000_000
-
-
-class _Loop:
-    def call_soon(self, *args):
-        pass
-
-    def call_later(self, *args):
-        pass
-
-    def time(self):
-        return 0.0
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
-
-    def set_write_buffer_limits(self, **kwargs):
-        pass
-
-    def is_closing(self):
-        return False
-
-    def get_write_buffer_size(self):
-        return 0
-
-    def close(self):
-        pass
 
 
 class InProcess:
@@ -72,24 +37,19 @@ class InProcess:
         if prefetch:
             config.prefetch_enabled = True
             config.collector_sampling = 1.0 if collector else 0.0
-        self.server = Server(config)
-        self.server.loop = _Loop()
+        self.server = in_process_server(config)
         if collector or prefetch:
             self.server.prediction._reconfigure()  # what start() does: collector, prefetcher, hook
         self.now = START_MS
         self.server.keyspace.source_clock = lambda: self.now
         # the command table's counters are shared by every server in this process: deltas
         self.counted = self._command_counts()
-        self.transport = _Transport()
-        self.conn = Connection(self.server)
-        self.conn.connection_made(self.transport)
+        self.conn, self.transport = connect(self.server)
 
     def pipeline(self, commands: list[tuple]) -> bytes:
         self.conn.data_received(b"".join(encode_command(*c) for c in commands))
         self.server.run_batch()
-        out = b"".join(self.transport.written)
-        self.transport.written.clear()
-        return out
+        return self.transport.take()
 
     def _command_counts(self) -> dict:
         table = self.server.executor.table
