@@ -180,15 +180,28 @@ def _redis_benchmark(port: int, args: list[str]) -> float:
     return rates[0]
 
 
-def bench_server(port: int, requests: int) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux /proc; no psutil on the device)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_server(port: int, requests: int, pid: int | None = None) -> dict:
+    """ops/s of each test and, given the server's pid, its CPU µs per request ("..._cpu_us"):
+    the steadier figure on a shared machine (throughput falls when another process takes the
+    core; the server's CPU seconds per request do not)."""
     common = ["-P", "16", "-r", "100000", "-d", "100", "-c", "50"]
-    row = {}
-    for test in ("set", "get"):
-        row[f"{test}_P16_ops_per_s"] = _redis_benchmark(port, [*common, "-n", str(requests), "-t", test])
     mget = ["MGET", *["key:__rand_int__"] * 100]
-    row["mget100_P16_ops_per_s"] = _redis_benchmark(port, [*common, "-n", str(requests // 10), *mget])
-    row["mget100_P1_ops_per_s"] = _redis_benchmark(
-        port, ["-r", "100000", "-c", "50", "-n", str(requests // 20), *mget])
+    tests = [(f"{t}_P16", requests, [*common, "-n", str(requests), "-t", t]) for t in ("set", "get")]
+    tests += [("mget100_P16", requests // 10, [*common, "-n", str(requests // 10), *mget]),
+              ("mget100_P1", requests // 20, ["-r", "100000", "-c", "50", "-n", str(requests // 20), *mget])]
+    row = {}
+    for name, n, args in tests:
+        before = _cpu_seconds(pid) if pid else 0.0
+        row[f"{name}_ops_per_s"] = _redis_benchmark(port, args)
+        if pid:
+            row[f"{name}_cpu_us"] = round((_cpu_seconds(pid) - before) * 1e6 / n, 2)
     return row
 
 
@@ -201,18 +214,22 @@ def run_servers(requests: int, rounds: int = 1) -> tuple[dict, dict]:
     results: dict = {}
     if shutil.which("redis-server"):
         with redis_process() as server:
-            results["redis-server"] = bench_server(server.port, requests)
+            results["redis-server"] = bench_server(server.port, requests, server.process.pid)
             print("redis-server", results["redis-server"], flush=True)
     runs: dict[str, list[dict]] = {}
     for round_no in range(rounds):
         for backend in ["cpu", "gpu"] if gpu_available() else ["cpu"]:
             with predis_process("--store-backend", backend) as server:
-                row = bench_server(server.port, requests)
+                row = bench_server(server.port, requests, server.process.pid)
             runs.setdefault(f"predis-{backend}", []).append(row)
             print(f"predis-{backend} round {round_no}", row, flush=True)
     for name, rows in runs.items():
         results[name] = {metric: statistics.median(row[metric] for row in rows) for metric in rows[0]}
     return results, runs
+
+
+def _cell(column: str, value: float) -> str:
+    return f"{value:.2f}" if column.endswith("_cpu_us") else f"{value:,.0f}"
 
 
 def markdown(report: dict) -> str:
@@ -227,14 +244,19 @@ def markdown(report: dict) -> str:
         for batch, row in res["by_batch"].items():
             lines.append(f"| {int(batch):,} | " + " | ".join(f"{row.get(c, 0):,.0f}" for c in cols) + " |")
     if report.get("servers"):
-        lines.append("\n## Server under redis-benchmark (ops/s; 50 clients, 100-byte values, -r 100000; "
+        lines.append("\n## Server under redis-benchmark (ops/s, and the server's CPU µs per request "
+                     "(_cpu_us, lower is better); 50 clients, 100-byte values, -r 100000; "
                      "Predis rows: median of the rounds, run alternately)\n")
         rows = report["servers"]
         cols = sorted({c for row in rows.values() for c in row})
         lines.append("| server | " + " | ".join(cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
         for name, row in rows.items():
-            lines.append(f"| {name} | " + " | ".join(f"{row.get(c, 0):,.0f}" for c in cols) + " |")
+            lines.append(f"| {name} | " + " | ".join(_cell(c, row.get(c, 0)) for c in cols) + " |")
+        if "predis-gpu" in rows and "predis-cpu" in rows:
+            gpu, cpu = rows["predis-gpu"], rows["predis-cpu"]
+            lines.append("| GPU / CPU backend | " + " | ".join(
+                f"{gpu[c] / cpu[c]:.2f}x" if cpu.get(c) and c in gpu else "" for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,8 @@ out-of-memory error leaves the arena and everything in it intact and surfaces as
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .interface import StoreFull
 
 MIN_CAPACITY = 1 << 20
@@ -25,18 +27,30 @@ def size_class(n: int) -> int:
     return (n + step - 1) & ~(step - 1)
 
 
+def size_classes(n: np.ndarray) -> np.ndarray:
+    """``size_class`` of every length in ``n`` (int64), vectorised."""
+    n = np.asarray(n, dtype=np.int64)
+    small = np.maximum(16, (n + 15) & ~15)
+    # bit length of n - 1 (exact through float64 for any length a value can have)
+    bits = np.frexp(np.maximum(n - 1, 1).astype(np.float64))[1].astype(np.int64)
+    step = np.left_shift(1, np.maximum(bits - 3, 0))
+    return np.where(n <= 128, small, (n + step - 1) & ~(step - 1))
+
+
+def size_bound(n: int) -> int:
+    """An upper bound of ``size_class(n)`` that costs no branch: what a deferred write reserves."""
+    return n + (n >> 2) + 16
+
+
 class DeviceArena:
     def __init__(self, xp, capacity: int = MIN_CAPACITY) -> None:
         self.xp = xp
         self.buf = self._allocate(max(capacity, MIN_CAPACITY))
+        self.capacity = int(self.buf.size)  # bytes in buf (an attribute: read on every write)
         self.top = 0  # bump pointer: everything below was handed out at least once
         self.free_lists: dict[int, list[int]] = {}
         self.free_bytes = 0  # bytes sitting on free lists
         self.live_bytes = 0  # bytes in blocks handed out and not yet freed
-
-    @property
-    def capacity(self) -> int:
-        return int(self.buf.size)
 
     def _allocate(self, nbytes: int):
         try:
@@ -63,6 +77,42 @@ class DeviceArena:
         self.live_bytes += size
         return offset
 
+    def reserve(self, nbytes: int) -> None:
+        """Make room for ``nbytes`` more above the bump pointer now (raises StoreFull), so
+        allocations deferred to a later ``alloc_many`` of at most that much cannot fail."""
+        if self.top + nbytes > self.capacity:
+            self._grow(self.top + nbytes)
+
+    def alloc_many(self, lengths: np.ndarray) -> np.ndarray:
+        """Offsets of blocks for every length in ``lengths``, free lists first, then the bump
+        pointer: one pass per size class, not per block."""
+        classes = size_classes(lengths)
+        out = np.empty(len(classes), dtype=np.int64)
+        if not len(classes):
+            return out
+        sizes, inverse = np.unique(classes, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(sizes) + 1))
+        bump = []
+        for i, size in enumerate(sizes.tolist()):
+            idx = order[bounds[i]: bounds[i + 1]]
+            bucket = self.free_lists.get(size)
+            take = min(len(bucket), len(idx)) if bucket else 0
+            if take:
+                out[idx[:take]] = bucket[-take:]
+                del bucket[-take:]
+                self.free_bytes -= take * size
+            if take < len(idx):
+                bump.append((idx[take:], size))
+        needed = sum(len(idx) * size for idx, size in bump)
+        if self.top + needed > self.capacity:
+            self._grow(self.top + needed)
+        for idx, size in bump:
+            out[idx] = self.top + size * np.arange(len(idx), dtype=np.int64)
+            self.top += size * len(idx)
+        self.live_bytes += int(classes.sum())
+        return out
+
     def free(self, offset: int, n: int) -> None:
         size = size_class(n)
         self.free_lists.setdefault(size, []).append(offset)
@@ -77,9 +127,11 @@ class DeviceArena:
         new = self._allocate(capacity)
         new[: self.top] = self.buf[: self.top]
         self.buf = new
+        self.capacity = capacity
 
     def reset(self) -> None:
         self.buf = self._allocate(MIN_CAPACITY)
+        self.capacity = MIN_CAPACITY
         self.top = 0
         self.free_lists = {}
         self.free_bytes = 0

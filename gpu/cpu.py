@@ -197,7 +197,8 @@ class NumpyStore(StoreBackend):
         return self.get(key, now_ms, touch=False) is not None
 
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
-            keep_ttl: bool = False) -> None:
+            keep_ttl: bool = False) -> int:
+        """Store ``value`` under ``key``; its slot (subclasses mirror the write there)."""
         slot = self._index.get(key)
         if slot is None:
             slot = self._new_slot(key)
@@ -238,6 +239,7 @@ class NumpyStore(StoreBackend):
             elif expire_at and not old:
                 self._volatile += 1
             self._exp[slot] = expire_at
+        return slot
 
     def delete(self, key: bytes) -> bool:
         slot = self._index.get(key)

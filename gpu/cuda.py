@@ -17,13 +17,18 @@ Layout
   (packed lookups and gathers of many keys) and whole-keyspace scoring:
   ``device_metadata()`` copies the metadata arrays to the device in one transfer each.
 
-Writes are staged: a single ``set`` allocates its device blocks at once (so device
-out-of-memory fails *that* write with ``StoreFull`` and nothing else changes; a string
-replacing one of the same size class keeps its block) and the next ``sync`` uploads all
-staged values and new keys in one transfer, scatters them with one kernel and inserts the
-new keys into the device index with one more. ``sync`` runs before every device read, when
-the stage passes a threshold, and at the end of an event-loop tick (``flush()``) once the
-oldest staged write is SYNC_INTERVAL_S old, so one sync serves the writes of many ticks.
+Writes are staged: ``set`` changes the host copy and notes the slot (its value in the
+stage, a new key in the pending inserts); the next ``sync`` allocates the device blocks the
+stage needs (``DeviceArena.alloc_many``: one pass per size class), uploads all staged values
+and new keys in one transfer, scatters them with one kernel and inserts the new keys into
+the device index with one more. So a new key costs the write a few dictionary operations,
+not allocator calls. Device out-of-memory still fails the write that asks for too much and
+nothing else: each write reserves an upper bound of the space it will take
+(``size_bound``) and grows the arena *before* it changes anything, so the deferred
+allocation of a sync always fits. A string replacing one of the same size class keeps its
+device block. ``sync`` runs before every device read, when the stage passes a threshold,
+and at the end of an event-loop tick (``flush()``) once the oldest staged write is
+SYNC_INTERVAL_S old, so one sync serves the writes of many ticks.
 """
 from __future__ import annotations
 
@@ -32,9 +37,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .arena import DeviceArena, size_class
+from .arena import DeviceArena, size_bound, size_class
 from .cpu import CLOCK_MASK, NumpyStore, with_access_times
-from .interface import StoreFull
 from .kernels import EMPTY, NumpyKernels
 
 SYNC_INTERVAL_S = 0.05  # the device copy trails host writes by at most this under load
@@ -69,6 +73,7 @@ class ArenaStore(NumpyStore):
         self._staged: dict[int, bytes] = {}  # slot -> string value awaiting upload
         self._staged_bytes = 0
         self._staged_since = 0.0  # monotonic time of the oldest write not yet on the device
+        self._reserved = 0  # arena bytes the stage's deferred allocations may take (upper bound)
         self._pending_insert: dict[int, None] = {}  # slots whose key awaits the device index
         self._pending_remove: list[tuple[int, int]] = []  # (hash, slot) to tombstone
         for name in ("d_key_off", "d_key_len", "d_val_off", "d_val_len"):
@@ -110,51 +115,85 @@ class ArenaStore(NumpyStore):
 
     # -- writes ---------------------------------------------------------------------------
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
-            keep_ttl: bool = False) -> None:
-        arena = self.arena
+            keep_ttl: bool = False) -> int:
+        if type(value) is not bytes:
+            return self._set_object(key, value, now_ms, expire_at, keep_ttl)
         slot = self._index.get(key)
-        is_bytes = type(value) is bytes
-        n = len(value) if is_bytes else 0  # type: ignore[arg-type]
-        # A string replacing one of the same size class keeps its device block (SET of a
-        # same-sized value, INCR): no free-list round trip, only the new bytes are staged.
-        reuse = is_bytes and slot is not None and self._voff[slot] >= 0 \
-            and ((old_len := self._vlen[slot]) == n or size_class(n) == size_class(old_len))
-        # Allocate before changing anything: device OOM fails this write and only this write.
-        new_val = arena.alloc(n) if is_bytes and not reuse else -1
-        key_block = -1
+        n = len(value)
+        if n >= BIG_VALUE:
+            return self._set_big(key, value, slot, now_ms, expire_at, keep_ttl)
         if slot is None:
-            try:
-                key_block = arena.alloc(len(key))
-            except StoreFull:
-                if new_val >= 0:
-                    arena.free(new_val, n)
-                raise
-        elif not reuse:
-            self._release_value(slot)
-        NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)  # the host copy
-        if slot is None:
-            slot = self._index[key]
-            self._koff[slot] = key_block
-            self._klen[slot] = len(key)
+            # reserve before any change (device OOM fails this write only): at least
+            # size_bound(len(key)) + size_bound(n), inlined (new keys are most writes here)
+            need = len(key) + n + ((len(key) + n) >> 2) + 48
+            arena = self.arena
+            if arena.top + self._reserved + need > arena.capacity:
+                arena.reserve(self._reserved + need)
+            self._reserved += need
+            slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
+            self._pending_insert[slot] = None
+        else:
+            # a string replacing one of the same size class keeps its device block (SET of a
+            # same-sized value, INCR): only the new bytes are staged
+            keep = self._voff[slot] >= 0 \
+                and ((old_len := self._vlen[slot]) == n or size_class(n) == size_class(old_len))
+            if not keep:
+                self._reserve(size_bound(n))
+            NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
+            if keep:
+                self._vlen[slot] = n
+            elif self._voff[slot] >= 0 or slot in self._staged:
+                self._release_value(slot)  # its block is of another size class
+        self._staged[slot] = value
+        self._staged_bytes += n
+        if not self._staged_since:
+            self._staged_since = time.monotonic()
+        if len(self._staged) + len(self._pending_insert) >= STAGE_MAX_ITEMS \
+                or self._staged_bytes >= STAGE_MAX_BYTES or self._reserved >= STAGE_MAX_BYTES:
+            self.sync()
+        return slot
+
+    def _set_object(self, key: bytes, value: object, now_ms: int, expire_at: int, keep_ttl: bool) -> int:
+        """A value that is not a string (a hash): kept on the host only; a new key still
+        goes into the device index."""
+        new = key not in self._index
+        if new:
+            self._reserve(size_bound(len(key)))
+        slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
+        if new:
             self._pending_insert[slot] = None
             if not self._staged_since:
                 self._staged_since = time.monotonic()
-        if is_bytes:
-            if not reuse:
-                self._voff[slot] = new_val
-            self._vlen[slot] = n
-            if n >= BIG_VALUE:
-                old = self._staged.pop(slot, None)
-                if old is not None:
-                    self._staged_bytes -= len(old)
-                self._upload_big(slot, value)  # type: ignore[arg-type]
-            else:
-                if not self._staged_since:
-                    self._staged_since = time.monotonic()
-                self._staged[slot] = value  # type: ignore[assignment]
-                self._staged_bytes += n
-                if len(self._staged) >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
-                    self.sync()
+        elif self._voff[slot] >= 0 or slot in self._staged:
+            self._release_value(slot)
+        return slot
+
+    def _reserve(self, nbytes: int) -> None:
+        arena = self.arena
+        if arena.top + self._reserved + nbytes > arena.capacity:
+            arena.reserve(self._reserved + nbytes)
+        self._reserved += nbytes
+
+    def _set_big(self, key: bytes, value: bytes, slot: int | None, now_ms: int, expire_at: int,
+                 keep_ttl: bool) -> int:
+        """A value of BIG_VALUE bytes or more: its block is allocated and filled at once (one
+        memcpy), not staged."""
+        new = slot is None
+        block_size = size_class(len(value))
+        self._reserve((size_bound(len(key)) if new else 0) + block_size)
+        block = self.arena.alloc(len(value))  # fits: the reservation made room for it
+        self._reserved -= block_size  # taken now, not deferred to the sync
+        slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
+        if not new:
+            self._release_value(slot)
+        else:
+            self._pending_insert[slot] = None
+            if not self._staged_since:
+                self._staged_since = time.monotonic()
+        self._voff[slot] = block
+        self._vlen[slot] = len(value)
+        self._upload_big(slot, value)
+        return slot
 
     def _release_value(self, slot: int) -> None:
         off = self._voff[slot]
@@ -173,11 +212,11 @@ class ArenaStore(NumpyStore):
 
     def _drop(self, key: bytes, slot: int) -> None:
         self._release_value(slot)
-        self.arena.free(self._koff[slot], self._klen[slot])
-        if self.on_table[slot]:
+        if self.on_table[slot]:  # on the device: its key block and index entry go
+            self.arena.free(self._koff[slot], self._klen[slot])
             self._pending_remove.append((int(self.khash[slot]), slot))
             self.on_table[slot] = False
-        else:
+        else:  # never reached the device: nothing was allocated for it
             self._pending_insert.pop(slot, None)
         super()._drop(key, slot)
 
@@ -209,13 +248,27 @@ class ArenaStore(NumpyStore):
         staged = list(self._staged)
         inserts = list(self._pending_insert)
         if not staged and not inserts:
+            self._reserved = 0
             return
         keys = self._keys
-        chunks = list(self._staged.values()) + [keys[s] for s in inserts]
+        new_keys = [keys[s] for s in inserts]
+        chunks = list(self._staged.values()) + new_keys
         staged_idx = np.asarray(staged, dtype=np.int64)
         insert_idx = np.asarray(inserts, dtype=np.int64)
         n_chunks, n_staged, n_ins = len(chunks), len(staged), len(inserts)
         lens = np.fromiter(map(len, chunks), dtype=np.int64, count=n_chunks)
+        # The device blocks the writes deferred: values without one (new, or of another size
+        # class than their block), then the new keys; their space was reserved by the writes.
+        val_lens = lens[:n_staged]
+        no_block = self.val_off[staged_idx] < 0
+        arena = self.arena
+        if no_block.any():
+            self.val_off[staged_idx[no_block]] = arena.alloc_many(val_lens[no_block])
+        self.val_len[staged_idx] = val_lens
+        if n_ins:
+            self.key_off[insert_idx] = arena.alloc_many(lens[n_staged:])
+            self.key_len[insert_idx] = lens[n_staged:]
+        self._reserved = 0
         src = np.zeros(n_chunks, dtype=np.int64)
         np.cumsum(lens[:-1], out=src[1:])
         # Every index array of this sync goes up in one transfer (a small copy costs about as

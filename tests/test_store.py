@@ -7,6 +7,7 @@ CUDA, run on the accelerator machine).
 """
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -341,3 +342,70 @@ def test_writes_reach_the_device_in_one_sync_and_reads_stay_on_the_host(device_s
     slots, buf, offs = device_store.get_many_packed(*_packed(query), NOW)  # the device copy
     got = [buf[offs[i]: offs[i + 1]].tobytes() if slots[i] >= 0 else None for i in range(len(query))]
     assert got == [b"v1", b"changed", b"x" * 300, None, b"fresh"]
+
+
+def test_a_small_write_that_needs_device_memory_fails_alone(device_store, monkeypatch):
+    """Device blocks are allocated at the sync, but the space is reserved by the write: when
+    the device cannot grow, the new key's SET gets StoreFull and nothing changes."""
+    device_store.set(b"kept", b"safe", NOW)
+    device_store.sync()
+    arena = device_store.arena
+    arena.top = arena.capacity - 8  # the next reservation must grow the arena
+    monkeypatch.setattr(arena, "_allocate", lambda nbytes: (_ for _ in ()).throw(StoreFull("no room")))
+    with pytest.raises(StoreFull):
+        device_store.set(b"new", b"v" * 100, NOW)
+    with pytest.raises(StoreFull):
+        device_store.set(b"kept", b"w" * 300, NOW)  # another size class: a new block too
+    assert device_store.get(b"new", NOW) is None and device_store.get(b"kept", NOW) == b"safe"
+    assert len(device_store) == 1 and not device_store._pending_insert and not device_store._staged
+    device_store.set(b"kept", b"same", NOW)  # the same size class needs no space: it works
+    device_store.sync()
+    assert device_store.get(b"kept", NOW) == b"same"
+
+
+def test_sync_allocates_deferred_blocks_reusing_freed_space(device_store):
+    from gpu.arena import size_class
+
+    keys = [b"key:%04d" % i for i in range(200)]
+    device_store.set_many(keys, [b"v" * 100] * 200, NOW)  # synced
+    arena = device_store.arena
+    top, live = arena.top, arena.live_bytes
+    assert live == 200 * (size_class(8) + size_class(100))
+    device_store.delete_many(keys[:50])  # their blocks go on the free lists
+    for i in range(50):
+        device_store.set(b"new:%04d" % i, b"n" * 100, NOW)  # deferred: nothing allocated yet
+    assert arena.live_bytes == 150 * (size_class(8) + size_class(100))
+    device_store.set(b"gone", b"g" * 100, NOW)
+    device_store.delete(b"gone")  # dropped before any sync: never allocated
+    device_store.sync()
+    assert arena.top == top and arena.live_bytes == live  # the freed blocks served the new keys
+    slots = [device_store._index[b"new:%04d" % i] for i in range(50)]
+    offsets = sorted(int(device_store.val_off[s]) for s in slots) + \
+        sorted(int(device_store.key_off[s]) for s in slots)
+    assert len(set(offsets)) == 100  # no block handed out twice
+    got, buf, offs = device_store.get_many_packed(*_packed([b"new:0007", b"key:0100", b"gone"]), NOW)
+    assert [buf[offs[i]: offs[i + 1]].tobytes() for i in range(2)] == [b"n" * 100, b"v" * 100]
+    assert got[2] == -1
+
+
+def test_alloc_many_matches_one_by_one_allocation():
+    """Same space taken (top, live and free bytes) as alloc() one by one, and no two live
+    blocks overlap."""
+    from gpu.arena import DeviceArena, size_class
+
+    rng = random.Random(7)
+    one, many = DeviceArena(np), DeviceArena(np)
+    live: dict[int, int] = {}  # offset -> length, the batch arena's live blocks
+    for _ in range(30):
+        lengths = [rng.choice([0, 5, 16, 17, 100, 129, 300, 5000]) for _ in range(rng.randrange(1, 60))]
+        singles = [one.alloc(n) for n in lengths]
+        batch = many.alloc_many(np.array(lengths, dtype=np.int64)).tolist()
+        live.update(zip(batch, lengths))
+        spans = sorted((off, off + size_class(n)) for off, n in live.items())
+        assert len(spans) == len(live) and all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+        assert spans[-1][1] <= many.top
+        assert (one.top, one.live_bytes, one.free_bytes) == (many.top, many.live_bytes, many.free_bytes)
+        for i in rng.sample(range(len(lengths)), len(lengths) // 2):
+            one.free(singles[i], lengths[i])
+            many.free(batch[i], lengths[i])
+            del live[batch[i]]
