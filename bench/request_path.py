@@ -6,16 +6,24 @@ server does per request besides the system calls and the event loop. It separate
 cost from the kernel's in ``bench/vs_redis.py``'s figures, and shows what the C fast path
 (``predis_server/_fastpath.c``) saves: run it with ``PREDIS_NATIVE=no`` for the Python path.
 
+``--collector-sampling R`` measures instead what the access collector at sampling R adds to a
+pipelined GET's CPU time: two servers (collector off, and at R) whose ticks alternate, so
+machine noise hits both alike (``collector_cost``).
+``bench/collector_bench.py`` reports it next to its redis-benchmark figures.
+
     python bench/request_path.py [--rounds 40] [--out bench/results]
+    python bench/request_path.py --collector-sampling 1 [--blocks 15]
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 
@@ -26,6 +34,7 @@ sys.path.insert(0, ROOT)
 from inprocess import connect, in_process_server
 from resp import encode_command
 
+from predis_server.config import Config
 from predis_server.fastpath import native
 
 KEYSPACE = 100_000
@@ -51,11 +60,88 @@ def payloads(test: str, pipeline: int, keys: list[bytes]) -> list[bytes]:
     return out
 
 
+def collector_cost(sampling: float, pipeline: int = 16, blocks: int = 15, ticks: int = 100) -> dict:
+    """CPU time per GET (``-P pipeline``, 50 connections, 100k keys) with the collector off and
+    at ``sampling``: two servers in one process, their ticks taken in turns (off, on, on, off,
+    ...) so that whatever disturbs the machine for a few milliseconds hits both alike; each
+    block of ``ticks`` ticks a server gives one sample, and the cost is the median of the
+    blocks' ratios. The clock is this thread's CPU time (not the process's: NumPy's BLAS
+    threads may spin). In-process there is no event loop to open and close sampling windows:
+    a rate below 1 is either always or never inside its window here, so this measures the
+    cost while the collector records (rate 1)."""
+    rng = random.Random(1)
+    keys = [b"key:%012d" % rng.randrange(KEYSPACE) for _ in range(4096)]
+    chunks = payloads("GET", pipeline, keys)
+    servers = []
+    for rate in (0.0, sampling):
+        config = Config()
+        config.collector_sampling = rate
+        server = in_process_server(config)
+        server.prediction._reconfigure()  # what start() does: collector and access hook
+        db = server.keyspace.dbs[0]
+        for k in range(KEYSPACE):
+            db.set(b"key:%012d" % k, b"v" * 100)
+        servers.append((server, [connect(server, keep=False)[0] for _ in range(CONNECTIONS)]))
+    collector = servers[1][0].prediction.collector
+    if collector is not None:
+        # the steady state: a fresh ring's first lap also pays for its pages (faulted in and
+        # zeroed by the kernel, 40 bytes an event), once per server
+        collector._block[:] = 1
+        collector._block[:] = 0
+    clock = time.thread_time
+
+    def tick(which: int, r: int) -> float:
+        server, connections = servers[which]
+        started = clock()
+        for i, conn in enumerate(connections):
+            conn.data_received(chunks[(r + i) % len(chunks)])
+        server.run_batch()
+        hook = server.access_hook
+        if hook is not None and r % 80 == 79:
+            hook.flush()  # the server hands queued events over every 50 ms (the Python path's)
+        return clock() - started
+
+    for r in range(2 * ticks):  # warm up: caches, FastRuns' learned names
+        tick(r % 2, r)
+    gc.collect()
+    gc.freeze()  # the stores' objects: no full collections walking them in some samples only
+    samples: list[list[float]] = [[], []]
+    r = 0
+    for _ in range(blocks):
+        spent = [0.0, 0.0]
+        for t in range(ticks):
+            for which in ((0, 1) if t % 2 == 0 else (1, 0)):
+                spent[which] += tick(which, r)
+            r += 1
+        for which in (0, 1):
+            samples[which].append(spent[which] / (ticks * CONNECTIONS * pipeline))
+    gc.unfreeze()
+    ratios = [on / off for off, on in zip(*samples)]
+    off, on = statistics.median(samples[0]), statistics.median(samples[1])
+    quartiles = statistics.quantiles(ratios, n=4)
+    return {"sampling": sampling, "pipeline": pipeline, "blocks": blocks, "ticks_per_block": ticks,
+            "c_fast_path": native is not None,
+            "off_ns": round(off * 1e9, 1), "on_ns": round(on * 1e9, 1), "delta_ns": round((on - off) * 1e9, 1),
+            "cost_pct": round(100 * (statistics.median(ratios) - 1), 2),
+            "cost_pct_iqr": [round(100 * (quartiles[0] - 1), 2), round(100 * (quartiles[2] - 1), 2)],
+            "events_recorded": collector.written if collector is not None else 0}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40, help="ticks per measurement")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    parser.add_argument("--collector-sampling", type=float, default=None,
+                        help="measure the collector's cost at this sampling rate instead")
+    parser.add_argument("--blocks", type=int, default=15, help="samples per server (--collector-sampling)")
     args = parser.parse_args()
+    if args.collector_sampling is not None:
+        for pipeline in (16, 1):
+            row = collector_cost(args.collector_sampling, pipeline, args.blocks)
+            print(f"GET -P {pipeline:<3d} collector off {row['off_ns']:7.1f} ns, at {args.collector_sampling:g} "
+                  f"{row['on_ns']:7.1f} ns CPU per request: {row['cost_pct']:+.2f}% "
+                  f"(blocks' ratios: quartiles {row['cost_pct_iqr'][0]:+.2f}% .. {row['cost_pct_iqr'][1]:+.2f}%)")
+        return 0
     server = in_process_server()
     connections = [connect(server, keep=False)[0] for _ in range(CONNECTIONS)]
     db = server.keyspace.dbs[0]

@@ -41,13 +41,25 @@ COLUMNS = {
     "key_hash": np.uint64, "prefix_hash": np.uint64, "suffix": np.int64, "ts": np.int64,
     "op": np.uint8, "outcome": np.uint8, "size": np.uint32, "tenant": np.uint16,
 }
+# The columns live in one block, one after another in this order (widest first, so each is
+# aligned): the C fast path (predis_server/_fastpath.c, RING_EVENT_BYTES) writes events into
+# it through a single buffer.
+RING_LAYOUT = ("key_hash", "prefix_hash", "suffix", "ts", "size", "tenant", "op", "outcome")
+EVENT_BYTES = sum(np.dtype(COLUMNS[name]).itemsize for name in RING_LAYOUT)  # 40
 
 
 class AccessCollector:
     def __init__(self, capacity: int = 1_000_000, sampling: float = 0.01, export_dir: str = "",
                  export_max_bytes: int = 256 * 1024 * 1024, window_s: float = 1.0) -> None:
         self.capacity = max(16, int(capacity))
-        self.arrays = {name: np.zeros(self.capacity, dtype=dtype) for name, dtype in COLUMNS.items()}
+        self._block = np.zeros(self.capacity * EVENT_BYTES, dtype=np.uint8)
+        views, offset = {}, 0
+        for name in RING_LAYOUT:
+            width = self.capacity * np.dtype(COLUMNS[name]).itemsize
+            views[name] = self._block[offset:offset + width].view(COLUMNS[name])
+            offset += width
+        self.arrays = {name: views[name] for name in COLUMNS}
+        self._ring = None  # the C fast path's hold on _block (predis_server._fastpath.ring)
         self.written = 0          # events ever recorded (ring position = written % capacity)
         self.exported_upto = 0    # events already exported
         self.sampling = sampling
@@ -58,7 +70,6 @@ class AccessCollector:
         self.export_dropped = 0   # events overwritten before the exporter saw them
         self._lock = threading.Lock()
         self._seq = 0
-        self._columns: tuple | None = None  # memoryviews of the arrays for the C fast path
 
     # -- recording (event loop) -------------------------------------------------------------
     def window_open(self, now: float) -> bool:
@@ -103,13 +114,14 @@ class AccessCollector:
             self.written += n
 
     def native_sink(self, ts_us: int, tenant: int) -> tuple:
-        """Where the C fast path (predis_server/_fastpath.c) writes GET events itself: the
-        columns, the ring position, its capacity, the events' time and tenant. The caller
-        holds ``_lock`` while it writes and adds what it wrote to ``written``."""
-        columns = self._columns
-        if columns is None:
-            columns = self._columns = tuple(memoryview(self.arrays[name]) for name in COLUMNS)
-        return (columns, self.written % self.capacity, self.capacity, ts_us, tenant)
+        """Where the C fast path (predis_server/_fastpath.c) writes GET events itself: its
+        handle on the ring's block (``RING_LAYOUT``), the ring position, its capacity, the events' time and
+        tenant. The caller holds ``_lock`` while it writes and adds what it wrote to ``written``."""
+        ring = self._ring
+        if ring is None:
+            from predis_server.fastpath import native
+            ring = self._ring = native.ring(self._block)
+        return (ring, self.written % self.capacity, self.capacity, ts_us, tenant)
 
     # -- reading ----------------------------------------------------------------------------
     def recent(self, limit: int | None = None) -> dict[str, np.ndarray]:

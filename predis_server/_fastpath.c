@@ -42,6 +42,7 @@ typedef struct {
     char *region_p;
     Py_ssize_t region_len;
     int64_t *dev_off_p, *dev_len_p;  /* the GPU store's device block per slot */
+    PyObject *source;  /* the tuple it was opened from (a reference: compared by identity) */
 } View;
 
 static void view_release(View *v) {
@@ -50,6 +51,7 @@ static void view_release(View *v) {
     for (int i = v->held - 1; i >= 0; i--)
         PyBuffer_Release(bufs[i]);
     v->held = 0;
+    Py_CLEAR(v->source);
 }
 
 static int view_open(View *v, PyObject *tuple) {
@@ -121,6 +123,8 @@ static int view_open(View *v, PyObject *tuple) {
         v->dev_off_p = v->dev_off.buf;
         v->dev_len_p = v->dev_len.buf;
     }
+    Py_INCREF(tuple);
+    v->source = tuple;
     return 0;
 }
 
@@ -308,21 +312,114 @@ static inline uint64_t mix64(uint64_t h) {
 #define SALTS 8  /* words of the keys most often seen (up to 64 bytes); longer ones compute theirs */
 static uint64_t salts[SALTS];
 
-static uint64_t key_hash(const unsigned char *key, Py_ssize_t n) {
-    uint64_t total = 0;
-    for (Py_ssize_t j = 0, w = 1; j < n; j += 8, w++) {
-        uint64_t word = 0;
-        Py_ssize_t take = n - j < 8 ? n - j : 8;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        if (take == 8)
-            memcpy(&word, key + j, 8);
-        else
+#define WORD_LOADS 1  /* 8 key bytes are one little-endian word: whole-word loads */
+#else
+#define WORD_LOADS 0
 #endif
-            for (Py_ssize_t b = 0; b < take; b++)
-                word |= (uint64_t)key[j + b] << (8 * b);
-        total += mix64(word ^ (w <= SALTS ? salts[w - 1] : mix64((uint64_t)w * GOLDEN)));
+#define ONES 0x0101010101010101ULL
+
+/* The little-endian word of key[j:j+8] zero-padded past n (j < n). A short last word of a key
+ * of 8 bytes or more is the key's last 8 bytes shifted down: no byte loop. */
+static inline uint64_t word_at(const unsigned char *key, Py_ssize_t n, Py_ssize_t j) {
+    uint64_t word = 0;
+#if WORD_LOADS
+    if (n - j >= 8) {
+        memcpy(&word, key + j, 8);
+        return word;
     }
-    return mix64(total + (uint64_t)n * GOLDEN);
+    if (n >= 8) {
+        memcpy(&word, key + n - 8, 8);
+        return word >> (8 * (8 - (n - j)));
+    }
+#endif
+    for (Py_ssize_t b = 0; b < 8 && j + b < n; b++)
+        word |= (uint64_t)key[j + b] << (8 * b);
+    return word;
+}
+
+/* The hashes of key[:n] and of its prefix key[:cut] (cut <= n) in one pass over the words:
+ * the prefix's whole words are the key's (same bytes, same position salts), only a word the
+ * cut splits is mixed again, masked. */
+static inline void key_hashes(const unsigned char *key, Py_ssize_t n, Py_ssize_t cut,
+                              uint64_t *full, uint64_t *prefix) {
+    uint64_t total = 0, ptotal = 0;
+    const Py_ssize_t split = cut >> 3, rest = cut & 7;
+    for (Py_ssize_t j = 0, w = 0; j < n; j += 8, w++) {
+        uint64_t word = word_at(key, n, j);
+        uint64_t salt = w < SALTS ? salts[w] : mix64((uint64_t)(w + 1) * GOLDEN);
+        if (w == split) {
+            ptotal = total;
+            if (rest)
+                ptotal += mix64((word & ((1ULL << (8 * rest)) - 1)) ^ salt);
+        }
+        total += mix64(word ^ salt);
+    }
+    if (split >= (n + 7) >> 3)  /* cut == n, a whole number of words */
+        ptotal = total;
+    *full = mix64(total + (uint64_t)n * GOLDEN);
+    *prefix = mix64(ptotal + (uint64_t)cut * GOLDEN);
+}
+
+/* Nonzero in each byte of x that is not an ASCII digit, zero in each that is (no carries
+ * between bytes: a low nibble plus 6 stays below 0x20). */
+static inline uint64_t non_digits(uint64_t x) {
+    return ((x & (0xF0 * ONES)) ^ (0x30 * ONES)) | (((x & (0x0F * ONES)) + 0x06 * ONES) & (0xF0 * ONES));
+}
+
+/* Where key[:n]'s trailing digits begin (n: it ends in none), 8 bytes at a time. */
+static inline Py_ssize_t digits_start(const unsigned char *key, Py_ssize_t n) {
+    Py_ssize_t cut = n;
+#if WORD_LOADS && defined(__GNUC__)
+    while (cut >= 8) {
+        uint64_t word;
+        memcpy(&word, key + cut - 8, 8);
+        uint64_t bad = non_digits(word);
+        if (bad)  /* the word's last byte is its top byte: digits are the zero bytes above bad's top */
+            return cut - (__builtin_clzll(bad) >> 3);
+        cut -= 8;
+    }
+#endif
+    while (cut > 0 && key[cut - 1] >= '0' && key[cut - 1] <= '9')
+        cut--;
+    return cut;
+}
+
+/* The number the digits key[s:e] spell (0 < e - s <= 8): the 8 bytes that end at e, those
+ * before s replaced by '0', converted in three multiplications (pairs, then fours, then all). */
+static inline int64_t digits_value(const unsigned char *key, Py_ssize_t s, Py_ssize_t e) {
+#if WORD_LOADS
+    if (e >= 8) {
+        uint64_t v;
+        memcpy(&v, key + e - 8, 8);
+        const Py_ssize_t pad = 8 - (e - s);
+        if (pad) {
+            const uint64_t low = (1ULL << (8 * pad)) - 1;
+            v = (v & ~low) | ((0x30 * ONES) & low);
+        }
+        v -= 0x30 * ONES;
+        v = v * 10 + (v >> 8);
+        return (int64_t)((((v & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)))
+                          + (((v >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32);
+    }
+#endif
+    int64_t value = 0;
+    for (; s < e; s++)
+        value = value * 10 + (key[s] - '0');
+    return value;
+}
+
+/* The suffix code: the last 18 of the digits key[cut:n] as an integer (cut < n). */
+static inline int64_t suffix_value(const unsigned char *key, Py_ssize_t n, Py_ssize_t cut) {
+    const Py_ssize_t s = n - 18 > cut ? n - 18 : cut;
+    if (n - 8 <= s)
+        return digits_value(key, s, n);
+    int64_t value = digits_value(key, n - 8, n);
+    const Py_ssize_t e = n - 8;
+    value += digits_value(key, e - 8 > s ? e - 8 : s, e) * 100000000LL;
+    if (e - 8 > s)
+        value += digits_value(key, s, e - 8) * 10000000000000000LL;
+    return value;
 }
 
 enum { EV_HIT = 0, EV_MISS = 1 };  /* models/collector.py outcome codes */
@@ -335,9 +432,7 @@ typedef struct {
      * report (PREFETCHED_HIT) */
     int list_mode;
     PyObject *list, *unread, *db_obj, *tenant_obj, *op_obj, *op_mget_obj, *hit_obj, *miss_obj;
-    /* ring mode (the collector alone): its columns */
-    Py_buffer cols[8];  /* key_hash prefix_hash suffix ts op outcome size tenant */
-    int held;
+    /* ring mode (the collector alone): its columns, in one block (see ring()) */
     uint64_t *key_hash, *prefix_hash;
     int64_t *suffix, *ts;
     uint8_t *op, *outcome;
@@ -349,17 +444,57 @@ typedef struct {
 } Sink;
 
 static void sink_release(Sink *k) {
-    for (int i = k->held - 1; i >= 0; i--)
-        PyBuffer_Release(&k->cols[i]);
-    k->held = 0;
     Py_CLEAR(k->op_obj);
     Py_CLEAR(k->op_mget_obj);
     Py_CLEAR(k->hit_obj);
     Py_CLEAR(k->miss_obj);
 }
 
-/* sink: (columns: 8-tuple of writable buffers, position, capacity, ts_us, tenant) for the
- * collector's ring, or (events: list, unread: dict or None, db: int, tenant: int). */
+/* The collector's ring (models/collector.py's RING_LAYOUT): one writable block of capacity
+ * events, column after column: key_hash prefix_hash suffix ts (8 bytes each), size (4),
+ * tenant (2), op, outcome (1 each). ring(block) acquires its buffer once, for the life of the
+ * collector: a run only reads the pointer from the capsule (no buffer to acquire and release
+ * per run, eight columns' worth before). */
+#define RING_EVENT_BYTES 40
+#define RING_CAPSULE "predis_server._fastpath.ring"
+
+static void ring_free(PyObject *capsule) {
+    Py_buffer *b = PyCapsule_GetPointer(capsule, RING_CAPSULE);
+    if (b != NULL) {
+        PyBuffer_Release(b);
+        PyMem_Free(b);
+    }
+}
+
+PyDoc_STRVAR(ring_doc,
+"ring(block) -> the collector's ring for run's sink\n\n"
+"Holds block's writable, 8-byte aligned buffer (the ring's columns one after another, see\n"
+"models/collector.py RING_LAYOUT) until the handle is dropped.");
+
+static PyObject *fast_ring(PyObject *self, PyObject *block) {
+    Py_buffer *b = PyMem_Malloc(sizeof(Py_buffer));
+    if (b == NULL)
+        return PyErr_NoMemory();
+    if (PyObject_GetBuffer(block, b, PyBUF_WRITABLE) < 0) {
+        PyMem_Free(b);
+        return NULL;
+    }
+    if ((uintptr_t)b->buf & 7) {
+        PyBuffer_Release(b);
+        PyMem_Free(b);
+        PyErr_SetString(PyExc_ValueError, "ring: the block is not 8-byte aligned");
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New(b, RING_CAPSULE, ring_free);
+    if (capsule == NULL) {
+        PyBuffer_Release(b);
+        PyMem_Free(b);
+    }
+    return capsule;
+}
+
+/* sink: (ring: ring(block), position, capacity, ts_us, tenant) for the collector's ring, or
+ * (events: list, unread: dict or None, db: int, tenant: int). */
 static int sink_open(Sink *k, PyObject *sink) {
     memset(k, 0, sizeof(*k));
     if (PyTuple_Check(sink) && PyTuple_GET_SIZE(sink) == 4
@@ -386,37 +521,32 @@ static int sink_open(Sink *k, PyObject *sink) {
         }
         return 0;
     }
-    PyObject *cols;
-    Py_ssize_t position, capacity;
-    long long ts_us;
-    int tenant;
-    if (!PyArg_ParseTuple(sink, "O!nnLi", &PyTuple_Type, &cols, &position, &capacity, &ts_us, &tenant))
-        return -1;
-    static const Py_ssize_t widths[8] = {8, 8, 8, 8, 1, 1, 4, 2};
-    if (PyTuple_GET_SIZE(cols) != 8 || capacity <= 0 || position < 0 || position >= capacity) {
-        PyErr_SetString(PyExc_ValueError, "event sink: 8 columns and a position inside the ring");
+    if (!PyTuple_CheckExact(sink) || PyTuple_GET_SIZE(sink) != 5 || !PyCapsule_CheckExact(PyTuple_GET_ITEM(sink, 0))
+        || PyCapsule_GetDestructor(PyTuple_GET_ITEM(sink, 0)) != ring_free) {
+        PyErr_SetString(PyExc_TypeError, "event sink: (ring(block), position, capacity, ts_us, tenant)");
         return -1;
     }
-    for (int i = 0; i < 8; i++) {
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(cols, i), &k->cols[i], PyBUF_WRITABLE) < 0) {
-            sink_release(k);
-            return -1;
-        }
-        k->held++;
-        if (k->cols[i].itemsize != widths[i] || k->cols[i].len / widths[i] < capacity) {
-            sink_release(k);
-            PyErr_SetString(PyExc_ValueError, "event sink: a column of the wrong width or length");
-            return -1;
-        }
+    Py_buffer *ring = PyCapsule_GetPointer(PyTuple_GET_ITEM(sink, 0), RING_CAPSULE);
+    Py_ssize_t position = PyLong_AsSsize_t(PyTuple_GET_ITEM(sink, 1));
+    Py_ssize_t capacity = PyLong_AsSsize_t(PyTuple_GET_ITEM(sink, 2));
+    int overflow = 0;
+    long long ts_us = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(sink, 3), &overflow);
+    long tenant = PyLong_AsLong(PyTuple_GET_ITEM(sink, 4));
+    if (PyErr_Occurred())
+        return -1;
+    if (overflow || capacity <= 0 || capacity > ring->len / RING_EVENT_BYTES || position < 0 || position >= capacity) {
+        PyErr_SetString(PyExc_ValueError, "event sink: a position inside a ring its block holds");
+        return -1;
     }
-    k->key_hash = k->cols[0].buf;
-    k->prefix_hash = k->cols[1].buf;
-    k->suffix = k->cols[2].buf;
-    k->ts = k->cols[3].buf;
-    k->op = k->cols[4].buf;
-    k->outcome = k->cols[5].buf;
-    k->size = k->cols[6].buf;
-    k->tenant = k->cols[7].buf;
+    char *b = ring->buf;
+    k->key_hash = (uint64_t *)b;
+    k->prefix_hash = (uint64_t *)(b + 8 * capacity);
+    k->suffix = (int64_t *)(b + 16 * capacity);
+    k->ts = (int64_t *)(b + 24 * capacity);
+    k->size = (uint32_t *)(b + 32 * capacity);
+    k->tenant = (uint16_t *)(b + 36 * capacity);
+    k->op = (uint8_t *)(b + 38 * capacity);
+    k->outcome = (uint8_t *)(b + 39 * capacity);
     k->position = position;
     k->capacity = capacity;
     k->ts_us = ts_us;
@@ -453,10 +583,7 @@ static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t si
         return 0;
     }
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(key);
-    Py_ssize_t n = PyBytes_GET_SIZE(key), cut = n;
-    while (cut > 0 && p[cut - 1] >= '0' && p[cut - 1] <= '9')
-        cut--;
-    uint64_t h = key_hash(p, n);
+    const Py_ssize_t n = PyBytes_GET_SIZE(key), cut = digits_start(p, n);
     Py_ssize_t at = k->position;
     /* the ring is far larger than the caches: ask for the lines a few events ahead now, so
      * the writes do not each wait for their line to be read in */
@@ -466,17 +593,11 @@ static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t si
     __builtin_prefetch(&k->suffix[ahead], 1);
     __builtin_prefetch(&k->ts[ahead], 1);
     __builtin_prefetch(&k->size[ahead], 1);
+    uint64_t h, ph;
+    key_hashes(p, n, cut, &h, &ph);
     k->key_hash[at] = h;
-    if (cut == n) {
-        k->prefix_hash[at] = h;
-        k->suffix[at] = -1;
-    } else {
-        k->prefix_hash[at] = key_hash(p, cut);
-        int64_t suffix = 0;
-        for (Py_ssize_t d = n - 18 > cut ? n - 18 : cut; d < n; d++)
-            suffix = suffix * 10 + (p[d] - '0');
-        k->suffix[at] = suffix;
-    }
+    k->prefix_hash[at] = cut == n ? h : ph;
+    k->suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
     k->ts[at] = k->ts_us;
     k->op[at] = (uint8_t)op;
     k->outcome[at] = (uint8_t)outcome;
@@ -630,30 +751,42 @@ done:
  * answered there); -1: error. */
 static int store_set(PyObject *store, View *v, PyObject *key, PyObject *value,
                      long long now_ms, PyObject **now_obj, int keep_ttl, Py_ssize_t *looked) {
+    static PyObject *set_name, *view_name, *zero;
     if (store == Py_None)
         return 0;
+    if (set_name == NULL && ((set_name = PyUnicode_InternFromString("set")) == NULL
+                             || (view_name = PyUnicode_InternFromString("native_view")) == NULL
+                             || (zero = PyLong_FromLong(0)) == NULL))
+        return -1;
     if (*now_obj == NULL && (*now_obj = PyLong_FromLongLong(now_ms)) == NULL)
         return -1;
-    view_release(v);
-    *looked = 0;
-    PyObject *result = PyObject_CallMethod(store, "set", "OOOiO", key, value, *now_obj, 0,
-                                           keep_ttl ? Py_True : Py_False);
+    /* The view's buffers stay held through the call: the store's set never resizes an array
+     * or closes the region in place (growth makes new arrays, and a new view). */
+    *looked = 0;  /* a key the look-ahead found missing may exist now */
+    PyObject *args[] = {store, key, value, *now_obj, zero, keep_ttl ? Py_True : Py_False};
+    PyObject *result = PyObject_VectorcallMethod(set_name, args, 6, NULL);
     int done = 1;
     if (result == NULL) {
         PyErr_Clear();
         done = 0;
     }
     Py_XDECREF(result);
-    PyObject *fresh = PyObject_CallMethod(store, "native_view", NULL);
+    PyObject *args_view[] = {store};
+    PyObject *fresh = PyObject_VectorcallMethod(view_name, args_view, 1, NULL);
     if (fresh == NULL)
         return -1;
+    if (fresh == v->source) {  /* the same layout (the store caches its view): nothing to redo */
+        Py_DECREF(fresh);
+        return done;
+    }
+    view_release(v);
     if (fresh == Py_None) {
         Py_DECREF(fresh);
         PyErr_SetString(PyExc_RuntimeError, "the store's native view went away during a run");
         return -1;
     }
     int failed = view_open(v, fresh);
-    Py_DECREF(fresh);  /* the store keeps its cached view (and so the buffers' owners) alive */
+    Py_DECREF(fresh);  /* the view holds its own reference now */
     return failed ? -1 : done;
 }
 
@@ -1004,6 +1137,7 @@ static PyMethodDef methods[] = {
     {"run", fast_run, METH_VARARGS, run_doc},
     {"mget", fast_mget, METH_VARARGS, mget_doc},
     {"drain", fast_drain, METH_VARARGS, drain_doc},
+    {"ring", fast_ring, METH_O, ring_doc},
     {NULL, NULL, 0, NULL},
 };
 

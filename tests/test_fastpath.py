@@ -12,6 +12,7 @@ import os
 import shutil
 import sysconfig
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -152,6 +153,129 @@ def test_collector_events_agree(monkeypatch, batches):
 
     with_native, without = _both(monkeypatch, run, "cpu", collector=True)
     assert with_native == without
+
+
+def _key_shapes() -> list[bytes]:
+    """Keys around every edge of the C path's word-at-a-time key codes: prefixes of 0 to 17
+    bytes (bytes next to the digits, ':' ';' '/' '@', high bytes with a digit's low nibble,
+    NUL), numeric suffixes of 0 to 25 digits (leading zeros, more than the 18 kept), all-digit
+    keys, keys longer than the 8 salted words."""
+    import random
+
+    rng = random.Random(5)
+    tricky = [b"/", b":", b";", b"?", b"@", b"\x00", b"\xb5", b"\xf9", b"\x39\x00", b"a", b" "]
+    keys = [b""]
+    for prefix_len in range(18):
+        for digits in range(26):
+            prefix = b"".join(rng.choice(tricky) for _ in range(prefix_len))[:prefix_len]
+            keys.append(prefix + bytes(rng.choice(b"0123456789") for _ in range(digits)))
+    keys += [b"9" * n for n in range(1, 30)] + [b"0" * n for n in range(1, 20)]
+    keys += [b"k" * n + b"%d" % i for n in (60, 63, 64, 65, 71, 72, 90) for i in (7, 12345678, 10**17 + 3)]
+    keys += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80))) for _ in range(300)]
+    keys += [b"key:%012d" % rng.randrange(10**12) for _ in range(50)]
+    return keys
+
+
+@needs_native
+def test_collector_key_codes_of_key_shapes(monkeypatch):
+    """The codes the C path writes into the ring (hashes, prefix hashes, suffixes) are
+    models/keycodes.py's, for every key shape; a small ring wraps around several times,
+    and the Python path records the same ring."""
+    from models.keycodes import _python_codes, key_codes
+
+    keys = _key_shapes()
+
+    def run(server: InProcess):
+        collector = server.server.prediction.collector
+        assert collector.capacity == 16
+        ring = []
+        for at in range(0, len(keys), 12):  # (a batch larger than the ring: Python keeps its tail only)
+            batch = keys[at:at + 12]
+            server.pipeline([("SET", key, b"v" * (i % 3)) for i, key in enumerate(batch) if i % 2])
+            server.pipeline([("GET", key) for key in batch])
+            server.server.access_hook.flush()
+            ring.append(collector.recent(len(batch)))
+        return collector.written, ring
+
+    post_init = Config.__post_init__
+
+    def small_ring(config: Config) -> None:
+        post_init(config)
+        config.collector_buffer_events = 16
+
+    monkeypatch.setattr(Config, "__post_init__", small_ring)
+    with_native, without = _both(monkeypatch, run, "cpu", collector=True)
+    assert with_native[0] == without[0] == len(keys)
+    expected = key_codes(keys), _python_codes(keys)
+    for at, (native_ring, python_ring) in enumerate(zip(with_native[1], without[1])):
+        batch = slice(at * 12, at * 12 + 12)
+        for want in expected:
+            assert native_ring["key_hash"].tolist() == want[0][batch].tolist()
+            assert native_ring["prefix_hash"].tolist() == want[1][batch].tolist()
+            assert native_ring["suffix"].tolist() == want[2][batch].tolist()
+        for name in native_ring:
+            if name != "ts":
+                assert native_ring[name].tolist() == python_ring[name].tolist(), name
+
+
+@needs_native
+def test_ring_sink_is_checked():
+    """A sink that is not a ring handle, a capacity its block cannot hold or a position outside
+    the ring is refused before anything is written; ring() takes only a writable, aligned
+    block, and holds it while the handle lives."""
+    import gc
+    import weakref
+
+    server = InProcess(collector=True)
+    collector = server.server.prediction.collector
+    server.pipeline([("SET", b"k", b"v")])
+    calls = []
+    real_run = fastpath.native.run
+
+    def spying_run(*a):
+        calls.append(a)
+        return real_run(*a)
+
+    pipeline_native = pipeline.native
+    try:
+        pipeline.native = type("Native", (), {"run": staticmethod(spying_run), **{
+            n: getattr(fastpath.native, n) for n in ("OPT_TOUCH", "OPT_WRITES", "OPT_STOP_AT_MISS")}})
+        server.pipeline([("GET", b"k")] * 2)
+    finally:
+        pipeline.native = pipeline_native
+    good = calls[-1][9]
+    assert good[1:3] == (0, collector.capacity) and collector.written == 2
+    assert collector.arrays["size"][:2].tolist() == [1, 1]
+    base = list(calls[-1])
+    small = fastpath.native.ring(np.zeros(16 * 40, dtype=np.uint8))
+    for bad, error in [((collector._block,) + good[1:], TypeError),
+                       ((small,) + good[1:], ValueError),
+                       ((good[0], collector.capacity) + good[2:], ValueError),
+                       ((good[0], -1) + good[2:], ValueError),
+                       ((good[0], 0, 0) + good[3:], ValueError),
+                       ((good[0], 0, collector.capacity + 1) + good[3:], ValueError),
+                       ((good[0], "0") + good[2:], TypeError),
+                       (good[:4], TypeError)]:
+        before = collector._block.copy()
+        base[9] = bad
+        with pytest.raises(error):
+            real_run(*base)
+        assert np.array_equal(before, collector._block)
+    with pytest.raises(BufferError):
+        fastpath.native.ring(b"\0" * 640)
+    with pytest.raises(ValueError):
+        fastpath.native.ring(memoryview(np.zeros(648, dtype=np.uint8))[1:])
+    block = np.zeros(640, dtype=np.uint8)
+    ring = fastpath.native.ring(block)
+    with pytest.raises(ValueError):
+        block.resize(1280)  # exported while the handle lives
+    held = weakref.ref(block)
+    del block
+    gc.collect()
+    assert held() is not None
+    del ring
+    gc.collect()
+    assert held() is None
 
 
 @needs_native
