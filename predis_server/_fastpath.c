@@ -797,12 +797,30 @@ static int store_set(PyObject *store, View *v, PyObject *key, PyObject *value,
                           : slot_of(&v, (key), (obj_out)))
 
 PyDoc_STRVAR(run_doc,
-"run(commands, start, end, kinds, view, now_ms, options, null, wrongtype[, sink[, store]])\n"
+"run(commands, start, end, kinds, view, now_ms, options, null, wrongtype[, sink[, store[, outs]]])\n"
 "-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, staged_bytes, events, mgets)\n\n"
 "Execute commands[start:end] while each is a plain GET, SET key value, INCR or MGET that can be\n"
 "done in place; stop before the first that cannot. reply holds the encoded replies; with a\n"
 "sink (the collector's ring) each GET's access event is written there; with the store, writes\n"
-"that cannot be done in place go through its set().");
+"that cannot be done in place go through its set(). With outs (a list of lists, one per\n"
+"command: the lone commands of many connections, and their output lists), each command's\n"
+"reply is appended to its own list instead, and reply is empty.");
+
+/* outs mode: the reply of command i (all of o) goes to its connection's output list */
+static int emit_reply(Out *o, PyObject *outs, Py_ssize_t i) {
+    PyObject *target = PyList_GET_ITEM(outs, i);
+    if (!PyList_CheckExact(target)) {
+        PyErr_SetString(PyExc_TypeError, "outs: one output list per command");
+        return -1;
+    }
+    PyObject *reply = PyBytes_FromStringAndSize(o->p, o->len);
+    if (reply == NULL)
+        return -1;
+    int failed = PyList_Append(target, reply);
+    Py_DECREF(reply);
+    o->len = 0;
+    return failed;
+}
 
 static PyObject *fast_run(PyObject *self, PyObject *args) {
     PyObject *commands, *kinds, *view_tuple;
@@ -811,14 +829,20 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     int options;
     const char *null_p, *wrong_p;
     Py_ssize_t null_n, wrong_n;
-    PyObject *sink_arg = Py_None, *store = Py_None;
-    if (!PyArg_ParseTuple(args, "O!nnO!OLiy#y#|OO", &PyList_Type, &commands, &start, &end,
+    PyObject *sink_arg = Py_None, *store = Py_None, *outs = Py_None;
+    if (!PyArg_ParseTuple(args, "O!nnO!OLiy#y#|OOO", &PyList_Type, &commands, &start, &end,
                           &PyDict_Type, &kinds, &view_tuple, &now_ms, &options,
-                          &null_p, &null_n, &wrong_p, &wrong_n, &sink_arg, &store))
+                          &null_p, &null_n, &wrong_p, &wrong_n, &sink_arg, &store, &outs))
         return NULL;
     PyObject *now_obj = NULL;  /* now_ms as an int, made on the first store.set call */
     if (end > PyList_GET_SIZE(commands))
         end = PyList_GET_SIZE(commands);
+    if (outs == Py_None)
+        outs = NULL;
+    else if (!PyList_CheckExact(outs) || PyList_GET_SIZE(outs) < end) {
+        PyErr_SetString(PyExc_TypeError, "outs: one output list per command");
+        return NULL;
+    }
     Sink sink, *events = NULL;
     if (sink_arg != Py_None) {
         if (sink_open(&sink, sink_arg) < 0)
@@ -876,6 +900,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             __builtin_prefetch(v.region_p + (Py_ssize_t)v.loc_p[slot] * BLOCK, 1);
     }
     for (i = start; i < end; i++) {
+        if (outs != NULL && i > start && emit_reply(&o, outs, i - 1) < 0)
+            goto error;
         PyObject *argv = PyList_GET_ITEM(commands, i);
         if (!PyList_CheckExact(argv))
             break;
@@ -1039,6 +1065,9 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             break;
         }
     }
+    /* a refused command leaves nothing in o: what is there is the last command's reply */
+    if (outs != NULL && o.len > 0 && emit_reply(&o, outs, i - 1) < 0)
+        goto error;
     view_release(&v);
     Py_XDECREF(now_obj);
     Py_ssize_t recorded = 0;

@@ -94,13 +94,23 @@ class FastRuns:
         return kind
 
     def _allowed(self, client: Client) -> bool:
+        return self.client_allowed(client) and self.allowed_globally()
+
+    @staticmethod
+    def client_allowed(client: Client) -> bool:
+        """This client's state lets its plain commands skip their own path (no MULTI, no
+        pub/sub, authenticated, replies on)."""
+        return client.authenticated and client.multi is None and client.reply_mode == "on" \
+            and not client.channels and not client.patterns
+
+    def allowed_globally(self) -> bool:
+        """No server setting needs a single command's own path (ACL rules, tenants by key,
+        CLIENT PAUSE, a slow log or latency monitor finer than a run, wrapped handlers)."""
         server = self.server
         config = self.config
         threshold = config.slowlog_log_slower_than
-        if not client.authenticated or client.multi is not None or client.reply_mode != "on" \
-                or client.channels or client.patterns or self.executor.acl.enforcing \
-                or (server.access_hook is not None and config.tenant_mode != "user") or server.paused_until \
-                or 0 <= threshold < SLOWLOG_FLOOR_US or config.latency_monitor_threshold:
+        if self.executor.acl.enforcing or (server.access_hook is not None and config.tenant_mode != "user") \
+                or server.paused_until or 0 <= threshold < SLOWLOG_FLOOR_US or config.latency_monitor_threshold:
             return False
         # a handler wrapped after start-up (an extension) must run as it is now
         for kind, cmd in self.rows.items():
@@ -348,6 +358,14 @@ class FastRuns:
                  counts: list[int], failed: list[int], error_replies: list[bytes],
                  elapsed_ns: int) -> None:
         """commandstats, errorstats, the command counter and the slow log, once per run."""
+        average_us = self.count(counts, failed, error_replies, elapsed_ns, ran)
+        client.last_command = commands[start + ran - 1][0]
+        self.slow_log(average_us, [(client, argv) for argv in commands[start:start + ran]])
+
+    def count(self, counts: list[int], failed: list[int], error_replies: list[bytes],
+              elapsed_ns: int, ran: int) -> int:
+        """commandstats, errorstats and the command counter of ``ran`` commands run together
+        (usec split evenly); their average time in µs."""
         rows = self.rows
         for kind in (GET, SET, INCR, MGET):
             count = counts[kind]
@@ -360,14 +378,16 @@ class FastRuns:
         stats.total_commands_processed += ran
         for reply in error_replies:
             stats.count_error(reply[1:-2].decode())
-        client.last_command = commands[start + ran - 1][0]
-        threshold = self.config.slowlog_log_slower_than
-        average_us = elapsed_ns // ran // 1000
-        if 0 <= threshold <= average_us:  # a stall (GC, a resize): log the run's commands
-            config = self.config
-            for argv in commands[start:start + ran]:
-                self.server.slowlog.add(argv, average_us, client.addr, client.name,
-                                        config.slowlog_max_len)
+        return elapsed_ns // ran // 1000
+
+    def slow_log(self, average_us: int, commands: Any) -> None:
+        """A run slower on average than the slow log's threshold (a stall: GC, a resize)
+        logs each of its (client, argv) with that average."""
+        config = self.config
+        threshold = config.slowlog_log_slower_than
+        if 0 <= threshold <= average_us:
+            for client, argv in commands:
+                self.server.slowlog.add(argv, average_us, client.addr, client.name, config.slowlog_max_len)
 
 
 class GetObserver:

@@ -25,6 +25,7 @@ from .config import Config
 from .errors import ProtocolError
 from .executor import Executor
 from .keyspace import Keyspace
+from .lone_batch import MIN_LONE, LoneBatch
 from .pipeline import FastRuns
 from .protocol.connection import OUTPUT_BATCH_LIMIT, Connection
 from .protocol.encoder import OK_BYTES, encode, encode_bulk_array, encode_error
@@ -52,6 +53,7 @@ class Server:
         self.acl = AccessControl(COMMANDS, self.stats)
         self.executor = Executor(self)
         self.fast_runs = FastRuns(self)
+        self.lone_batch = LoneBatch(self.fast_runs)
         self.coalesce = batching.wants_coalescing(self.keyspace)  # False for the CPU store
         self.pending: list[tuple[Connection, list[Any]]] = []
         self.dirty: set[Connection] = set()
@@ -172,6 +174,8 @@ class Server:
     def run_batch(self) -> None:
         self.batch_scheduled = False
         pending, self.pending = self.pending, []
+        if len(pending) >= MIN_LONE:  # the lone commands of many connections: one C call
+            pending = self.lone_batch.run(pending)
         execute = self.executor.execute
         fast = self.fast_runs
         fast_kinds = fast.kinds

@@ -1,0 +1,107 @@
+"""The lone commands of one event-loop tick, from many connections, in one C call.
+
+At redis-benchmark -P 1 each connection sends one command and waits for its reply, so a tick
+holds one command from each of many connections. Run one by one through
+``Executor.execute`` (execute -> call -> handler -> Database -> store, with the stats
+bookkeeping of each call) they cost the server more Python than the store's work.
+``LoneBatch.run`` takes the tick's leading lone plain GET, SET key value, INCR and MGET
+commands (of one database and protocol version) and runs them with one ``native.run`` call
+(predis_server/_fastpath.c) that appends every reply to its own connection's output;
+commandstats, keyspace hits and misses and error stats are counted once for all of them.
+This is the store batch made of all connections ready in one tick that the store's design
+asks for, in arrival order: the batch ends at the first command that is not such a lone
+command, or that C refuses (an expired key, a non-integer INCR, a write under WATCH or
+maxmemory...), and ``run_batch``'s normal path runs it and everything after it.
+
+It applies where ``FastRuns`` runs do (see pipeline.py: nothing may need one command's own
+path) and, further, only without an access hook (origin, open collector window,
+prefetcher: their events and loads stay on the paths that record them) and without CLIENT
+NO-TOUCH.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .fastpath import native
+from .pipeline import _WRONGTYPE, SLOWLOG_FLOOR_US, FastRuns
+from .protocol.encoder import NULL3, NULL_BULK
+
+if TYPE_CHECKING:
+    from .protocol.connection import Connection
+
+_perf_ns = time.perf_counter_ns
+MIN_LONE = 2  # fewer lone commands in a tick: the normal path (a C call's setup would not pay)
+
+
+class LoneBatch:
+    def __init__(self, fast: FastRuns) -> None:
+        self.fast = fast
+        self.server = fast.server
+        self.keyspace = fast.keyspace
+
+    def run(self, pending: list[tuple[Connection, list[Any]]]) -> list[tuple[Connection, list[Any]]]:
+        """Run the leading lone plain commands of ``pending``; return the entries left (in order)."""
+        fast = self.fast
+        if native is None or self.server.access_hook is not None or not fast.allowed_globally():
+            return pending
+        kinds = fast.kinds
+        client_allowed = fast.client_allowed
+        argvs, outs, conns = [], [], []
+        group = None
+        for conn, commands in pending:
+            client = conn.client
+            if client is None or len(commands) != 1 or client.paused_backlog is not None \
+                    or conn.backlog is not None or client.closing or client.no_touch \
+                    or not client_allowed(client):
+                break
+            argv = commands[0]
+            if type(argv) is not list:
+                break
+            kind = kinds.get(argv[0])
+            if kind is None:
+                kind = fast.kind_of(argv[0])
+            if not kind or (group is not None and group != (client.db, client.resp == 3)):
+                break
+            group = (client.db, client.resp == 3)
+            argvs.append(argv)
+            outs.append(client.output)
+            conns.append(conn)
+        if len(argvs) < MIN_LONE:
+            return pending
+        return pending[self._run(group[0].store, group[1], argvs, outs, conns):]
+
+    def _run(self, store: Any, resp3: bool, argvs: list, outs: list, conns: list) -> int:
+        """One C call for the batch; how many of its commands ran (the first refused one and
+        those after it are left to the normal path)."""
+        view = store.native_view()
+        if view is None:  # LFU counters: their random increments stay in Python
+            return 0
+        ks = self.keyspace
+        options = native.OPT_TOUCH | (0 if ks.maxmemory or ks.watchers else native.OPT_WRITES)
+        began = _perf_ns()
+        ran, _, gets, sets, incrs, hits, misses, wrong, staged, _, mgets = native.run(
+            argvs, 0, len(argvs), self.fast.kinds, view, ks.source_clock(), options,
+            NULL3 if resp3 else NULL_BULK, _WRONGTYPE, None, store, outs)
+        elapsed_ns = _perf_ns() - began
+        if not ran:
+            return 0
+        dirty = self.server.dirty
+        now_s = time.time()
+        for i in range(ran):
+            conn = conns[i]
+            client = conn.client
+            client.last_command = argvs[i][0]
+            client.last_interaction = now_s
+            dirty.add(conn)
+        if sets or incrs:
+            store.native_written(staged)
+        fast = self.fast
+        average_us = fast.count([0, gets, sets, incrs, mgets], [0, wrong, 0, 0, 0], [_WRONGTYPE] * wrong,
+                                elapsed_ns, ran)
+        if average_us >= SLOWLOG_FLOOR_US:  # batches run only with no finer slow-log threshold
+            fast.slow_log(average_us, [(conns[i].client, argvs[i]) for i in range(ran)])
+        stats = ks.stats
+        stats.keyspace_hits += hits
+        stats.keyspace_misses += misses
+        return ran
