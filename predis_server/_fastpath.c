@@ -1127,16 +1127,27 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
 }
 
 PyDoc_STRVAR(drain_doc,
-"drain(gets, out) -> empty arrays skipped\n\n"
+"drain(gets, out) -> (empty arrays skipped, canonical bytes of what was drained)\n\n"
 "Call a hiredis Reader's gets until it returns False, appending each request (a list of bytes)\n"
 "to out; empty arrays are counted, not appended. ValueError on anything else (the caller\n"
-"parses such input exactly); hiredis's ProtocolError passes through.");
+"parses such input exactly); hiredis's ProtocolError passes through. The byte count is the\n"
+"requests' size written canonically (hiredis accepts no other lengths): equal to the chunk's\n"
+"length, it says the reader stopped between requests.");
+
+static Py_ssize_t digits_of(Py_ssize_t n) {
+    Py_ssize_t d = 1;
+    while (n >= 10) {
+        n /= 10;
+        d++;
+    }
+    return d;
+}
 
 static PyObject *fast_drain(PyObject *self, PyObject *args) {
     PyObject *gets, *out;
     if (!PyArg_ParseTuple(args, "OO!", &gets, &PyList_Type, &out))
         return NULL;
-    Py_ssize_t empty = 0;
+    Py_ssize_t empty = 0, size = 0;
     for (;;) {
         PyObject *cmd = PyObject_CallNoArgs(gets);
         if (cmd == NULL)
@@ -1147,8 +1158,13 @@ static PyObject *fast_drain(PyObject *self, PyObject *args) {
         }
         int valid = PyList_CheckExact(cmd);
         Py_ssize_t n = valid ? PyList_GET_SIZE(cmd) : 0;
-        for (Py_ssize_t i = 0; valid && i < n; i++)
-            valid = PyBytes_CheckExact(PyList_GET_ITEM(cmd, i));
+        size += 3 + digits_of(n);  /* "*" n CRLF */
+        for (Py_ssize_t i = 0; valid && i < n; i++) {
+            PyObject *arg = PyList_GET_ITEM(cmd, i);
+            valid = PyBytes_CheckExact(arg);
+            if (valid)  /* "$" len CRLF bytes CRLF */
+                size += 5 + digits_of(PyBytes_GET_SIZE(arg)) + PyBytes_GET_SIZE(arg);
+        }
         if (!valid) {
             Py_DECREF(cmd);
             PyErr_SetString(PyExc_ValueError, "not a request");
@@ -1159,7 +1175,7 @@ static PyObject *fast_drain(PyObject *self, PyObject *args) {
         if (failed)
             return NULL;
     }
-    return PyLong_FromSsize_t(empty);
+    return Py_BuildValue("(nn)", empty, size);
 }
 
 static PyMethodDef methods[] = {

@@ -285,7 +285,9 @@ class RequestParser:
             reader.feed(data)
             gets = reader.gets
             if native is not None:  # the loop below, in C: one call for the chunk's requests
-                empty = native.drain(gets, out)
+                empty, size = native.drain(gets, out)
+                if size == len(data):
+                    return  # every byte in complete requests: hiredis is between requests
             else:
                 while True:
                     cmd = gets()
