@@ -23,6 +23,7 @@ prefetcher keeps the hash -> key bytes map for the keys it may fetch).
 from __future__ import annotations
 
 from collections import deque
+from operator import itemgetter
 
 import numpy as np
 
@@ -30,6 +31,7 @@ import numpy as np
 RAW_COLUMNS = ("follow_count", "trigger_total", "rank", "is_stride", "stride_confidence",
                "stride_distance", "candidate_frequency", "candidate_age")
 _NEVER = 1 << 30
+_count = itemgetter(1)
 
 
 class CandidateGenerator:
@@ -89,18 +91,21 @@ class CandidateGenerator:
         young = None
         young_distance = self.max_step + 1
         for st in streams:
-            last, step = st[0], st[1]
-            if step and last + step == suffix:
-                st[0] = suffix
-                st[2] = min(st[2] + 1, 1000)
-                st[3] = position
-                return st
-            if last == suffix:
+            distance = suffix - st[0]
+            if distance == 0:
                 st[3] = position
                 return st  # a re-read: the stream neither advances nor breaks
-            distance = abs(suffix - last)
-            if st[2] == 0 and distance < young_distance:
-                young, young_distance = st, distance
+            if distance == st[1]:  # continues the stream (a step is never 0 here)
+                st[0] = suffix
+                confidence = st[2] + 1
+                st[2] = min(1000, confidence)
+                st[3] = position
+                return st
+            if st[2] == 0:
+                if distance < 0:
+                    distance = -distance
+                if distance < young_distance:
+                    young, young_distance = st, distance
         if young is not None:
             young[1] = suffix - young[0]
             young[0] = suffix
@@ -111,8 +116,8 @@ class CandidateGenerator:
         if len(streams) < self.max_streams:
             streams.append(stream)
         else:
-            oldest = min(range(len(streams)), key=lambda i: streams[i][3])
-            streams[oldest] = stream
+            advanced = [st[3] for st in streams]
+            streams[advanced.index(min(advanced))] = stream  # the least recently advanced
         return stream
 
     def _forget(self) -> None:
@@ -140,7 +145,7 @@ class CandidateGenerator:
         freq = self.freq
         last_seen = self.last_seen
         if table:
-            ranked = sorted(table.items(), key=lambda kv: -kv[1])
+            ranked = sorted(table.items(), key=_count, reverse=True)  # stable: ties keep their order
             for rank, (cand, count) in enumerate(ranked):
                 seen = last_seen.get(cand)
                 out.append((cand, -1, prefix_id, (count, total, rank, 0, 0, 0, freq.get(cand, 0),

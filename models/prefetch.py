@@ -1,11 +1,18 @@
 """The prefetch queue: learn from each tick's accesses, rank candidates, load the likely ones.
 
 Per event-loop tick the server's access hook hands over the tick's events. Within a CPU
-budget (``budget_fraction`` of wall time, spent in thread CPU time, so a busy server sheds
-learning rather than slowing clients, and a busy machine's preemptions are not charged; the
-ranker worker's scoring time comes out of it too) the prefetcher updates the candidate statistics, collects candidates,
-computes their features (``models.features``) and sends one batch to the ranker's worker
-thread. Scored candidates already cached get their predicted reuse written to the store
+budget the prefetcher updates the candidate statistics from the tick's first
+``LEARN_EVENTS`` events, collects candidates, computes their features (``models.features``)
+and sends one batch to the ranker's worker thread. The budget: ``budget_fraction`` of wall
+time (4% by default; up to ``IDLE_BONUS`` more while the loop thread wanted the CPU less than
+``BUSY_FULL`` of the time, as learning with spare CPU costs clients nothing), spent in thread
+CPU time (so a busy server sheds learning rather than slowing clients, and a busy machine's
+preemptions are not charged); the ranker worker's scoring and the loop's acting on the scores
+are charged too, and an idle spell banks at most ``BUDGET_BURST``. Out of budget,
+``wants_events`` is False and the C fast path only counts the GETs: a saturated server then
+pays the budget plus a few hundred ns of Python per pipelined run.
+
+Scored candidates already cached get their predicted reuse written to the store
 (``allkeys-predictive``); absent ones scoring at least ``threshold`` are loaded through the
 origin loader (single-flight with client misses), bounded by ``max_inflight`` concurrent
 loads and by ``memory_share`` of maxmemory for prefetched-but-unread bytes. Loaded entries
@@ -72,6 +79,23 @@ PRECISION_TARGET = 0.5  # issue 5's target: at least half of the prefetched entr
 GATE_MIN_OUTCOMES = 32  # read-or-wasted prefetches a precision reading needs
 GATE_MAX = 0.98         # the gate never closes completely: the best guesses still probe
 GATE_STEP_DOWN = 0.05
+BUDGET_BURST = 0.01     # CPU seconds of learning an idle spell may bank (a few ticks' worth)
+IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spare (see observe)
+BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
+RATE_PERIOD = 0.02      # seconds between two readings of the loop thread's busy share
+LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest only seen/counted)
+_PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
+_perf = time.perf_counter
+
+
+def _thread_demand() -> float:
+    """Seconds this thread ran plus (Linux schedstat, where kept) waited for a core."""
+    ran = time.thread_time()
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as handle:
+            return ran + int(handle.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return ran
 
 
 def stream_floor(features: np.ndarray, min_confidence: int) -> np.ndarray | None:
@@ -152,7 +176,7 @@ if TYPE_CHECKING:
 class Prefetcher:
     def __init__(self, server: Any, loader: OriginLoader | None, ranker: RankerService,
                  threshold: float = 0.5, max_inflight: int = 64, memory_share: float = 0.2,
-                 ttl_ms: int = 0, budget_fraction: float = 0.05, max_candidates: int = 512,
+                 ttl_ms: int = 0, budget_fraction: float = 0.04, max_candidates: int = 512,
                  stream_floor: int = 0) -> None:
         self.server = server
         self.loader = loader
@@ -174,8 +198,11 @@ class Prefetcher:
         self.unread: dict[bytes, tuple[int, int]] = {}    # prefetched, not yet read: key -> (db, size)
         self.inflight = 0
         self.unread_bytes = 0
-        self.tokens = 0.02
+        self.tokens = BUDGET_BURST
         self.last_refill = time.perf_counter()
+        self.refill_rate = budget_fraction  # budget_fraction, plus IDLE_BONUS's share while idle
+        self.rate_at = self.last_refill     # when refill_rate was last updated (_update_rate)
+        self.last_demand: float | None = None  # the loop thread's _thread_demand() then
         self.ranked_charged = 0.0  # ranker CPU seconds already taken from the tokens
         self.budget_back_at = 0.0  # perf_counter time the tokens are back above 0 (wants_events)
         self.recent_features: list[np.ndarray] = []   # for shadow scoring at model reload
@@ -197,9 +224,17 @@ class Prefetcher:
         """Whether events would be used now: learning budget back (``observe`` noted when its
         refill brings the tokens above 0), access counting for allkeys-predictive, or an A/B
         test or a promotion watch reading outcomes. When not, the C fast path does not build
-        them and only counts them (``skipped``). Asked once per pipelined run: kept cheap."""
-        return time.perf_counter() >= self.budget_back_at or self._scores_reuse() \
-            or self._outcomes_watcher() is not None
+        them and only counts them (``skipped``). Asked once per pipelined run (on a busy
+        server, once per 16 requests at redis-benchmark -P 16): the checks are inlined, the
+        cheapest first."""
+        if _perf() >= self.budget_back_at:
+            return True
+        server = self.server
+        if getattr(server.keyspace, "policy", None) is _PREDICTIVE:
+            return True
+        mlops = getattr(server, "mlops", None)
+        return mlops is not None and (getattr(mlops, "abtest", None) is not None
+                                      or getattr(mlops, "watch", None) is not None)
 
     def _outcomes_watcher(self) -> Any:
         """server.mlops while an A/B test or a promotion watch reads per-event outcomes."""
@@ -218,20 +253,25 @@ class Prefetcher:
         mlops = self._outcomes_watcher()
         if mlops is not None:
             self._mlops_outcomes(mlops, events)
-        now = time.perf_counter()
+        now = _perf()
+        elapsed = now - self.last_refill
+        if now - self.rate_at >= RATE_PERIOD:
+            self._update_rate(now)
         # the ranker's worker thread scores off the loop but on the same cores: its CPU time
         # is spent from the same budget as the learning below
         ranked = self.ranker.cpu_seconds
-        self.tokens = min(0.05, self.tokens + (now - self.last_refill) * self.budget_fraction) \
+        self.tokens = min(BUDGET_BURST, self.tokens + elapsed * self.refill_rate) \
             - (ranked - self.ranked_charged)
         self.ranked_charged = ranked
         self.last_refill = now
         counting = self._scores_reuse()
         if self.tokens <= 0 and not counting:
-            self._note_budget(now)
+            self._note_budget()
             return  # no budget to learn this tick and no counts to keep: the events cost nothing
         # spending is CPU time: on a busy machine a tick's wall time also holds other processes' turns
         cpu_start = time.thread_time()
+        if not counting and len(events) > LEARN_EVENTS:
+            events = events[:LEARN_EVENTS]  # the rest would not be learned: not even hashed
         keys = [e[0] for e in events]
         key_hash, prefix_hash, suffix = key_codes(keys)
         if counting:
@@ -240,9 +280,10 @@ class Prefetcher:
             cpu_start += time.thread_time() - counted_from  # counting is not charged to learning
             if self.tokens <= 0:
                 return
-        if len(events) > 256:
-            events, keys = events[:256], keys[:256]
-            key_hash, prefix_hash, suffix = key_hash[:256], prefix_hash[:256], suffix[:256]
+            if len(events) > LEARN_EVENTS:
+                events, keys = events[:LEARN_EVENTS], keys[:LEARN_EVENTS]
+                key_hash, prefix_hash, suffix = \
+                    key_hash[:LEARN_EVENTS], prefix_hash[:LEARN_EVENTS], suffix[:LEARN_EVENTS]
         gen = self.generator
         rows: list[tuple[int, int, int, tuple]] = []
         triggers: list[tuple[int, int]] = []  # (db, tenant) of each row's triggering access
@@ -271,15 +312,37 @@ class Prefetcher:
         spent = time.thread_time() - cpu_start
         self.tokens -= spent
         self.learn_seconds += spent
-        self._note_budget(now)
+        self._note_budget()
 
-    def _note_budget(self, now: float) -> None:
-        """When the refill brings the tokens back above 0 (``wants_events`` reads it)."""
-        self.budget_back_at = now + max(0.0, -self.tokens) / self.budget_fraction
+    def _update_rate(self, now: float) -> None:
+        """Learning with CPU the loop would not use costs clients nothing: while the loop thread
+        wanted the CPU (ran, or waited for a core: /proc's schedstat; without it, ran) less than
+        BUSY_FULL of the time since the last update, the budget refills at up to
+        budget_fraction + IDLE_BONUS; a saturated server's (or a crowded machine's) at
+        budget_fraction. Read at most every RATE_PERIOD."""
+        demand = _thread_demand()
+        wall = now - self.rate_at
+        if self.last_demand is not None and wall > 0:
+            busy = (demand - self.last_demand) / wall
+            spare = min(1.0, max(0.0, (BUSY_FULL - busy) / (BUSY_FULL - BUSY_IDLE)))
+            self.refill_rate = self.budget_fraction + IDLE_BONUS * spare
+        self.last_demand = demand
+        self.rate_at = now
+
+    def _note_budget(self) -> None:
+        """When the refill brings the tokens back above 0 (``wants_events`` reads it). The
+        tokens are as of ``last_refill``."""
+        self.budget_back_at = self.last_refill + max(0.0, -self.tokens) / self.refill_rate
+
+    def _charge(self, spent: float) -> None:
+        """Learning CPU seconds spent outside ``observe`` (acting on the ranker's scores)."""
+        self.tokens -= spent
+        self.learn_seconds += spent
+        self._note_budget()
 
     # -- predicted reuse (allkeys-predictive) ---------------------------------------------------
     def _scores_reuse(self) -> bool:
-        return getattr(self.server.keyspace, "policy", None) is EvictionPolicy.ALLKEYS_PREDICTIVE
+        return getattr(self.server.keyspace, "policy", None) is _PREDICTIVE
 
     def _count_accesses(self, events: list[tuple], key_hash: np.ndarray) -> None:
         """Count every access (budget or not: counting is what the eviction order rests on).
@@ -367,7 +430,11 @@ class Prefetcher:
         owned = None if by_tenant is None else np.logical_or.reduce([m for _, m in by_tenant.owned])
 
         def done(scores: np.ndarray) -> None:
-            self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned)
+            started = time.thread_time()  # acting on the scores is learning's work too: charged
+            try:
+                self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned)
+            finally:
+                self._charge(time.thread_time() - started)
 
         self.ranker.submit(features, done, loop, ranker=by_tenant or split)
 
@@ -396,8 +463,16 @@ class Prefetcher:
         order = np.argsort(-scores, kind="stable").tolist()
         present_keys: dict[int, list[bytes]] = {}
         present_scores: dict[int, list[float]] = {}
+        bar = max(self.threshold, self.gate)
+        # without reuse scores or shadow figures only absent keys scoring >= bar matter; the
+        # order is by score, so the rest (on a busy server with little to learn, nearly all)
+        # need no lookup
+        every_row = shadow is not None or self._scores_reuse()
+        fetching = self.loader is not None
         for i in order:
             key, db_id, score = keys[i], dbs[i], float(scores[i])
+            if not every_row and (score < bar or not fetching):
+                break
             db = keyspace.dbs[db_id] if db_id < len(keyspace.dbs) else keyspace.dbs[0]
             if db.peek(key) is not None:
                 present_keys.setdefault(db_id, []).append(key)
@@ -406,11 +481,12 @@ class Prefetcher:
             tenant_scored = owned is not None and owned[i]
             if shadow is not None and not tenant_scored:
                 self._shadow_note(key, score >= self.threshold, float(shadow[i]) >= self.threshold)
-            if score < max(self.threshold, self.gate) or self.loader is None:
+            if score < bar or not fetching:
                 continue
             self._issue(db, key, None if split is None or shadow is not None or tenant_scored else
                         (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM))
-        if present_keys and self._scores_reuse():
+            bar = max(self.threshold, self.gate)  # _issue may reconcile, which moves the gate
+        if present_keys and every_row and self._scores_reuse():
             for db_id, ks in present_keys.items():
                 counts = self.frequency.estimate(key_codes(ks)[0])
                 keyspace.dbs[db_id].store.set_reuse_scores(ks, (counts + np.asarray(present_scores[db_id])).tolist())
