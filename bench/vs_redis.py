@@ -193,7 +193,7 @@ def ratio(ours: float, theirs: float) -> float:
 def write_markdown(report: dict, path: Path) -> None:
     lines = [
         "# Predis vs redis-server", "",
-        f"- date: {report['date']}",
+        f"- date: {report['date']}; commit: {report.get('commit', 'not recorded')}",
         f"- command: `{report['command']}`",
         (f"- machine: {report['machine']['cpu_model']}, {report['machine']['logical_cores']} logical cores, "
          f"{report['machine']['memory_gb']} GB; {report['machine']['os']}"),
@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report: dict = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                 text=True, check=False).stdout.strip() or "unknown",
         "command": shlex.join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT))
                                else sys.executable, *sys.argv]),
         "machine": machine(), "clients": args.clients, "requests": requests, "note": args.note,
