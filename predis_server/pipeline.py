@@ -75,6 +75,8 @@ class FastRuns:
         self.kinds: dict[bytes, int] = {}
         self.rows: dict[int, Any] = {}
         self._tenant_source: Any = None  # the hook's tenant_of that _tenant_ids came from
+        # this tick's event sink when no observer reads events (run_batch resets it each tick)
+        self.quiet_sink: tuple | None = None
         self._tenant_ids: dict[str | None, int] = {}
 
     def kind_of(self, name: bytes) -> int:
@@ -298,22 +300,9 @@ class FastRuns:
             if hook.loader is not None and not hook.in_exec:
                 options |= native.OPT_STOP_AT_MISS
             if hook.observing:
-                collector = hook.event_sink(now)
-                if collector is None:
-                    prefetcher = hook.prefetcher
-                    recording = hook.services.collector
-                    if prefetcher is not None and not prefetcher.wants_events() \
-                            and (recording is None or not recording.window_open(now / 1000)):
-                        # nobody would read them: C counts them, still defers first reads
-                        sink = (None, prefetcher.unread, 0, 0)
-                    else:
-                        tenant = self._tenant(hook, client)
-                        sink = (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id,
-                                tenant)
-                else:
-                    hook.flush()  # events the Python path queued go into the ring first
-                    tenant = self._tenant(hook, client)
-                    sink = collector.native_sink(now * 1000, tenant)
+                sink = self.quiet_sink  # decided at this tick's first run (see below)
+                if sink is None:
+                    sink, collector = self._event_sink(hook, client, now)
         null = NULL3 if client.resp == 3 else NULL_BULK
         end = min(len(commands), start + RUN_CHUNK)
         began = _perf_ns()
@@ -338,6 +327,25 @@ class FastRuns:
         stats.keyspace_hits += hits
         stats.keyspace_misses += misses
         return ran
+
+    def _event_sink(self, hook: Any, client: Client, now: int) -> tuple[Any, Any]:
+        """(sink, collector) for a run's GET events: the collector's ring when it is the only
+        observer (events the Python path queued go in first, so the ring keeps the order);
+        else the hook's list for the prefetcher; or, when nobody would read them, a sink that
+        only counts them (and still defers first reads of prefetched entries), kept for the
+        rest of the tick: the budget's clock and the collector's window move between ticks."""
+        collector = hook.event_sink(now)
+        if collector is not None:
+            hook.flush()
+            return collector.native_sink(now * 1000, self._tenant(hook, client)), collector
+        prefetcher = hook.prefetcher
+        recording = hook.services.collector
+        if prefetcher is not None and not prefetcher.wants_events() \
+                and (recording is None or not recording.window_open(now / 1000)):
+            self.quiet_sink = (None, prefetcher.unread, 0, 0)
+            return self.quiet_sink, None
+        return (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id,
+                self._tenant(hook, client)), None
 
     def _tenant(self, hook: Any, client: Client) -> int:
         """The run's tenant id (runs only happen with tenants by ACL user): asked of

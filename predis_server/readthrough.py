@@ -359,6 +359,9 @@ class PredictionServices:
         self.hook.observing = bool(self.prefetcher is not None or collector_on)
         needed = self.loader is not None or self.hook.observing
         self.server.access_hook = self.hook if needed else None
+        fast_runs = getattr(self.server, "fast_runs", None)
+        if fast_runs is not None:
+            fast_runs.quiet_sink = None  # observers changed: decide the event sink afresh
         if self.window_handle is not None:
             self.window_handle.cancel()
             self.window_handle = None

@@ -174,6 +174,7 @@ class Server:
     def run_batch(self) -> None:
         self.batch_scheduled = False
         pending, self.pending = self.pending, []
+        self.fast_runs.quiet_sink = None
         if len(pending) >= MIN_LONE:  # the lone commands of many connections: one C call
             pending = self.lone_batch.run(pending)
         execute = self.executor.execute
