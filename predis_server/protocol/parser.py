@@ -267,7 +267,7 @@ class RequestParser:
         if reader is None or slow.unauthenticated:
             slow.feed(data, out)
             return
-        if not slow.idle():
+        if slow._remaining or slow.pos < len(slow.buf):  # not slow.idle(), inlined
             # Finish the request split across reads exactly, then go back to hiredis.
             data = slow.feed(data, out, stop_after_one=True)
             if not data:
