@@ -110,9 +110,8 @@ def test_an_idle_loop_learns_more_a_saturated_one_the_base_share():
     assert p.refill_rate == p.budget_fraction
 
 
-def test_only_the_learned_events_are_hashed(monkeypatch):
-    """Without access counting, a tick's events beyond LEARN_EVENTS are seen, not hashed."""
-    _, p = _server()
+def _hashed_lengths(monkeypatch, p) -> list[int]:
+    """Feed a tick of 3 x LEARN_EVENTS events; the lengths key_codes was called with."""
     lengths = []
     real = prefetch_module.key_codes
 
@@ -122,6 +121,13 @@ def test_only_the_learned_events_are_hashed(monkeypatch):
 
     monkeypatch.setattr(prefetch_module, "key_codes", spy)
     p.observe([(b"key:%06d" % i, 0, 0, 1, 0, 0) for i in range(3 * LEARN_EVENTS)])
+    return lengths
+
+
+def test_only_the_learned_events_are_hashed(monkeypatch):
+    """Without access counting, a tick's events beyond LEARN_EVENTS are seen, not hashed."""
+    _, p = _server()
+    lengths = _hashed_lengths(monkeypatch, p)
     assert lengths and lengths[0] == LEARN_EVENTS
     assert p.events_seen == 3 * LEARN_EVENTS and p.events_learned <= LEARN_EVENTS
 
@@ -130,16 +136,7 @@ def test_counting_still_hashes_every_event(monkeypatch):
     """allkeys-predictive counts every access: all of a tick's events are hashed."""
     server, p = _server()
     server.keyspace.policy = EvictionPolicy.ALLKEYS_PREDICTIVE
-    lengths = []
-    real = prefetch_module.key_codes
-
-    def spy(keys):
-        lengths.append(len(keys))
-        return real(keys)
-
-    monkeypatch.setattr(prefetch_module, "key_codes", spy)
-    p.observe([(b"key:%06d" % i, 0, 0, 1, 0, 0) for i in range(3 * LEARN_EVENTS)])
-    assert lengths[0] == 3 * LEARN_EVENTS
+    assert _hashed_lengths(monkeypatch, p)[0] == 3 * LEARN_EVENTS
 
 
 def test_wants_events_reasons():
