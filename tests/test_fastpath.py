@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gpu
-from predis_server import fastpath, pipeline
+from predis_server import fastpath, lone_batch, pipeline
 from predis_server.config import Config
 from predis_server.protocol import parser
 from tests.inprocess import connect, in_process_server
@@ -85,8 +85,9 @@ def _both(monkeypatch, run, backend: str = "cpu", collector: bool = False, prefe
     Both check that what the C path staged reaches the device copy."""
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     with_native = run(InProcess(backend, collector, prefetch))
-    for module in (pipeline, fastpath, parser):
-        monkeypatch.setattr(module, "native", None)
+    for module, name in ((pipeline, "native"), (fastpath, "native"), (parser, "net"),
+                         (lone_batch, "native"), (lone_batch, "net")):
+        monkeypatch.setattr(module, name, None)
     without = run(InProcess(backend, collector, prefetch))
     monkeypatch.undo()
     return with_native, without
@@ -391,8 +392,8 @@ def test_mget_reply_resp2_and_resp3(monkeypatch):
     assert with_native[2] == b"*2\r\n$1\r\n1\r\n_\r\n"
 
 
-def test_extension_is_built_where_a_compiler_is():
-    """setup.py marks the extension optional; where a C compiler exists (CI) a failed build
+def test_extensions_are_built_where_a_compiler_is():
+    """setup.py marks the extensions optional; where a C compiler exists (CI) a failed build
     must not pass unnoticed as the slower Python path."""
     if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
         pytest.skip("PREDIS_NATIVE turns the extension off")
@@ -400,3 +401,4 @@ def test_extension_is_built_where_a_compiler_is():
     if shutil.which(compiler) is None:
         pytest.skip("no C compiler: the Python path serves")
     assert fastpath.native is not None
+    assert fastpath.net is not None

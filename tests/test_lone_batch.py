@@ -94,8 +94,9 @@ def _play(ticks, backend: str) -> tuple[list, dict]:
 def test_lone_commands_of_a_tick_match_the_normal_path(monkeypatch, backend, ticks):
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     batched = _play(ticks, backend)
-    for module in (pipeline, fastpath, parser, lone_batch):
-        monkeypatch.setattr(module, "native", None)
+    for module, name in ((pipeline, "native"), (fastpath, "native"), (parser, "net"),
+                         (lone_batch, "native"), (lone_batch, "net")):
+        monkeypatch.setattr(module, name, None)
     plain = _play(ticks, backend)
     monkeypatch.undo()
     assert batched == plain
