@@ -4,7 +4,7 @@ counters must be what one-by-one execution gives (the C extension switched off).
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import gpu
@@ -49,9 +49,12 @@ class Server:
         for index, setup in ((1, [("HELLO", "3")]), (2, [("SELECT", "1")]), (3, [("MULTI",)])):
             self.tick([(index, command) for command in setup])
         self.replies = [b""] * CONNECTIONS
+        # bytes written after the set-up (HELLO's reply holds the client id, which differs)
+        self.bytes_before = self.server.stats.total_net_output_bytes
 
     def _counts(self) -> dict:
-        return {name: (self.table[name].calls, self.table[name].failed_calls) for name in (b"get", b"set", b"incr")}
+        return {name: (self.table[name].calls, self.table[name].failed_calls)
+                for name in (b"get", b"set", b"incr", b"mget")}
 
     def tick(self, commands: list[tuple[int, tuple]]) -> list[bytes]:
         for index, command in commands:
@@ -73,7 +76,8 @@ class Server:
         counts = self._counts()
         stats = self.server.stats
         return {"keys": found, "hits": stats.keyspace_hits, "misses": stats.keyspace_misses,
-                "processed": stats.total_commands_processed,
+                "processed": stats.total_commands_processed, "errors": dict(stats.errorstats),
+                "error_replies": stats.total_error_replies, "bytes_out": stats.total_net_output_bytes - self.bytes_before,
                 "commands": {k: (v[0] - self.counted[k][0], v[1] - self.counted[k][1]) for k, v in counts.items()},
                 "last": [conn.client.last_command for conn, _ in self.conns]}
 
@@ -91,6 +95,8 @@ def _play(ticks, backend: str) -> tuple[list, dict]:
 @pytest.mark.parametrize("backend", ["cpu", "arena", pytest.param("gpu", marks=pytest.mark.gpu)])
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ticks=TICKS)
+@example(ticks=[([(0, ("HSET", "h", "f", "v"))], 0),  # WRONGTYPE from C: failed calls, errorstats
+                ([(0, ("GET", "h")), (4, ("GET", "h")), (5, ("GET", "a"))], 0)])
 def test_lone_commands_of_a_tick_match_the_normal_path(monkeypatch, backend, ticks):
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     batched = _play(ticks, backend)
