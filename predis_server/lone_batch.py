@@ -54,11 +54,10 @@ class LoneBatch:
         db = resp = None  # the batch's database and protocol version (its first command's)
         for conn, commands in pending:
             client = conn.client
-            # FastRuns.client_allowed, inlined: this loop runs once per request at -P 1
-            if client is None or len(commands) != 1 or client.paused_backlog is not None \
-                    or conn.backlog is not None or client.closing or client.no_touch \
-                    or not client.authenticated or client.multi is not None or client.reply_mode != "on" \
-                    or client.channels or client.patterns:
+            # FastRuns.client_allowed and no CLIENT NO-TOUCH in one flag (Client.update_plain):
+            # this loop runs once per request at -P 1
+            if client is None or not client.plain or len(commands) != 1 or client.closing \
+                    or client.paused_backlog is not None or conn.backlog is not None:
                 break
             argv = commands[0]
             if type(argv) is not list:

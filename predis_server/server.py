@@ -255,6 +255,7 @@ class Server:
                         encode(reply, client.resp == 3, out)
                 elif client.reply_mode == "skip":
                     client.reply_mode = "on"
+                    client.update_plain()
                 elif client.reply_mode == "skip_next":
                     client.reply_mode = "skip"
             client.last_interaction = time.time()
