@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from ..client import Client
 from ..errors import ProtocolError
 from .encoder import encode_error
-from .parser import RequestParser
+from ..fastpath import net
+from .parser import HIREDIS_ERRORS, RequestParser
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -74,8 +75,13 @@ class Connection(asyncio.Protocol):
         commands: list = []
         parser = self.parser
         try:
-            if parser.ready and client.authenticated:
-                parser.receive(data, commands)
+            if parser.ready and client.authenticated:  # RequestParser.receive, inlined
+                try:
+                    size = net.receive(parser.reader, data, commands)
+                except HIREDIS_ERRORS:
+                    size = None
+                if size != len(data):
+                    parser.finish_receive(data, commands, 0, size)
             else:  # the stricter limits before AUTH; a request split across reads
                 parser.feed(data, commands, not client.authenticated)
         except ProtocolError as exc:

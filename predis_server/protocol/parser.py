@@ -255,20 +255,25 @@ class RequestParser:
 
     def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, max_buffer: int = 1024**3) -> None:
         self.slow = PythonRequestParser(max_bulk_len, max_buffer)
-        self._reader = hiredis.Reader() if hiredis is not None else None
+        self.reader = hiredis.Reader() if hiredis is not None else None
         # hiredis is between requests and the Python parser holds nothing: a chunk may go
         # straight to ``receive`` (Connection.data_received's fast path)
-        self.ready = self._reader is not None and net is not None
+        self.ready = self.reader is not None and net is not None
 
     def receive(self, data: bytes, out: list[list[bytes]]) -> None:
-        """``feed`` for an authenticated client while ``ready``, minus the checks it implies."""
+        """``feed`` for an authenticated client while ``ready``, minus the checks it implies
+        (Connection.data_received inlines it: once a request at -P 1)."""
         start = len(out)
         try:
-            size = net.receive(self._reader, data, out)
-        except (hiredis.ProtocolError, ValueError):
+            size = net.receive(self.reader, data, out)
+        except HIREDIS_ERRORS:
             size = None
-        if size == len(data):
-            return  # every byte in complete requests: hiredis is between requests
+        if size != len(data):  # else every byte was in complete requests: hiredis is between requests
+            self.finish_receive(data, out, start, size)
+
+    def finish_receive(self, data: bytes, out: list[list[bytes]], start: int, size: int | None) -> None:
+        """After ``net.receive`` took ``size`` bytes of ``data`` (None: hiredis refused them,
+        -1: none) in complete requests, appended to ``out`` from ``start``: the rest."""
         slow = self.slow
         slow.unauthenticated = False  # it may have parsed for this client before AUTH
         self.ready = False  # until the Python parser is idle again (not if it raises)
@@ -293,11 +298,11 @@ class RequestParser:
         try:
             self._feed(data, out)
         finally:
-            self.ready = self._reader is not None and net is not None and slow.idle()
+            self.ready = self.reader is not None and net is not None and slow.idle()
 
     def _feed(self, data: bytes, out: list[list[bytes]]) -> None:
         slow = self.slow
-        reader = self._reader
+        reader = self.reader
         if reader is None or slow.unauthenticated:
             slow.feed(data, out)
             return
@@ -355,7 +360,7 @@ class RequestParser:
 
     def _after_partial(self, data: bytes, out: list[list[bytes]], start: int, consumed: int) -> None:
         """hiredis stopped before the chunk's end (``consumed`` bytes in complete requests)."""
-        reader = self._reader
+        reader = self.reader
         slow = self.slow
         if not reader.has_data():
             # hiredis took every byte, but it may be inside an array whose elements have not
@@ -372,7 +377,7 @@ class RequestParser:
         # instead of being waited for. hiredis does not say where it stopped, but it refuses
         # non-canonical lengths ("$04", "$+4", "$ 4": its string2ll is Redis's), so every
         # request it returned had the canonical size computed here.
-        self._reader = hiredis.Reader()
+        self.reader = hiredis.Reader()
         if data[consumed:consumed + 1] != b"*" or (consumed and data[consumed - 2:consumed] != b"\r\n"):
             self._reparse(data, out, start)  # cannot happen with canonical frames; be exact
             return
@@ -381,8 +386,11 @@ class RequestParser:
     def _reparse(self, data: bytes, out: list[list[bytes]], start: int) -> None:
         """Not plain canonical RESP arrays (inline text, wrong element types...): parse exactly."""
         del out[start:]
-        self._reader = hiredis.Reader()
+        self.reader = hiredis.Reader()
         self.slow.feed(data, out)
+
+
+HIREDIS_ERRORS = (hiredis.ProtocolError, ValueError) if hiredis is not None else (ValueError,)
 
 
 def _canonical_size(commands: list[list[bytes]], start: int) -> int:
