@@ -357,7 +357,7 @@ def test_a_small_write_that_needs_device_memory_fails_alone(device_store, monkey
     with pytest.raises(StoreFull):
         device_store.set(b"kept", b"w" * 300, NOW)  # another size class: a new block too
     assert device_store.get(b"new", NOW) is None and device_store.get(b"kept", NOW) == b"safe"
-    assert len(device_store) == 1 and not device_store._pending_insert and not device_store._staged
+    assert len(device_store) == 1 and not device_store._inserts and not device_store._staged
     device_store.set(b"kept", b"same", NOW)  # the same size class needs no space: it works
     device_store.sync()
     assert device_store.get(b"kept", NOW) == b"same"
