@@ -86,8 +86,8 @@ class ArenaStore(NumpyStore):
         # key; the sync skips slots dropped since (and takes a slot reused since once)
         self._inserts: list[int] = []
         self._pending_remove: list[int] = []  # slots whose index entry goes (hash: d_khash)
-        for name in _DEVICE_SLOT_ARRAYS:
-            setattr(self, name, xp.zeros(0, dtype=_DEVICE_SLOT_ARRAYS[name]))
+        for name, dtype in _DEVICE_SLOT_ARRAYS.items():
+            setattr(self, name, xp.zeros(0, dtype=dtype))
         for name, dtype in _HOST_SLOT_ARRAYS.items():
             setattr(self, name, np.zeros(0, dtype=dtype))
 
