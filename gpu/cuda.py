@@ -85,6 +85,7 @@ class ArenaStore(NumpyStore):
         # slots of new keys awaiting the device index, in write order: a list append per new
         # key; the sync skips slots dropped since (and takes a slot reused since once)
         self._inserts: list[int] = []
+        self._insert_dropped = False  # a key of _inserts went before the sync (filter them)
         self._pending_remove: list[int] = []  # slots whose index entry goes (hash: d_khash)
         for name, dtype in _DEVICE_SLOT_ARRAYS.items():
             setattr(self, name, xp.zeros(0, dtype=dtype))
@@ -226,8 +227,8 @@ class ArenaStore(NumpyStore):
             self.arena.free(self._koff[slot], self._klen[slot])
             self._pending_remove.append(slot)
             self.on_table[slot] = False
-        # else it never reached the device: nothing was allocated for it, and the sync
-        # skips its entry in _inserts (the slot is not live, or holds a newer key)
+        else:  # it never reached the device: nothing was allocated for it, and the sync
+            self._insert_dropped = True  # skips its entry in _inserts
         super()._drop(key, slot)
 
     def set_many(self, keys: Sequence[bytes], values: Sequence[object], now_ms: int,
@@ -258,14 +259,16 @@ class ArenaStore(NumpyStore):
             self._pending_remove = []
         staged = self._staged
         n_staged = len(staged)
-        if self._inserts:
-            # a slot dropped since its write is not live (or not on its way to the table);
-            # one reused since appears twice and holds the newer key
-            slots = np.unique(np.array(self._inserts, dtype=np.int64))
-            insert_idx = slots[self.live[slots] & ~self.on_table[slots]]
-            self._inserts = []
-        else:
-            insert_idx = np.zeros(0, dtype=np.int64)
+        insert_idx = np.fromiter(self._inserts, dtype=np.int64, count=len(self._inserts))
+        self._inserts = []
+        if self._insert_dropped:
+            # a slot dropped since its write is not live; one reused since appears twice
+            # (keep one: it holds the newer key)
+            self._insert_dropped = False
+            insert_idx.sort()
+            first = np.ones(len(insert_idx), dtype=bool)
+            np.not_equal(insert_idx[1:], insert_idx[:-1], out=first[1:])
+            insert_idx = insert_idx[first & self.live[insert_idx]]
         n_ins = len(insert_idx)
         if not n_staged and not n_ins:
             self._reserved = 0
@@ -278,15 +281,15 @@ class ArenaStore(NumpyStore):
         lens = np.fromiter(map(len, chunks), dtype=np.int64, count=n_chunks)
         # The device blocks the writes deferred: values without one (new, or of another size
         # class than their block), then the new keys; their space was reserved by the writes.
+        # One alloc_many for both (one pass per size class).
         val_lens = lens[:n_staged]
-        no_block = self.val_off[staged_idx] < 0
-        arena = self.arena
-        if no_block.any():
-            self.val_off[staged_idx[no_block]] = arena.alloc_many(val_lens[no_block])
-        self.val_len[staged_idx] = val_lens
-        if n_ins:
-            self.key_off[insert_idx] = arena.alloc_many(lens[n_staged:])
+        no_block = np.flatnonzero(self.val_off[staged_idx] < 0)
+        if len(no_block) or n_ins:
+            blocks = self.arena.alloc_many(np.concatenate([val_lens[no_block], lens[n_staged:]]))
+            self.val_off[staged_idx[no_block]] = blocks[: len(no_block)]
+            self.key_off[insert_idx] = blocks[len(no_block):]
             self.key_len[insert_idx] = lens[n_staged:]
+        self.val_len[staged_idx] = val_lens
         self._reserved = 0
         src = np.zeros(n_chunks, dtype=np.int64)
         np.cumsum(lens[:-1], out=src[1:])
