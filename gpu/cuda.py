@@ -21,8 +21,10 @@ Writes are staged: ``set`` changes the host copy and notes the slot (its value i
 stage, a new key in the pending inserts); the next ``sync`` allocates the device blocks the
 stage needs (``DeviceArena.alloc_many``: one pass per size class), uploads all staged values
 and new keys in one transfer, scatters them with one kernel and inserts the new keys into
-the device index with one more. So a new key costs the write a few dictionary operations,
-not allocator calls. Device out-of-memory still fails the write that asks for too much and
+the device index with one more. So a new key costs the write a dictionary store and a list
+append, not allocator calls; and a sync never waits for the device (nothing is read back:
+the index's key hashes, needed again only to remove a key or rebuild the table, stay in
+``d_khash`` on the device). Device out-of-memory still fails the write that asks for too much and
 nothing else: each write reserves an upper bound of the space it will take
 (``size_bound``) and grows the arena *before* it changes anything, so the deferred
 allocation of a sync always fits. A string replacing one of the same size class keeps its
