@@ -458,6 +458,10 @@ class Prefetcher:
         db.store.mark_prefetched(key, True)
         self.on_stored(db, key)
         size = len(value)
+        earlier = self.unread.pop(key, None)  # evicted unread, not yet reconciled: bytes gone
+        if earlier is not None:
+            self.unread_bytes -= earlier[1]
+            self.wasted += 1
         self.unread[key] = (db.id, size)
         self.unread_bytes += size
         self.stored += 1

@@ -67,3 +67,53 @@ def test_predictive_policy_keeps_frequently_read_keys_over_recent_once_read_ones
         r.set("trigger", "1")  # a write enforces maxmemory
         assert all(r.exists(key) for key in hot)
         assert r.info("stats")["evicted_keys"] >= 5
+
+
+class _EvictingDb:
+    """A database stand-in whose store can drop a key behind the prefetcher's back (eviction)."""
+    id = 0
+
+    def __init__(self):
+        self.values: dict[bytes, bytes] = {}
+        self.prefetched: set[bytes] = set()
+        self.store = self
+
+    def peek(self, key):
+        return self.values.get(key)
+
+    def clock(self):
+        return 0
+
+    def set(self, key, value, expire_at):
+        self.values[key] = value
+        self.prefetched.discard(key)
+
+    def evict(self, key):
+        del self.values[key]
+        self.prefetched.discard(key)
+
+    def mark_prefetched(self, key, flag):
+        (self.prefetched.add if flag else self.prefetched.discard)(key)
+
+    def is_prefetched(self, key):
+        return key in self.prefetched
+
+
+def test_a_key_prefetched_again_after_an_unseen_eviction_is_counted_once():
+    # The unread bytes bound further prefetches (prefetch-memory-share): a key evicted unread and
+    # prefetched again before reconcile ran must not keep its first copy's bytes for ever.
+    p, loop = _gate_prefetcher()
+    db = _EvictingDb()
+    try:
+        for _ in range(2):
+            done = loop.create_future()
+            done.set_result(b"v" * 100)
+            p.inflight += 1
+            p._loaded(done, db, b"k")
+            if b"k" in db.values and len(p.unread) == 1 and p.stored == 1:
+                db.evict(b"k")  # evicted unread; reconcile has not looked yet
+        assert p.unread_bytes == 100 and p.wasted == 1
+        assert p.on_hit(db, b"k")
+        assert p.unread_bytes == 0 and p.used == 1 and p.inflight == 0
+    finally:
+        loop.close()
