@@ -357,7 +357,7 @@ def test_a_small_write_that_needs_device_memory_fails_alone(device_store, monkey
     with pytest.raises(StoreFull):
         device_store.set(b"kept", b"w" * 300, NOW)  # another size class: a new block too
     assert device_store.get(b"new", NOW) is None and device_store.get(b"kept", NOW) == b"safe"
-    assert len(device_store) == 1 and not device_store._inserts and not device_store._staged
+    assert len(device_store) == 1 and not device_store._stage_list and not device_store.stage_flags.any()
     device_store.set(b"kept", b"same", NOW)  # the same size class needs no space: it works
     device_store.sync()
     assert device_store.get(b"kept", NOW) == b"same"
@@ -416,6 +416,50 @@ def test_slots_reused_between_syncs_reach_the_device_index_once(device_store):
     slots, buf, offs = device_store.get_many_packed(*_packed([b"second-owner", b"fill:01999", b"short-lived"]), NOW)
     assert slots[0] == brief_slot and slots[2] == -1
     assert [buf[offs[i]: offs[i + 1]].tobytes() for i in range(2)] == [b"o" * 50, b"f"]
+
+
+@pytest.mark.parametrize("native_gather", [True, False], ids=["c-gather", "python-gather"])
+def test_stage_lists_each_slot_once_and_the_device_matches_the_host(device_store, monkeypatch, native_gather):
+    """Random writes (new keys, same-class and other-class overwrites, strings too long to
+    pack, hashes, deletes, slot reuse) between syncs: every flagged slot is listed once, the
+    staged bytes are those of the flagged values, and after each sync the device holds
+    exactly the host's strings and keys."""
+    import gpu.cuda
+    from gpu.cuda import STAGE_INSERT, STAGE_VALUE
+
+    if not native_gather:
+        monkeypatch.setattr(gpu.cuda, "native_gather", None)
+    elif gpu.cuda.native_gather is None:
+        pytest.skip("gpu/_gather.c was not built")
+    rng = random.Random(11)
+    keys = [b"k%03d" % i for i in range(120)]
+    values = [b"", b"a", b"abcd", b"abcde", b"x" * 100, b"y" * 1024, b"z" * 1025, b"w" * 5000]
+    store = device_store
+    for step in range(1500):
+        key = rng.choice(keys)
+        op = rng.random()
+        if op < 0.7:
+            store.set(key, rng.choice(values) + b"%d" % rng.randrange(3), NOW)
+        elif op < 0.8:
+            store.set(key, {b"f": b"v"}, NOW)
+        else:
+            store.delete(key)
+        flags = store.stage_flags[: len(store._keys)]
+        listed = store._stage_log[1: 1 + store._stage_log[0]].tolist() + store._stage_list
+        assert len(listed) == len(set(listed)) and set(listed) == set(np.flatnonzero(flags).tolist())
+        staged = flags & STAGE_VALUE != 0
+        assert store._staged_bytes == int(store.val_len[: len(flags)][staged].sum())
+        assert not (flags[~store.live[: len(flags)]] & (STAGE_VALUE | STAGE_INSERT)).any()
+        if step % 100 == 99:
+            store.sync()
+            assert not store.stage_flags.any()
+            live = [k for k in keys if store.get(k, NOW, touch=False) is not None]
+            slots, buf, offs = store.get_many_packed(*_packed(live + [b"absent"]), NOW)
+            assert slots[-1] == -1 and (slots[:-1] >= 0).all()
+            for i, k in enumerate(live):
+                value = store.get(k, NOW, touch=False)
+                expected = value if type(value) is bytes else b""
+                assert buf[offs[i]: offs[i + 1]].tobytes() == expected
 
 
 def test_alloc_many_matches_one_by_one_allocation():
