@@ -49,8 +49,8 @@ from .kernels import EMPTY, NumpyKernels
 from .slabs import BLOCK
 
 try:
-    from ._gather import gather as native_gather
-except ImportError:  # built without a compiler: gather_segments's Python loop
+    from . import _gather as native_gather
+except ImportError:  # built without a compiler: the Python loops below
     native_gather = None
 if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
     native_gather = None
@@ -70,12 +70,31 @@ STAGE_LOG_MAX = 2 * STAGE_MAX_ITEMS  # it filled, up to this (a sync comes at ST
 def gather_segments(src, src_off: np.ndarray, dst: np.ndarray, dst_off: np.ndarray, lens: np.ndarray) -> None:
     """``dst[dst_off[i]:][:lens[i]] = src[src_off[i]:][:lens[i]]`` for every i (gpu/_gather.c)."""
     if native_gather is not None:
-        native_gather(src, src_off, dst, dst_off, lens)
+        native_gather.gather(src, src_off, dst, dst_off, lens)
         return
     source, target = memoryview(src), memoryview(dst)
     for s, d, n in zip(src_off.tolist(), dst_off.tolist(), lens.tolist()):
         target[d: d + n] = source[s: s + n]
     source.release()
+
+
+def item_lengths(items: list, index: np.ndarray) -> np.ndarray:
+    """``len(items[i])`` for every i in ``index`` (int64), items being bytes."""
+    out = np.empty(len(index), dtype=np.int64)
+    if native_gather is not None:
+        native_gather.lengths(items, index, out)
+    else:
+        out[:] = [len(items[i]) for i in index.tolist()]
+    return out
+
+
+def gather_items(items: list, index: np.ndarray, dst: np.ndarray, at: int) -> None:
+    """``dst[at:][:total] = b"".join(items[i] for i in index)``, without the join."""
+    if native_gather is not None:
+        native_gather.gather_items(items, index, dst, at)
+        return
+    joined = b"".join([items[i] for i in index.tolist()])
+    dst[at: at + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
 
 
 # Per-slot arrays: the host's mirror of the device blocks, and the device's own (the index's
@@ -322,8 +341,7 @@ class ArenaStore(NumpyStore):
             self._reserved = 0
             return
         val_lens = self.val_len[staged_idx]
-        keys = list(map(self._keys.__getitem__, insert_idx.tolist()))
-        key_lens = np.fromiter(map(len, keys), dtype=np.int64, count=n_ins)
+        key_lens = item_lengths(self._keys, insert_idx)
         # The device blocks the writes deferred: values without one (new, or of another size
         # class than their block), then the new keys; their space was reserved by the writes.
         # One alloc_many for both (one pass per size class).
@@ -352,7 +370,7 @@ class ArenaStore(NumpyStore):
         host[:head] = ints.view(np.uint8)
         self._gather_values(staged_idx, val_lens, src[:n_staged] + head, host)
         if n_ins:
-            host[head + int(src[n_staged]): total] = np.frombuffer(b"".join(keys), dtype=np.uint8)
+            gather_items(self._keys, insert_idx, host, head + int(src[n_staged]))
         d_upload = self._to_device(host[:total])
         d_ints = d_upload[:head].view(xp.int64)
         parts = np.cumsum([0, n_chunks, n_chunks, n_chunks, n_staged, n_staged, n_ins, n_ins]).tolist()

@@ -462,6 +462,15 @@ def test_stage_lists_each_slot_once_and_the_device_matches_the_host(device_store
                 assert buf[offs[i]: offs[i + 1]].tobytes() == expected
 
 
+def test_size_classes_match_size_class():
+    from gpu.arena import size_class, size_classes
+
+    rng = random.Random(5)
+    edges = [0, 1, 15, 16, 17, 127, 128, 129, 130, 255, 256, 257, 1000, 1 << 16, (1 << 16) + 1, 1 << 20]
+    lengths = edges + [rng.randrange(0, 1 << 22) for _ in range(3000)] + [rng.randrange(0, 300) for _ in range(3000)]
+    assert size_classes(np.array(lengths, dtype=np.int64)).tolist() == [size_class(n) for n in lengths]
+
+
 def test_alloc_many_matches_one_by_one_allocation():
     """Same space taken (top, live and free bytes) as alloc() one by one, and no two live
     blocks overlap."""
@@ -470,8 +479,11 @@ def test_alloc_many_matches_one_by_one_allocation():
     rng = random.Random(7)
     one, many = DeviceArena(np), DeviceArena(np)
     live: dict[int, int] = {}  # offset -> length, the batch arena's live blocks
-    for _ in range(30):
-        lengths = [rng.choice([0, 5, 16, 17, 100, 129, 300, 5000]) for _ in range(rng.randrange(1, 60))]
+    few = [0, 5, 16, 17, 100, 129, 300, 5000]  # up to 6 size classes: one mask per class
+    wide = few + [33, 49, 65, 81, 200, 1000, 3000, 70000]  # up to 14: grouped by one sort
+    for round_no in range(30):
+        choices = wide if round_no % 2 else few
+        lengths = [rng.choice(choices) for _ in range(rng.randrange(1, 60))]
         singles = [one.alloc(n) for n in lengths]
         batch = many.alloc_many(np.array(lengths, dtype=np.int64)).tolist()
         live.update(zip(batch, lengths))
