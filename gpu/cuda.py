@@ -63,8 +63,8 @@ BIG_VALUE = 1 << 20  # values this large are copied with one memcpy, not through
 # key awaits the device index; the slot is in the stage log or list already (kept while a
 # drop clears the others, so a slot reused before the sync is listed once)
 STAGE_VALUE, STAGE_INSERT, STAGE_LISTED = 1, 2, 4
-STAGE_LOG_FIRST = 1024  # slots the C path's stage log holds at first; a sync doubles it when
-STAGE_LOG_MAX = 2 * STAGE_MAX_ITEMS  # it filled, up to this (a sync comes at STAGE_MAX_ITEMS)
+STAGE_LOG_FIRST = 1024  # slots the C path's stage log holds at first; doubled once half full,
+STAGE_LOG_MAX = 2 * STAGE_MAX_ITEMS  # up to this (a sync comes at STAGE_MAX_ITEMS)
 
 
 def gather_segments(src, src_off: np.ndarray, dst: np.ndarray, dst_off: np.ndarray, lens: np.ndarray) -> None:
@@ -186,8 +186,15 @@ class ArenaStore(NumpyStore):
         if not self._staged_since:
             self._staged_since = time.monotonic()
         self._staged_bytes += staged_bytes
-        if self._log[0] >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
+        listed = self._log[0]
+        if listed >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
             self.sync()
+        elif 2 * listed >= len(self._stage_log) - 1 and len(self._stage_log) - 1 < STAGE_LOG_MAX:
+            # half full: a larger log now, so later runs never find it full (a full log sends
+            # the C path's writes to set(), several times slower)
+            log = np.zeros(min(2 * (len(self._stage_log) - 1), STAGE_LOG_MAX) + 1, dtype=np.int64)
+            log[: listed + 1] = self._stage_log[: listed + 1]
+            self._set_stage_log(log)
 
     # -- writes ---------------------------------------------------------------------------
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
@@ -392,7 +399,7 @@ class ArenaStore(NumpyStore):
 
     def _take_stage(self) -> np.ndarray:
         """The slots listed since the last sync (the C path's log, then Python's list); both
-        start empty again. A log that filled up is doubled (up to STAGE_LOG_MAX)."""
+        start empty again."""
         log = self._stage_log
         n_log = int(log[0])
         listed = log[1: 1 + n_log].copy()
@@ -400,8 +407,6 @@ class ArenaStore(NumpyStore):
         if self._stage_list:
             listed = np.concatenate([listed, np.array(self._stage_list, dtype=np.int64)])
             self._stage_list = []
-        if n_log >= len(log) - 1 - 64 and len(log) - 1 < STAGE_LOG_MAX:
-            self._set_stage_log(np.zeros(min(2 * (len(log) - 1), STAGE_LOG_MAX) + 1, dtype=np.int64))
         return listed
 
     def _gather_values(self, slots: np.ndarray, lens: np.ndarray, at: np.ndarray, host: np.ndarray) -> None:
