@@ -557,10 +557,11 @@ class CupyStore(ArenaStore):
         return super()._upload_buffer(nbytes)
 
     def _host_buffer(self, nbytes: int) -> np.ndarray:
-        """Pinned (page-locked) memory: the copy is one DMA the host does not wait for."""
-        import cupyx
-
-        return cupyx.empty_pinned(nbytes, dtype=np.uint8)
+        """Pinned (page-locked) memory: the copy is one DMA the host does not wait for.
+        (cupy.cuda's allocator, not cupyx.empty_pinned: importing cupyx would cost the
+        server's first sync; see bench/results/store/stage_by_slot.md.)"""
+        memory = self.xp.cuda.alloc_pinned_memory(nbytes)
+        return np.ndarray((nbytes,), dtype=np.uint8, buffer=memory)  # holds the memory
 
     def _to_device(self, host: np.ndarray):
         cupy = self.xp
