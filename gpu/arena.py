@@ -30,11 +30,14 @@ def size_class(n: int) -> int:
 def size_classes(n: np.ndarray) -> np.ndarray:
     """``size_class`` of every length in ``n`` (int64), vectorised."""
     n = np.asarray(n, dtype=np.int64)
-    small = np.maximum(16, (n + 15) & ~15)
-    # bit length of n - 1 (exact through float64 for any length a value can have)
-    bits = np.frexp(np.maximum(n - 1, 1).astype(np.float64))[1].astype(np.int64)
-    step = np.left_shift(1, np.maximum(bits - 3, 0))
-    return np.where(n <= 128, small, (n + step - 1) & ~(step - 1))
+    out = np.maximum(16, (n + 15) & ~15)
+    big = np.flatnonzero(n > 128)
+    if len(big):  # four classes per power of two: steps of a power of two over 128
+        m = n[big]
+        # bit length of m - 1 (exact through float64 for any length a value can have)
+        step = np.left_shift(1, np.frexp((m - 1).astype(np.float64))[1].astype(np.int64) - 3)
+        out[big] = (m + step - 1) & ~(step - 1)
+    return out
 
 
 def size_bound(n: int) -> int:
@@ -90,12 +93,19 @@ class DeviceArena:
         out = np.empty(len(classes), dtype=np.int64)
         if not len(classes):
             return out
-        sizes, inverse = np.unique(classes, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(sizes) + 1))
+        if classes.max() <= 1 << 16:  # classes are multiples of 16: a count per class, no sort
+            sizes = np.flatnonzero(np.bincount(classes >> 4)) << 4
+        else:
+            sizes = np.unique(classes)
+        if len(sizes) <= 8:  # the common case (a sync's values and keys): a mask per class
+            groups = (np.flatnonzero(classes == size) for size in sizes)
+        else:  # many classes: one stable sort groups them
+            inverse = np.searchsorted(sizes, classes)
+            order = np.argsort(inverse, kind="stable")
+            bounds = np.searchsorted(inverse[order], np.arange(len(sizes) + 1))
+            groups = (order[bounds[i]: bounds[i + 1]] for i in range(len(sizes)))
         bump = []
-        for i, size in enumerate(sizes.tolist()):
-            idx = order[bounds[i]: bounds[i + 1]]
+        for size, idx in zip(sizes.tolist(), groups):
             bucket = self.free_lists.get(size)
             take = min(len(bucket), len(idx)) if bucket else 0
             if take:

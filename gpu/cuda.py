@@ -17,12 +17,15 @@ Layout
   (packed lookups and gathers of many keys) and whole-keyspace scoring:
   ``device_metadata()`` copies the metadata arrays to the device in one transfer each.
 
-Writes are staged: ``set`` changes the host copy and notes the slot (its value in the
-stage, a new key in the pending inserts); the next ``sync`` allocates the device blocks the
-stage needs (``DeviceArena.alloc_many``: one pass per size class), uploads all staged values
-and new keys in one transfer, scatters them with one kernel and inserts the new keys into
-the device index with one more. So a new key costs the write a dictionary store and a list
-append, not allocator calls; and a sync never waits for the device (nothing is read back:
+Writes are staged by slot: ``set`` (and the C path's in-place overwrites) change the host
+copy and flag the slot in ``stage_flags`` (its value to upload, its key to insert), listing
+it once per sync; the value itself stays where the host keeps it (short strings in the
+packed region), so the stage holds no objects. The next ``sync`` allocates the device blocks
+the stage needs (``DeviceArena.alloc_many``: one pass per size class), gathers the staged
+values and new keys into one reused (on CUDA: pinned) host buffer, uploads it in one
+asynchronous transfer, scatters it with one kernel and inserts the new keys into the device
+index with one more. So a write costs a flag and at most one list entry, not allocator
+calls; and a sync never waits for the device (nothing is read back:
 the index's key hashes, needed again only to remove a key or rebuild the table, stay in
 ``d_khash`` on the device). Device out-of-memory still fails the write that asks for too much and
 nothing else: each write reserves an upper bound of the space it will take
@@ -34,6 +37,7 @@ SYNC_INTERVAL_S old, so one sync serves the writes of many ticks.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 
@@ -42,17 +46,63 @@ import numpy as np
 from .arena import DeviceArena, size_bound, size_class
 from .cpu import CLOCK_MASK, NumpyStore, with_access_times
 from .kernels import EMPTY, NumpyKernels
+from .slabs import BLOCK
+
+try:
+    from . import _gather as native_gather
+except ImportError:  # built without a compiler: the Python loops below
+    native_gather = None
+if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
+    native_gather = None
 
 SYNC_INTERVAL_S = 0.05  # the device copy trails host writes by at most this under load
-STAGE_MAX_ITEMS = 65536
+STAGE_MAX_ITEMS = 65536  # slots listed by either path (the C path's log, the Python list)
 STAGE_MAX_BYTES = 16 << 20
 BIG_VALUE = 1 << 20  # values this large are copied with one memcpy, not through the stage
+# stage_flags bits (_fastpath.c has the same): the slot's string value awaits upload; its
+# key awaits the device index; the slot is in the stage log or list already (kept while a
+# drop clears the others, so a slot reused before the sync is listed once)
+STAGE_VALUE, STAGE_INSERT, STAGE_LISTED = 1, 2, 4
+STAGE_LOG_FIRST = 1024  # slots the C path's stage log holds at first; doubled once half full,
+STAGE_LOG_MAX = 2 * STAGE_MAX_ITEMS  # up to this (a sync comes at STAGE_MAX_ITEMS)
+
+
+def gather_segments(src, src_off: np.ndarray, dst: np.ndarray, dst_off: np.ndarray, lens: np.ndarray) -> None:
+    """``dst[dst_off[i]:][:lens[i]] = src[src_off[i]:][:lens[i]]`` for every i (gpu/_gather.c)."""
+    if native_gather is not None:
+        native_gather.gather(src, src_off, dst, dst_off, lens)
+        return
+    source, target = memoryview(src), memoryview(dst)
+    for s, d, n in zip(src_off.tolist(), dst_off.tolist(), lens.tolist()):
+        target[d: d + n] = source[s: s + n]
+    source.release()
+
+
+def item_lengths(items: list, index: np.ndarray) -> np.ndarray:
+    """``len(items[i])`` for every i in ``index`` (int64), items being bytes."""
+    out = np.empty(len(index), dtype=np.int64)
+    if native_gather is not None:
+        native_gather.lengths(items, index, out)
+    else:
+        out[:] = [len(items[i]) for i in index.tolist()]
+    return out
+
+
+def gather_items(items: list, index: np.ndarray, dst: np.ndarray, at: int) -> None:
+    """``dst[at:][:total] = b"".join(items[i] for i in index)``, without the join."""
+    if native_gather is not None:
+        native_gather.gather_items(items, index, dst, at)
+        return
+    joined = b"".join([items[i] for i in index.tolist()])
+    dst[at: at + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
 
 
 # Per-slot arrays: the host's mirror of the device blocks, and the device's own (the index's
 # key hashes stay on the device: only the device computes them, and only it uses them).
+# val_len: the length of the slot's string on the device or, while it is staged, of the one
+# staged (its device block, kept or not yet allocated, is of that length's size class).
 _HOST_SLOT_ARRAYS = {"key_off": np.int64, "key_len": np.int64, "val_off": np.int64, "val_len": np.int64,
-                     "on_table": bool}
+                     "on_table": bool, "stage_flags": np.uint8}
 _DEVICE_SLOT_ARRAYS = {"d_key_off": np.int64, "d_key_len": np.int64, "d_val_off": np.int64,
                        "d_val_len": np.int64, "d_khash": np.uint64}
 
@@ -80,15 +130,15 @@ class ArenaStore(NumpyStore):
         self.t_hash = xp.zeros(1024, dtype=xp.uint64)
         self.t_slot = xp.full(1024, EMPTY, dtype=xp.int32)
         self._table_used = 0  # entries holding a slot or a tombstone
-        self._staged: dict[int, bytes] = {}  # slot -> string value awaiting upload
-        self._staged_bytes = 0
+        self._staged_bytes = 0  # bytes of the staged values (at their val_len)
         self._staged_since = 0.0  # monotonic time of the oldest write not yet on the device
         self._reserved = 0  # arena bytes the stage's deferred allocations may take (upper bound)
-        # slots of new keys awaiting the device index, in write order: a list append per new
-        # key; the sync skips slots dropped since (and takes a slot reused since once)
-        self._inserts: list[int] = []
-        self._insert_dropped = False  # a key of _inserts went before the sync (filter them)
+        # The slots flagged in stage_flags since the last sync, each listed once: by the C
+        # path in its log ([0] the count, then the slots), by Python writes in a list.
+        self._set_stage_log(np.zeros(STAGE_LOG_FIRST + 1, dtype=np.int64))
+        self._stage_list: list[int] = []
         self._pending_remove: list[int] = []  # slots whose index entry goes (hash: d_khash)
+        self._upload_host: np.ndarray | None = None  # the sync's host buffer, reused
         for name, dtype in _DEVICE_SLOT_ARRAYS.items():
             setattr(self, name, xp.zeros(0, dtype=dtype))
         for name, dtype in _HOST_SLOT_ARRAYS.items():
@@ -110,20 +160,41 @@ class ArenaStore(NumpyStore):
         # scalar access through memoryviews: several times cheaper than NumPy item access
         self._koff, self._klen = memoryview(self.key_off), memoryview(self.key_len)
         self._voff, self._vlen = memoryview(self.val_off), memoryview(self.val_len)
+        self._sflags = memoryview(self.stage_flags)
+
+    def _set_stage_log(self, log: np.ndarray) -> None:
+        self._stage_log = log
+        self._log = memoryview(log)
+        self._native = None  # the C path's view holds the log
+
+    def _stage(self, slot: int, bits: int) -> None:
+        """Flag ``slot`` for the next sync (listed once)."""
+        flags = self._sflags[slot]
+        if not flags:  # no flag, not even STAGE_LISTED: not listed since the last sync
+            self._stage_list.append(slot)
+        self._sflags[slot] = flags | bits | STAGE_LISTED
 
     # -- the C fast path --------------------------------------------------------------------
     def _build_native_view(self) -> tuple:
-        """The CPU store's view plus the stage and the device blocks: the C path stages what
-        it overwrites in place, as ``set`` does for a same-class string (block kept)."""
-        return (*super()._build_native_view(), self._staged, self._voff, self._vlen)
+        """The CPU store's view plus the stage flags, the device blocks and the stage log: the
+        C path stages what it overwrites in place, as ``set`` does for a same-class string
+        (block kept)."""
+        return (*super()._build_native_view(), self._sflags, self._voff, self._vlen, self._log)
 
     def native_written(self, staged_bytes: int) -> None:
         """After the C path staged writes: the bookkeeping ``set`` does for each."""
         if not self._staged_since:
             self._staged_since = time.monotonic()
         self._staged_bytes += staged_bytes
-        if len(self._staged) >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
+        listed = self._log[0]
+        if listed >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
             self.sync()
+        elif 2 * listed >= len(self._stage_log) - 1 and len(self._stage_log) - 1 < STAGE_LOG_MAX:
+            # half full: a larger log now, so later runs never find it full (a full log sends
+            # the C path's writes to set(), several times slower)
+            log = np.zeros(min(2 * (len(self._stage_log) - 1), STAGE_LOG_MAX) + 1, dtype=np.int64)
+            log[: listed + 1] = self._stage_log[: listed + 1]
+            self._set_stage_log(log)
 
     # -- writes ---------------------------------------------------------------------------
     def set(self, key: bytes, value: object, now_ms: int, expire_at: int = 0,
@@ -143,25 +214,31 @@ class ArenaStore(NumpyStore):
                 arena.reserve(reserved)
             self._reserved = reserved
             slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
-            self._inserts.append(slot)
+            flags = self._sflags  # after the set: it may have grown the arrays
+            if not flags[slot]:  # else listed already: a slot freed and reused since the sync
+                self._stage_list.append(slot)
+            flags[slot] = STAGE_VALUE | STAGE_INSERT | STAGE_LISTED
+            self._staged_bytes += n
         else:
-            # a string replacing one of the same size class keeps its device block (SET of a
-            # same-sized value, INCR): only the new bytes are staged
-            keep = self._voff[slot] >= 0 \
+            # a string replacing one of the same size class keeps its device block, or the
+            # space reserved for it while staged (SET of a same-sized value, INCR)
+            staged = self._sflags[slot] & STAGE_VALUE
+            keep = (staged or self._voff[slot] >= 0) \
                 and ((old_len := self._vlen[slot]) == n or size_class(n) == size_class(old_len))
             if not keep:
                 self._reserve(size_bound(n))
             NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
             if keep:
-                self._vlen[slot] = n
-            elif self._voff[slot] >= 0 or slot in self._staged:
-                self._release_value(slot)  # its block is of another size class
-        staged = self._staged
-        staged[slot] = value
-        self._staged_bytes += n
+                self._staged_bytes += n - old_len if staged else n
+            else:
+                if staged or self._voff[slot] >= 0:
+                    self._release_value(slot)  # its block is of another size class
+                self._staged_bytes += n
+            self._stage(slot, STAGE_VALUE)
+        self._vlen[slot] = n
         if not self._staged_since:
             self._staged_since = time.monotonic()
-        if len(staged) + len(self._inserts) >= STAGE_MAX_ITEMS or self._reserved >= STAGE_MAX_BYTES \
+        if len(self._stage_list) >= STAGE_MAX_ITEMS or self._reserved >= STAGE_MAX_BYTES \
                 or self._staged_bytes >= STAGE_MAX_BYTES:
             self.sync()
         return slot
@@ -174,10 +251,10 @@ class ArenaStore(NumpyStore):
             self._reserve(size_bound(len(key)))
         slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
         if new:
-            self._inserts.append(slot)
+            self._stage(slot, STAGE_INSERT)
             if not self._staged_since:
                 self._staged_since = time.monotonic()
-        elif self._voff[slot] >= 0 or slot in self._staged:
+        elif self._voff[slot] >= 0 or self._sflags[slot] & STAGE_VALUE:
             self._release_value(slot)
         return slot
 
@@ -200,7 +277,7 @@ class ArenaStore(NumpyStore):
         if not new:
             self._release_value(slot)
         else:
-            self._inserts.append(slot)
+            self._stage(slot, STAGE_INSERT)
             if not self._staged_since:
                 self._staged_since = time.monotonic()
         self._voff[slot] = block
@@ -213,9 +290,10 @@ class ArenaStore(NumpyStore):
         if off >= 0:
             self.arena.free(off, self._vlen[slot])
             self._voff[slot] = -1
-        staged = self._staged.pop(slot, None)
-        if staged is not None:
-            self._staged_bytes -= len(staged)
+        flags = self._sflags[slot]
+        if flags & STAGE_VALUE:  # the staged value goes too (its reservation lapses at the sync)
+            self._staged_bytes -= self._vlen[slot]
+            self._sflags[slot] = flags & ~STAGE_VALUE
 
     def _upload_big(self, slot: int, value: bytes) -> None:
         off = self._voff[slot]
@@ -229,8 +307,8 @@ class ArenaStore(NumpyStore):
             self.arena.free(self._koff[slot], self._klen[slot])
             self._pending_remove.append(slot)
             self.on_table[slot] = False
-        else:  # it never reached the device: nothing was allocated for it, and the sync
-            self._insert_dropped = True  # skips its entry in _inserts
+        else:  # it never reached the device: nothing was allocated for it, nothing to insert
+            self._sflags[slot] &= ~STAGE_INSERT
         super()._drop(key, slot)
 
     def set_many(self, keys: Sequence[bytes], values: Sequence[object], now_ms: int,
@@ -244,7 +322,7 @@ class ArenaStore(NumpyStore):
     def flush(self) -> None:
         """End of an event-loop tick: writes older than SYNC_INTERVAL_S go to the device, so a
         sync (a few device operations) serves the writes of many ticks, not of each."""
-        if (self._staged or self._inserts or self._pending_remove) \
+        if (self._stage_list or self._log[0] or self._pending_remove) \
                 and time.monotonic() - self._staged_since >= SYNC_INTERVAL_S:
             self.sync()
 
@@ -259,55 +337,53 @@ class ArenaStore(NumpyStore):
             d_slots = xp.asarray(np.array(self._pending_remove, dtype=np.int32))
             ops.remove(self.t_hash, self.t_slot, self.d_khash[d_slots], d_slots)
             self._pending_remove = []
-        staged = self._staged
-        n_staged = len(staged)
-        insert_idx = np.fromiter(self._inserts, dtype=np.int64, count=len(self._inserts))
-        self._inserts = []
-        if self._insert_dropped:
-            # a slot dropped since its write is not live; one reused since appears twice
-            # (keep one: it holds the newer key)
-            self._insert_dropped = False
-            insert_idx.sort()
-            first = np.ones(len(insert_idx), dtype=bool)
-            np.not_equal(insert_idx[1:], insert_idx[:-1], out=first[1:])
-            insert_idx = insert_idx[first & self.live[insert_idx]]
-        n_ins = len(insert_idx)
+        listed = self._take_stage()
+        flags = self.stage_flags[listed]
+        self.stage_flags[listed] = 0
+        staged_idx = listed[(flags & STAGE_VALUE) != 0]  # slots holding a string to upload
+        insert_idx = listed[(flags & STAGE_INSERT) != 0]  # live keys not in the device index
+        n_staged, n_ins = len(staged_idx), len(insert_idx)
+        self._staged_bytes = 0
         if not n_staged and not n_ins:
             self._reserved = 0
             return
-        staged_idx = np.fromiter(staged, dtype=np.int64, count=n_staged)
-        chunks = list(staged.values())
-        if n_ins:
-            chunks += map(self._keys.__getitem__, insert_idx.tolist())
-        n_chunks = len(chunks)
-        lens = np.fromiter(map(len, chunks), dtype=np.int64, count=n_chunks)
+        val_lens = self.val_len[staged_idx]
+        key_lens = item_lengths(self._keys, insert_idx)
         # The device blocks the writes deferred: values without one (new, or of another size
         # class than their block), then the new keys; their space was reserved by the writes.
         # One alloc_many for both (one pass per size class).
-        val_lens = lens[:n_staged]
         no_block = np.flatnonzero(self.val_off[staged_idx] < 0)
         if len(no_block) or n_ins:
-            blocks = self.arena.alloc_many(np.concatenate([val_lens[no_block], lens[n_staged:]]))
+            blocks = self.arena.alloc_many(np.concatenate([val_lens[no_block], key_lens]))
             self.val_off[staged_idx[no_block]] = blocks[: len(no_block)]
             self.key_off[insert_idx] = blocks[len(no_block):]
-            self.key_len[insert_idx] = lens[n_staged:]
-        self.val_len[staged_idx] = val_lens
+            self.key_len[insert_idx] = key_lens
         self._reserved = 0
+        lens = np.concatenate([val_lens, key_lens])
+        n_chunks = n_staged + n_ins
         src = np.zeros(n_chunks, dtype=np.int64)
         np.cumsum(lens[:-1], out=src[1:])
         # The sync's index arrays and the bytes they place go up in one transfer (a small
         # copy costs about as much as a large one): the int64 arrays first (aligned), then
-        # the bytes; the device slices below are views into it.
+        # the values (gathered from where the host keeps them), then the keys; the device
+        # slices below are views into it.
         ints = np.concatenate([self.val_off[staged_idx], self.key_off[insert_idx], src, lens,
-                               staged_idx, val_lens, insert_idx, self.key_len[insert_idx]])
+                               staged_idx, val_lens, insert_idx, key_lens])
         if n_ins and self._table_used + n_ins > self.t_slot.size // 2:
             self._rebuild_table(len(self) + n_ins)
-        d_upload = xp.asarray(np.frombuffer(b"".join([ints.tobytes(), *chunks]), dtype=np.uint8))
-        d_ints = d_upload[: ints.nbytes].view(xp.int64)
+        head = ints.nbytes
+        total = head + int(src[-1] + lens[-1])
+        host = self._upload_buffer(total)
+        host[:head] = ints.view(np.uint8)
+        self._gather_values(staged_idx, val_lens, src[:n_staged] + head, host)
+        if n_ins:
+            gather_items(self._keys, insert_idx, host, head + int(src[n_staged]))
+        d_upload = self._to_device(host[:total])
+        d_ints = d_upload[:head].view(xp.int64)
         parts = np.cumsum([0, n_chunks, n_chunks, n_chunks, n_staged, n_staged, n_ins, n_ins]).tolist()
         d_dst, d_src, d_lens, d_staged, d_val_len, d_ins, d_key_len = (
             d_ints[parts[i]: parts[i + 1]] for i in range(7))
-        ops.copy_segments(self.arena.buf, d_dst, d_upload[ints.nbytes:], d_src, d_lens)
+        ops.copy_segments(self.arena.buf, d_dst, d_upload[head:], d_src, d_lens)
         if n_staged:
             self.d_val_off[d_staged] = d_dst[:n_staged]
             self.d_val_len[d_staged] = d_val_len
@@ -320,8 +396,49 @@ class ArenaStore(NumpyStore):
             ops.insert(self.t_hash, self.t_slot, hashes, d_ins.astype(xp.int32))
             self.on_table[insert_idx] = True
             self._table_used += n_ins
-        staged.clear()  # the same dict: the C path's view holds it
-        self._staged_bytes = 0
+
+    def _take_stage(self) -> np.ndarray:
+        """The slots listed since the last sync (the C path's log, then Python's list); both
+        start empty again."""
+        log = self._stage_log
+        n_log = int(log[0])
+        listed = log[1: 1 + n_log].copy()
+        log[0] = 0
+        if self._stage_list:
+            listed = np.concatenate([listed, np.array(self._stage_list, dtype=np.int64)])
+            self._stage_list = []
+        return listed
+
+    def _gather_values(self, slots: np.ndarray, lens: np.ndarray, at: np.ndarray, host: np.ndarray) -> None:
+        """The staged strings of ``slots`` into ``host`` at offsets ``at``: packed ones from
+        the region (one memcpy each), the rest (longer strings) from their objects."""
+        if not len(slots):
+            return
+        loc = self.value_loc[slots]
+        packed = loc != 0
+        if packed.all():
+            gather_segments(self._region, loc.astype(np.int64) * BLOCK, host, at, lens)
+            return
+        if packed.any():
+            gather_segments(self._region, loc[packed].astype(np.int64) * BLOCK, host, at[packed], lens[packed])
+        values = self._values
+        for slot, offset in zip(slots[~packed].tolist(), at[~packed].tolist()):
+            value = values[slot]
+            host[offset: offset + len(value)] = np.frombuffer(value, dtype=np.uint8)
+
+    def _upload_buffer(self, nbytes: int) -> np.ndarray:
+        """The host buffer a sync builds its upload in, reused (grown to a power of two)."""
+        buf = self._upload_host
+        if buf is None or buf.size < nbytes:
+            buf = self._upload_host = self._host_buffer(_pow2_at_least(nbytes))
+        return buf
+
+    def _host_buffer(self, nbytes: int) -> np.ndarray:
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def _to_device(self, host: np.ndarray):
+        """``host`` on the device; NumPy: the buffer itself (the sync uses it before it returns)."""
+        return host
 
     def _rebuild_table(self, keys_expected: int) -> None:
         """A fresh table at most a quarter full (drops tombstones); the caller inserts new keys.
@@ -401,7 +518,8 @@ class ArenaStore(NumpyStore):
     def used_memory(self) -> int:
         """Host copy (as the CPU store counts it) plus the device: arena blocks of values and
         keys, the index and the slot tables, and their host-side mirrors."""
-        host = super().used_memory() + sum(getattr(self, name).nbytes for name in _HOST_SLOT_ARRAYS)
+        host = super().used_memory() + sum(getattr(self, name).nbytes for name in _HOST_SLOT_ARRAYS) \
+            + self._stage_log.nbytes
         device = (self.arena.live_bytes + self.t_hash.nbytes + self.t_slot.nbytes
                   + sum(getattr(self, name).nbytes for name in _DEVICE_SLOT_ARRAYS))
         return host + device
@@ -429,4 +547,26 @@ class CupyStore(ArenaStore):
 
         if CupyStore._kernels is None:
             CupyStore._kernels = CudaKernels(cupy)
+        self._upload_done = None  # the event after the last upload (its buffer is reused)
         super().__init__(cupy, CupyStore._kernels, capacity)
+
+    def _upload_buffer(self, nbytes: int) -> np.ndarray:
+        if self._upload_done is not None:  # the last sync's copy has read the buffer (mostly
+            self._upload_done.synchronize()  # long done: a sync comes SYNC_INTERVAL_S later)
+            self._upload_done = None
+        return super()._upload_buffer(nbytes)
+
+    def _host_buffer(self, nbytes: int) -> np.ndarray:
+        """Pinned (page-locked) memory: the copy is one DMA the host does not wait for.
+        (cupy.cuda's allocator, not cupyx.empty_pinned: importing cupyx would cost the
+        server's first sync; see bench/results/store/stage_by_slot.md.)"""
+        memory = self.xp.cuda.alloc_pinned_memory(nbytes)
+        return np.ndarray((nbytes,), dtype=np.uint8, buffer=memory)  # holds the memory
+
+    def _to_device(self, host: np.ndarray):
+        cupy = self.xp
+        stream = cupy.cuda.get_current_stream()
+        d_upload = cupy.empty(host.size, dtype=cupy.uint8)
+        d_upload.set(host, stream=stream)  # asynchronous from pinned memory
+        self._upload_done = stream.record()
+        return d_upload

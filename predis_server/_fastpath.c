@@ -27,13 +27,13 @@
 
 enum { K_GET = 1, K_SET = 2, K_INCR = 3, K_MGET = 4 };  /* predis_server/pipeline.py kinds */
 enum { OPT_WRITES = 1, OPT_STOP_AT_MISS = 2, OPT_TOUCH = 4 };
+enum { STAGE_VALUE = 1, STAGE_LISTED = 4 };  /* gpu/cuda.py stage_flags bits */
 
 /* The store, as its native_view() hands it over. */
 typedef struct {
     PyObject *index;   /* dict key -> slot */
     PyObject *values;  /* dict slot -> value object (values not packed) */
-    PyObject *staged;  /* the GPU store's dict slot -> value awaiting upload, or NULL */
-    Py_buffer exp, atime, loc, size, flags, region, dev_off, dev_len;
+    Py_buffer exp, atime, loc, size, flags, region, stage_flags, dev_off, dev_len, stage_log;
     int held;          /* buffers acquired so far (released in reverse) */
     Py_ssize_t nslots;
     int64_t *exp_p;
@@ -41,13 +41,17 @@ typedef struct {
     uint8_t *flags_p;
     char *region_p;
     Py_ssize_t region_len;
-    int64_t *dev_off_p, *dev_len_p;  /* the GPU store's device block per slot */
+    /* the GPU store (NULL for the CPU store): per slot its stage flags and device block
+     * (offset, length); the stage log: [0] the number of slots listed, then the slots */
+    uint8_t *stage_flags_p;
+    int64_t *dev_off_p, *dev_len_p, *stage_log_p;
+    Py_ssize_t stage_log_cap;
     PyObject *source;  /* the tuple it was opened from (a reference: compared by identity) */
 } View;
 
 static void view_release(View *v) {
     Py_buffer *bufs[] = {&v->exp, &v->atime, &v->loc, &v->size, &v->flags, &v->region,
-                         &v->dev_off, &v->dev_len};
+                         &v->stage_flags, &v->dev_off, &v->dev_len, &v->stage_log};
     for (int i = v->held - 1; i >= 0; i--)
         PyBuffer_Release(bufs[i]);
     v->held = 0;
@@ -56,8 +60,8 @@ static void view_release(View *v) {
 
 static int view_open(View *v, PyObject *tuple) {
     memset(v, 0, sizeof(*v));
-    if (!PyTuple_CheckExact(tuple) || (PyTuple_GET_SIZE(tuple) != 8 && PyTuple_GET_SIZE(tuple) != 11)) {
-        PyErr_SetString(PyExc_TypeError, "store view must be an 8-tuple (or 11 with a stage)");
+    if (!PyTuple_CheckExact(tuple) || (PyTuple_GET_SIZE(tuple) != 8 && PyTuple_GET_SIZE(tuple) != 12)) {
+        PyErr_SetString(PyExc_TypeError, "store view must be an 8-tuple (or 12 with a stage)");
         return -1;
     }
     v->index = PyTuple_GET_ITEM(tuple, 0);
@@ -99,29 +103,29 @@ static int view_open(View *v, PyObject *tuple) {
         v->region_len = v->region.len;
     }
     v->held++;  /* an unset Py_buffer (obj NULL) is released as a no-op */
-    if (PyTuple_GET_SIZE(tuple) == 11) {
-        /* the GPU store: written values are staged for the device, blocks kept */
-        v->staged = PyTuple_GET_ITEM(tuple, 8);
-        if (!PyDict_CheckExact(v->staged)) {
-            view_release(v);
-            PyErr_SetString(PyExc_TypeError, "store view: the stage must be a dict");
-            return -1;
-        }
-        Py_buffer *dev[] = {&v->dev_off, &v->dev_len};
-        for (int i = 0; i < 2; i++) {
-            if (PyObject_GetBuffer(PyTuple_GET_ITEM(tuple, 9 + i), dev[i], PyBUF_WRITABLE) < 0) {
+    if (PyTuple_GET_SIZE(tuple) == 12) {
+        /* the GPU store: values written in place are flagged and listed for the next upload,
+         * their device blocks kept */
+        Py_buffer *dev[] = {&v->stage_flags, &v->dev_off, &v->dev_len, &v->stage_log};
+        Py_ssize_t dev_widths[] = {1, 8, 8, 8};
+        for (int i = 0; i < 4; i++) {
+            if (PyObject_GetBuffer(PyTuple_GET_ITEM(tuple, 8 + i), dev[i], PyBUF_WRITABLE) < 0) {
                 view_release(v);
                 return -1;
             }
             v->held++;
-            if (dev[i]->itemsize != 8 || dev[i]->len / 8 < v->nslots) {
+            Py_ssize_t n = dev[i]->len / dev_widths[i];
+            if (dev[i]->itemsize != dev_widths[i] || (i < 3 ? n < v->nslots : n < 2)) {
                 view_release(v);
-                PyErr_SetString(PyExc_TypeError, "store view: device block arrays too short");
+                PyErr_SetString(PyExc_TypeError, "store view: stage arrays too short or of the wrong width");
                 return -1;
             }
         }
+        v->stage_flags_p = v->stage_flags.buf;
         v->dev_off_p = v->dev_off.buf;
         v->dev_len_p = v->dev_len.buf;
+        v->stage_log_p = v->stage_log.buf;
+        v->stage_log_cap = v->stage_log.len / 8 - 1;
     }
     Py_INCREF(tuple);
     v->source = tuple;
@@ -277,16 +281,30 @@ static int put_raw(Out *o, const char *data, Py_ssize_t n) {
     return 0;
 }
 
-/* The GPU store: the new value of slot waits for the next upload (gpu/cuda.py sync). Its
- * device block is kept: a slab size class lies within one arena size class. */
-static int stage(View *v, PyObject *slot_obj, Py_ssize_t slot, PyObject *value, Py_ssize_t *staged_bytes) {
-    if (v->staged == NULL)
-        return 0;
-    if (PyDict_SetItem(v->staged, slot_obj, value) < 0)
-        return -1;
-    v->dev_len_p[slot] = PyBytes_GET_SIZE(value);
-    *staged_bytes += PyBytes_GET_SIZE(value);
-    return 0;
+/* The GPU store: whether slot's string can be written in place, i.e. it has a device block
+ * or is staged already (its reserved space covers any length of its size class: a slab
+ * size class lies within one arena size class), and the stage log has room if it is not
+ * listed yet. Always true for the CPU store. */
+static int stage_allows(View *v, Py_ssize_t slot) {
+    if (v->stage_flags_p == NULL)
+        return 1;
+    uint8_t f = v->stage_flags_p[slot];
+    return (v->dev_off_p[slot] >= 0 || (f & STAGE_VALUE))
+        && ((f & STAGE_LISTED) || v->stage_log_p[0] < v->stage_log_cap);
+}
+
+/* The GPU store: slot's new n-byte value (in the host region) goes up with the next sync
+ * (gpu/cuda.py), which reads it from there: the slot is flagged, listed once, its staged
+ * length noted. *staged_bytes gets the change in staged bytes. */
+static void stage(View *v, Py_ssize_t slot, Py_ssize_t n, Py_ssize_t *staged_bytes) {
+    if (v->stage_flags_p == NULL)
+        return;
+    uint8_t f = v->stage_flags_p[slot];
+    if (!(f & STAGE_LISTED))
+        v->stage_log_p[1 + v->stage_log_p[0]++] = slot;
+    *staged_bytes += (f & STAGE_VALUE) ? n - v->dev_len_p[slot] : n;
+    v->stage_flags_p[slot] = f | STAGE_VALUE | STAGE_LISTED;
+    v->dev_len_p[slot] = n;
 }
 
 static int same_class(Py_ssize_t a, Py_ssize_t b) {
@@ -980,7 +998,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             /* in place only over a packed string of the same size class with no TTL (SET
              * clears a TTL, which the store counts); otherwise the store's own set */
             if (slot < 0 || !v.loc_p[slot] || v.exp_p[slot] || !same_class(n, v.size_p[slot])
-                || (v.staged != NULL && v.dev_off_p[slot] < 0)) {
+                || !stage_allows(&v, slot)) {
                 int done = store_set(store, &v, key, value, now_ms, &now_obj, 0, &looked);
                 if (done < 0)
                     goto error;
@@ -990,8 +1008,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 char *dst = (char *)packed_at(&v, slot, &old_n);
                 if (dst == NULL || dst - v.region_p + n > v.region_len)
                     break;
-                if (stage(&v, slot_obj, slot, value, &staged_bytes) < 0)
-                    goto error;
+                stage(&v, slot, n, &staged_bytes);
                 memcpy(dst, PyBytes_AS_STRING(value), n);
                 v.size_p[slot] = (uint32_t)n;
                 v.atime_p[slot] = now32;
@@ -1011,8 +1028,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 new_n = 1;
             } else {
                 int64_t expires = v.exp_p[slot];
-                if (!v.loc_p[slot] || (expires && expires <= now_ms)
-                    || (v.staged != NULL && v.dev_off_p[slot] < 0))
+                if (!v.loc_p[slot] || (expires && expires <= now_ms) || !stage_allows(&v, slot))
                     break;
                 data = (char *)packed_at(&v, slot, &n);
                 long long value;
@@ -1031,15 +1047,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 if (!done)
                     break;
             } else {
-                if (v.staged != NULL) {
-                    PyObject *staged_value = PyBytes_FromStringAndSize(digits, new_n);
-                    if (staged_value == NULL)
-                        goto error;
-                    int failed = stage(&v, slot_obj, slot, staged_value, &staged_bytes);
-                    Py_DECREF(staged_value);
-                    if (failed)
-                        goto error;
-                }
+                stage(&v, slot, new_n, &staged_bytes);
                 memcpy(data, digits, new_n);
                 v.size_p[slot] = (uint32_t)new_n;
                 v.atime_p[slot] = now32;  /* the write's time (INCR's read touched it too) */

@@ -402,3 +402,38 @@ def test_extensions_are_built_where_a_compiler_is():
         pytest.skip("no C compiler: the Python path serves")
     assert fastpath.native is not None
     assert fastpath.net is not None
+    import gpu.cuda
+
+    assert gpu.cuda.native_gather is not None
+
+
+@needs_native
+@pytest.mark.parametrize("log_grows", [True, False], ids=["log-grows", "log-stays-full"])
+def test_c_path_overwrites_beyond_its_stage_log_reach_the_device(monkeypatch, log_grows):
+    """The C path lists the slots it overwrites in a fixed log (gpu/cuda.py STAGE_LOG_FIRST
+    slots at first), which the store doubles after a run that left it half full. Where it
+    cannot grow and fills up, the writes go through the store's set instead; either way
+    every one reaches the device copy."""
+    import gpu.cuda
+    from gpu.cuda import STAGE_LOG_FIRST
+
+    if not log_grows:
+        monkeypatch.setattr(gpu.cuda, "STAGE_LOG_MAX", STAGE_LOG_FIRST)
+    monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
+    server = InProcess("arena")
+    keys = [b"key:%05d" % i for i in range(3 * STAGE_LOG_FIRST)]
+    server.pipeline([("SET", k, b"old-%05d" % i) for i, k in enumerate(keys)])
+    store = server.server.keyspace.dbs[0].store
+    store.sync()
+    python_sets = []
+    real_set = type(store).set
+    monkeypatch.setattr(type(store), "set", lambda self, *a: (python_sets.append(a[0]), real_set(self, *a))[1])
+    for start in range(0, len(keys), 500):  # same-class overwrites: in place while the log has room
+        server.pipeline([("SET", k, b"new-%05d" % i) for i, k in enumerate(keys[start: start + 500], start)])
+    if log_grows:
+        assert python_sets == [] and len(store._stage_log) - 1 >= 2 * len(keys)  # kept half free
+    else:
+        assert len(python_sets) == len(keys) - STAGE_LOG_FIRST  # the log's worth went in place
+        assert len(store._stage_log) - 1 == STAGE_LOG_FIRST
+    state = server.state(keys)  # syncs and checks the device copy of every value
+    assert all(state["keys"][k][0] == b"new-%05d" % i for i, k in enumerate(keys))

@@ -357,7 +357,7 @@ def test_a_small_write_that_needs_device_memory_fails_alone(device_store, monkey
     with pytest.raises(StoreFull):
         device_store.set(b"kept", b"w" * 300, NOW)  # another size class: a new block too
     assert device_store.get(b"new", NOW) is None and device_store.get(b"kept", NOW) == b"safe"
-    assert len(device_store) == 1 and not device_store._inserts and not device_store._staged
+    assert len(device_store) == 1 and not device_store._stage_list and not device_store.stage_flags.any()
     device_store.set(b"kept", b"same", NOW)  # the same size class needs no space: it works
     device_store.sync()
     assert device_store.get(b"kept", NOW) == b"same"
@@ -418,6 +418,59 @@ def test_slots_reused_between_syncs_reach_the_device_index_once(device_store):
     assert [buf[offs[i]: offs[i + 1]].tobytes() for i in range(2)] == [b"o" * 50, b"f"]
 
 
+@pytest.mark.parametrize("native_gather", [True, False], ids=["c-gather", "python-gather"])
+def test_stage_lists_each_slot_once_and_the_device_matches_the_host(device_store, monkeypatch, native_gather):
+    """Random writes (new keys, same-class and other-class overwrites, strings too long to
+    pack, hashes, deletes, slot reuse) between syncs: every flagged slot is listed once, the
+    staged bytes are those of the flagged values, and after each sync the device holds
+    exactly the host's strings and keys."""
+    import gpu.cuda
+    from gpu.cuda import STAGE_INSERT, STAGE_VALUE
+
+    if not native_gather:
+        monkeypatch.setattr(gpu.cuda, "native_gather", None)
+    elif gpu.cuda.native_gather is None:
+        pytest.skip("gpu/_gather.c was not built")
+    rng = random.Random(11)
+    keys = [b"k%03d" % i for i in range(120)]
+    values = [b"", b"a", b"abcd", b"abcde", b"x" * 100, b"y" * 1024, b"z" * 1025, b"w" * 5000]
+    store = device_store
+    for step in range(1500):
+        key = rng.choice(keys)
+        op = rng.random()
+        if op < 0.7:
+            store.set(key, rng.choice(values) + b"%d" % rng.randrange(3), NOW)
+        elif op < 0.8:
+            store.set(key, {b"f": b"v"}, NOW)
+        else:
+            store.delete(key)
+        flags = store.stage_flags[: len(store._keys)]
+        listed = store._stage_log[1: 1 + store._stage_log[0]].tolist() + store._stage_list
+        assert len(listed) == len(set(listed)) and set(listed) == set(np.flatnonzero(flags).tolist())
+        staged = flags & STAGE_VALUE != 0
+        assert store._staged_bytes == int(store.val_len[: len(flags)][staged].sum())
+        assert not (flags[~store.live[: len(flags)]] & (STAGE_VALUE | STAGE_INSERT)).any()
+        if step % 100 == 99:
+            store.sync()
+            assert not store.stage_flags.any()
+            live = [k for k in keys if store.get(k, NOW, touch=False) is not None]
+            slots, buf, offs = store.get_many_packed(*_packed(live + [b"absent"]), NOW)
+            assert slots[-1] == -1 and (slots[:-1] >= 0).all()
+            for i, k in enumerate(live):
+                value = store.get(k, NOW, touch=False)
+                expected = value if type(value) is bytes else b""
+                assert buf[offs[i]: offs[i + 1]].tobytes() == expected
+
+
+def test_size_classes_match_size_class():
+    from gpu.arena import size_class, size_classes
+
+    rng = random.Random(5)
+    edges = [0, 1, 15, 16, 17, 127, 128, 129, 130, 255, 256, 257, 1000, 1 << 16, (1 << 16) + 1, 1 << 20]
+    lengths = edges + [rng.randrange(0, 1 << 22) for _ in range(3000)] + [rng.randrange(0, 300) for _ in range(3000)]
+    assert size_classes(np.array(lengths, dtype=np.int64)).tolist() == [size_class(n) for n in lengths]
+
+
 def test_alloc_many_matches_one_by_one_allocation():
     """Same space taken (top, live and free bytes) as alloc() one by one, and no two live
     blocks overlap."""
@@ -426,8 +479,11 @@ def test_alloc_many_matches_one_by_one_allocation():
     rng = random.Random(7)
     one, many = DeviceArena(np), DeviceArena(np)
     live: dict[int, int] = {}  # offset -> length, the batch arena's live blocks
-    for _ in range(30):
-        lengths = [rng.choice([0, 5, 16, 17, 100, 129, 300, 5000]) for _ in range(rng.randrange(1, 60))]
+    few = [0, 5, 16, 17, 100, 129, 300, 5000]  # up to 6 size classes: one mask per class
+    wide = few + [33, 49, 65, 81, 200, 1000, 3000, 70000]  # up to 14: grouped by one sort
+    for round_no in range(30):
+        choices = wide if round_no % 2 else few
+        lengths = [rng.choice(choices) for _ in range(rng.randrange(1, 60))]
         singles = [one.alloc(n) for n in lengths]
         batch = many.alloc_many(np.array(lengths, dtype=np.int64)).tolist()
         live.update(zip(batch, lengths))
