@@ -131,7 +131,9 @@ class ArenaStore(NumpyStore):
         self.t_slot = xp.full(1024, EMPTY, dtype=xp.int32)
         self._table_used = 0  # entries holding a slot or a tombstone
         self._staged_bytes = 0  # bytes of the staged values (at their val_len)
-        self._staged_since = 0.0  # monotonic time of the oldest write not yet on the device
+        # monotonic time of the oldest change not yet on the device, 0.0 when none: the
+        # event loop's end of tick (predis_server/batching.py) reads only this
+        self.staged_since = 0.0
         self._reserved = 0  # arena bytes the stage's deferred allocations may take (upper bound)
         # The slots flagged in stage_flags since the last sync, each listed once: by the C
         # path in its log ([0] the count, then the slots), by Python writes in a list.
@@ -183,8 +185,8 @@ class ArenaStore(NumpyStore):
 
     def native_written(self, staged_bytes: int) -> None:
         """After the C path staged writes: the bookkeeping ``set`` does for each."""
-        if not self._staged_since:
-            self._staged_since = time.monotonic()
+        if not self.staged_since:
+            self.staged_since = time.monotonic()
         self._staged_bytes += staged_bytes
         listed = self._log[0]
         if listed >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
@@ -236,8 +238,8 @@ class ArenaStore(NumpyStore):
                 self._staged_bytes += n
             self._stage(slot, STAGE_VALUE)
         self._vlen[slot] = n
-        if not self._staged_since:
-            self._staged_since = time.monotonic()
+        if not self.staged_since:
+            self.staged_since = time.monotonic()
         if len(self._stage_list) >= STAGE_MAX_ITEMS or self._reserved >= STAGE_MAX_BYTES \
                 or self._staged_bytes >= STAGE_MAX_BYTES:
             self.sync()
@@ -252,8 +254,8 @@ class ArenaStore(NumpyStore):
         slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
         if new:
             self._stage(slot, STAGE_INSERT)
-            if not self._staged_since:
-                self._staged_since = time.monotonic()
+            if not self.staged_since:
+                self.staged_since = time.monotonic()
         elif self._voff[slot] >= 0 or self._sflags[slot] & STAGE_VALUE:
             self._release_value(slot)
         return slot
@@ -278,8 +280,8 @@ class ArenaStore(NumpyStore):
             self._release_value(slot)
         else:
             self._stage(slot, STAGE_INSERT)
-            if not self._staged_since:
-                self._staged_since = time.monotonic()
+            if not self.staged_since:
+                self.staged_since = time.monotonic()
         self._voff[slot] = block
         self._vlen[slot] = len(value)
         self._upload_big(slot, value)
@@ -307,6 +309,8 @@ class ArenaStore(NumpyStore):
             self.arena.free(self._koff[slot], self._klen[slot])
             self._pending_remove.append(slot)
             self.on_table[slot] = False
+            if not self.staged_since:
+                self.staged_since = time.monotonic()
         else:  # it never reached the device: nothing was allocated for it, nothing to insert
             self._sflags[slot] &= ~STAGE_INSERT
         super()._drop(key, slot)
@@ -322,8 +326,8 @@ class ArenaStore(NumpyStore):
     def flush(self) -> None:
         """End of an event-loop tick: writes older than SYNC_INTERVAL_S go to the device, so a
         sync (a few device operations) serves the writes of many ticks, not of each."""
-        if (self._stage_list or self._log[0] or self._pending_remove) \
-                and time.monotonic() - self._staged_since >= SYNC_INTERVAL_S:
+        since = self.staged_since  # set by every change the device has not seen yet
+        if since and time.monotonic() - since >= SYNC_INTERVAL_S:
             self.sync()
 
     # -- the sync: one upload, one scatter, one index update -------------------------------
@@ -332,7 +336,7 @@ class ArenaStore(NumpyStore):
         waits for the device: the uploads and kernels are queued, and the host never reads
         device data back (the index's key hashes stay there, in d_khash)."""
         xp, ops = self.xp, self.ops
-        self._staged_since = 0.0
+        self.staged_since = 0.0
         if self._pending_remove:
             d_slots = xp.asarray(np.array(self._pending_remove, dtype=np.int32))
             ops.remove(self.t_hash, self.t_slot, self.d_khash[d_slots], d_slots)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 
 def wants_coalescing(keyspace) -> bool:
-    """True when the keyspace's store backend takes its writes in batches."""
+    """True when the keyspace's store backend takes its writes in batches (and then has
+    ``flush`` and ``staged_since``, as gpu/cuda.py ArenaStore)."""
     return hasattr(keyspace.backend, "flush")
 
 
 def end_tick(keyspace) -> None:
-    """After the tick's commands: staged writes go to the device, once per store."""
-    for db in keyspace.dbs:
-        flush = getattr(db.store, "flush", None)
-        if flush is not None:
-            flush()
+    """After the tick's replies: staged writes go to the device, once per store. A store with
+    nothing staged (``staged_since`` 0) costs one attribute read: at -P 1 a tick is a few
+    requests, and sixteen flush() calls a tick were a visible share of them."""
+    for store in keyspace.stores:
+        if store.staged_since:
+            store.flush()

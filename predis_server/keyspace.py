@@ -156,6 +156,9 @@ class Keyspace:
         # (db, key) -> clients watching it
         self.watchers: dict[tuple[int, bytes], set[Client]] = {}
         self.dbs = [Database(i, self) for i in range(databases)]
+        # every database's store, for per-tick work over all of them; a store lives as long as
+        # the keyspace (FLUSHALL empties it in place, SWAPDB swaps it between databases)
+        self.stores = tuple(db.store for db in self.dbs)
 
     def clock(self) -> int:
         """Milliseconds now: the running command's time, or the wall clock outside commands."""

@@ -331,7 +331,7 @@ def test_writes_reach_the_device_in_one_sync_and_reads_stay_on_the_host(device_s
     assert device_store.get(b"p2", NOW) == b"changed"
     assert device_store.get_many([b"p1", b"p3", b"p4", b"new"], NOW) == [b"v1", b"x" * 300, None, b"fresh"]
     assert syncs == []
-    ticks = SimpleNamespace(dbs=[SimpleNamespace(store=device_store)])
+    ticks = SimpleNamespace(dbs=[SimpleNamespace(store=device_store)], stores=(device_store,))
     monkeypatch.setattr(gpu.cuda, "SYNC_INTERVAL_S", 3600.0)
     end_tick(ticks)  # too soon: the writes wait for more
     assert syncs == []
@@ -342,6 +342,28 @@ def test_writes_reach_the_device_in_one_sync_and_reads_stay_on_the_host(device_s
     slots, buf, offs = device_store.get_many_packed(*_packed(query), NOW)  # the device copy
     got = [buf[offs[i]: offs[i + 1]].tobytes() if slots[i] >= 0 else None for i in range(len(query))]
     assert got == [b"v1", b"changed", b"x" * 300, None, b"fresh"]
+
+
+def test_a_tick_with_only_deletes_still_reaches_the_device(device_store, monkeypatch):
+    """The end of a tick looks only at ``staged_since``: a delete (an index removal, nothing
+    to upload) must set it too, or the device index would keep the key until a device read."""
+    from types import SimpleNamespace
+
+    import gpu.cuda
+    from predis_server.batching import end_tick
+
+    device_store.set_many([b"gone", b"kept"], [b"1", b"2"], NOW)  # synced at once
+    assert not device_store.staged_since
+    device_store.delete(b"gone")
+    assert device_store.staged_since
+    monkeypatch.setattr(gpu.cuda, "SYNC_INTERVAL_S", 0.0)
+    syncs = []
+    real_sync = device_store.sync
+    monkeypatch.setattr(device_store, "sync", lambda: (syncs.append(1), real_sync()))
+    end_tick(SimpleNamespace(stores=(device_store,)))
+    assert syncs == [1] and not device_store.staged_since
+    t_slot = device_store._to_host(device_store.t_slot)
+    assert t_slot[t_slot >= 0].tolist() == [device_store._index[b"kept"]]
 
 
 def test_a_small_write_that_needs_device_memory_fails_alone(device_store, monkeypatch):
