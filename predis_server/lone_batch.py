@@ -14,9 +14,10 @@ command, or that C refuses (an expired key, a non-integer INCR, a write under WA
 maxmemory...), and ``run_batch``'s normal path runs it and everything after it.
 
 It applies where ``FastRuns`` runs do (see pipeline.py: nothing may need one command's own
-path) and, further, only without an access hook (origin, open collector window,
-prefetcher: their events and loads stay on the paths that record them) and without CLIENT
-NO-TOUCH.
+path) and, further, only without CLIENT NO-TOUCH and without an access hook, or with one that
+only records (an open collector window, no origin, no prefetcher): C then writes the GET and
+MGET events into the collector's ring, as a pipeline's run does, and a batch keeps to one ACL
+user (its tenant id). Origin loads and the prefetcher's events stay on the paths that do them.
 """
 from __future__ import annotations
 
@@ -43,11 +44,12 @@ class LoneBatch:
     def run(self, pending: list[tuple[Connection, list[Any]]]) -> list[tuple[Connection, list[Any]]]:
         """Run the leading lone plain commands of ``pending``; return the entries left (in order)."""
         fast = self.fast
-        if native is None or self.server.access_hook is not None or not fast.allowed_globally():
+        hook = self.server.access_hook
+        if native is None or not fast.allowed_globally():
             return pending
         kinds = fast.kinds
         argvs, outs, conns = [], [], []
-        db = resp = None  # the batch's database and protocol version (its first command's)
+        db = resp = ring = None  # the batch's database, protocol version and event sink (its first command's)
         for conn, commands in pending:
             client = conn.client
             # FastRuns.client_allowed, inlined: this loop runs once per request at -P 1
@@ -65,17 +67,19 @@ class LoneBatch:
             if not kind:
                 break
             if db is None:
+                if hook is not None and (ring := fast.lone_ring(hook, client)) is None:
+                    return pending
                 db, resp = client.db, client.resp
-            elif client.db is not db or client.resp != resp:
+            elif client.db is not db or client.resp != resp or (ring is not None and client.user != fast.ring_user):
                 break
             argvs.append(argv)
             outs.append(client.output)
             conns.append(conn)
         if len(argvs) < MIN_LONE:
             return pending
-        return pending[self._run(db.store, resp == 3, argvs, outs, conns):]
+        return pending[self._run(db.store, resp == 3, argvs, outs, conns, ring):]
 
-    def _run(self, store: Any, resp3: bool, argvs: list, outs: list, conns: list) -> int:
+    def _run(self, store: Any, resp3: bool, argvs: list, outs: list, conns: list, ring: Any) -> int:
         """One C call for the batch; how many of its commands ran (the first refused one and
         those after it are left to the normal path)."""
         view = store.native_view()
@@ -86,7 +90,7 @@ class LoneBatch:
         began = _perf_ns()
         ran, _, gets, sets, incrs, hits, misses, wrong, staged, _, mgets = native.run(
             argvs, 0, len(argvs), self.fast.kinds, view, ks.source_clock(), options,
-            NULL3 if resp3 else NULL_BULK, _WRONGTYPE, None, store, outs)
+            NULL3 if resp3 else NULL_BULK, _WRONGTYPE, ring, store, outs)
         elapsed_ns = _perf_ns() - began
         if not ran:
             return 0

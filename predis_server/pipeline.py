@@ -308,7 +308,7 @@ class FastRuns:
                 # first, so the ring keeps the order), or the sink decided at this tick's
                 # first run, or a new decision
                 sink = self.collector_ring
-                if sink is None or client.user is not self.ring_user or hook.events:
+                if sink is None or client.user != self.ring_user or hook.events:
                     sink = self.quiet_sink or self._event_sink(hook, client, now)
         null = NULL3 if client.resp == 3 else NULL_BULK
         end = min(len(commands), start + RUN_CHUNK)
@@ -351,6 +351,17 @@ class FastRuns:
             return self.quiet_sink
         return (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id,
                 self._tenant(hook, client))
+
+    def lone_ring(self, hook: Any, client: Client) -> Any:
+        """The collector's ring for a batch of lone commands (lone_batch.py) when recording is
+        all the access hook does (no origin to load misses, no prefetcher to tell), its tenant
+        set to ``client``'s user (the batch keeps to that user); None otherwise."""
+        if hook.loader is not None or hook.prefetcher is not None or not hook.observing:
+            return None
+        ring = self.collector_ring
+        if ring is None or client.user != self.ring_user or hook.events:
+            ring = self._event_sink(hook, client, self.keyspace.source_clock())
+        return ring if ring is self.collector_ring else None
 
     def observers_changed(self) -> None:
         """The access hook's observers or their settings changed: decide event sinks afresh."""

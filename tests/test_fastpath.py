@@ -300,7 +300,7 @@ def test_ring_events_carry_each_runs_user(monkeypatch):
         config.collector_sampling = 1.0
         server = in_process_server(config)
         server.prediction._reconfigure()
-        admin, admin_out = connect(server)
+        admin, _ = connect(server)
         conns = {}
         for user in ("alice", "bob"):
             admin.data_received(encode_command("ACL", "SETUSER", user, "on", f">{user}-pw", "+@all", "~*", "&*"))

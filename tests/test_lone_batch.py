@@ -36,10 +36,14 @@ TICKS = st.lists(st.tuples(st.lists(st.tuples(st.integers(0, CONNECTIONS - 1), C
 
 
 class Server:
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, collector: bool = False) -> None:
         config = Config()
         config.store_backend = backend
+        if collector:
+            config.collector_sampling = 1.0
         self.server = in_process_server(config)
+        if collector:  # what start() does: the collector and the access hook
+            self.server.prediction._reconfigure()
         self.now = START_MS
         self.server.keyspace.source_clock = lambda: self.now
         self.table = self.server.executor.table
@@ -48,6 +52,9 @@ class Server:
         # connection 1 speaks RESP3, connection 2 uses database 1, connection 3 is in MULTI
         for index, setup in ((1, [("HELLO", "3")]), (2, [("SELECT", "1")]), (3, [("MULTI",)])):
             self.tick([(index, command) for command in setup])
+        if collector:  # connection 5 is another ACL user (another tenant id), who may run anything
+            self.tick([(0, ("ACL", "SETUSER", "alice", "on", ">pw", "~*", "&*", "+@all"))])
+            self.tick([(5, ("AUTH", "alice", "pw"))])
         self.replies = [b""] * CONNECTIONS
 
     def _counts(self) -> dict:
@@ -58,6 +65,16 @@ class Server:
             self.conns[index][0].data_received(encode_command(*command))
         self.server.run_batch()
         return [transport.take() for _, transport in self.conns]
+
+    def events(self) -> dict:
+        """The collector's ring, every column but the time (the Python path's is the batch's);
+        tenants by name (ids are given in order of first use, which may differ between paths)."""
+        self.server.access_hook.flush()
+        collector = self.server.prediction.collector
+        events = {name: collector.arrays[name][:collector.written].tolist() for name in collector.arrays
+                  if name != "ts"}
+        events["tenant"] = [self.server.mlops.tenants.names[tenant] for tenant in events["tenant"]]
+        return events
 
     def state(self) -> dict:
         found = {}
@@ -78,13 +95,13 @@ class Server:
                 "last": [conn.client.last_command for conn, _ in self.conns]}
 
 
-def _play(ticks, backend: str) -> tuple[list, dict]:
-    server = Server(backend)
+def _play(ticks, backend: str, collector: bool = False) -> tuple[list, dict]:
+    server = Server(backend, collector)
     replies = []
     for commands, advance in ticks:
         replies.append(server.tick(commands))
         server.now += advance
-    return replies, server.state()
+    return replies, server.state(), server.events() if collector else None
 
 
 @pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
@@ -97,6 +114,21 @@ def test_lone_commands_of_a_tick_match_the_normal_path(monkeypatch, backend, tic
     for module in (pipeline, fastpath, parser, lone_batch):
         monkeypatch.setattr(module, "native", None)
     plain = _play(ticks, backend)
+    monkeypatch.undo()
+    assert batched == plain
+
+
+@pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ticks=TICKS)
+def test_lone_commands_record_the_python_paths_events(monkeypatch, ticks):
+    """With the collector at 100% (recording is all the access hook does) lone commands still
+    run as one C batch, which writes their GET/MGET events into the ring: the same events,
+    in the same order, with each connection's tenant, as the normal path records."""
+    batched = _play(ticks, "cpu", collector=True)
+    for module in (pipeline, fastpath, parser, lone_batch):
+        monkeypatch.setattr(module, "native", None)
+    plain = _play(ticks, "cpu", collector=True)
     monkeypatch.undo()
     assert batched == plain
 
@@ -127,3 +159,36 @@ def test_a_tick_of_lone_commands_is_one_c_call(monkeypatch):
     calls.clear()
     server.tick([(0, ("GET", b"k0")), (4, ("GET", b"k4"))])  # a connection in MULTI ends nothing
     assert calls == [2]
+
+
+@pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
+def test_a_recording_tick_of_lone_commands_is_one_c_call_per_user(monkeypatch):
+    """With the collector recording, a tick's lone GETs and MGETs are still one C call, with
+    the collector's ring as its sink; a batch keeps to one ACL user (connection 5 is alice),
+    so alice's command ends it (and goes the normal way, with her tenant)."""
+    sinks = []
+    real = fastpath.native.run
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(fastpath.native, name)
+
+        @staticmethod
+        def run(*args):
+            sinks.append((args[2] - args[1], args[9]))
+            return real(*args)
+
+    monkeypatch.setattr(lone_batch, "native", Recording())
+    server = Server("cpu", collector=True)
+    collector = server.server.prediction.collector
+    server.tick([(i, ("SET", b"k%d" % i, b"v" * i)) for i in (0, 4, 5)])
+    sinks.clear()
+    server.tick([(0, ("GET", b"k0")), (4, ("MGET", b"k4", b"nope")), (5, ("GET", b"k5"))])
+    ring = collector.native_ring()
+    assert sinks == [(2, ring)]  # alice's GET: the normal path
+    sinks.clear()
+    server.tick([(4, ("GET", b"k4")), (0, ("GET", b"k0")), (5, ("GET", b"k5"))])
+    assert sinks == [(2, ring)]
+    events = server.events()
+    assert events["size"] == [0, 4, 0, 5, 4, 0, 5] and events["op"] == [0, 1, 1, 0, 0, 0, 0]
+    assert events["tenant"] == ["default"] * 3 + ["alice"] + ["default"] * 2 + ["alice"]
