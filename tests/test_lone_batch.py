@@ -133,32 +133,38 @@ def test_lone_commands_record_the_python_paths_events(monkeypatch, ticks):
     assert batched == plain
 
 
-@pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
-def test_a_tick_of_lone_commands_is_one_c_call(monkeypatch):
-    """The batch really happens: many connections' GETs, SETs and INCRs in one native.run."""
+def _spy_on_batches(monkeypatch) -> list[tuple[int, object]]:
+    """(commands, sink) of each native.run call lone_batch.py makes from now on."""
     calls = []
     real = fastpath.native.run
 
-    class Counting:
+    class Spying:
         def __getattr__(self, name):
             return getattr(fastpath.native, name)
 
         @staticmethod
         def run(*args):
-            calls.append(args[2] - args[1])
+            calls.append((args[2] - args[1], args[9]))
             return real(*args)
 
-    monkeypatch.setattr(lone_batch, "native", Counting())
+    monkeypatch.setattr(lone_batch, "native", Spying())
+    return calls
+
+
+@pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
+def test_a_tick_of_lone_commands_is_one_c_call(monkeypatch):
+    """The batch really happens: many connections' GETs, SETs and INCRs in one native.run."""
+    calls = _spy_on_batches(monkeypatch)
     server = Server("cpu")
     # connection 1 speaks RESP3: the batch (in arrival order) ends before it
     replies = server.tick([(i, ("SET", b"k%d" % i, b"v")) for i in (0, 4, 5, 1)])
-    assert replies == [b"+OK\r\n", b"+OK\r\n", b"", b"", b"+OK\r\n", b"+OK\r\n"] and calls == [3]
+    assert replies == [b"+OK\r\n", b"+OK\r\n", b"", b"", b"+OK\r\n", b"+OK\r\n"] and calls == [(3, None)]
     calls.clear()
     replies = server.tick([(0, ("GET", b"k0")), (4, ("INCR", b"n")), (5, ("GET", b"nope")), (1, ("GET", b"k1"))])
-    assert replies == [b"$1\r\nv\r\n", b"$1\r\nv\r\n", b"", b"", b":1\r\n", b"$-1\r\n"] and calls == [3]
+    assert replies == [b"$1\r\nv\r\n", b"$1\r\nv\r\n", b"", b"", b":1\r\n", b"$-1\r\n"] and calls == [(3, None)]
     calls.clear()
     server.tick([(0, ("GET", b"k0")), (4, ("GET", b"k4"))])  # a connection in MULTI ends nothing
-    assert calls == [2]
+    assert calls == [(2, None)]
 
 
 @pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
@@ -166,19 +172,7 @@ def test_a_recording_tick_of_lone_commands_is_one_c_call_per_user(monkeypatch):
     """With the collector recording, a tick's lone GETs and MGETs are still one C call, with
     the collector's ring as its sink; a batch keeps to one ACL user (connection 5 is alice),
     so alice's command ends it (and goes the normal way, with her tenant)."""
-    sinks = []
-    real = fastpath.native.run
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(fastpath.native, name)
-
-        @staticmethod
-        def run(*args):
-            sinks.append((args[2] - args[1], args[9]))
-            return real(*args)
-
-    monkeypatch.setattr(lone_batch, "native", Recording())
+    sinks = _spy_on_batches(monkeypatch)
     server = Server("cpu", collector=True)
     collector = server.server.prediction.collector
     server.tick([(i, ("SET", b"k%d" % i, b"v" * i)) for i in (0, 4, 5)])
