@@ -9,7 +9,9 @@ Events arrive in batches from the server's access hook (every tick while prefetc
 every ``COLLECTOR_BATCH_S`` = 50 ms: a batch's fixed NumPy costs are paid once per thousands
 of events, not per tick), so the per-access cost on the event loop is one tuple append;
 hashing is vectorised once per batch (``models.keycodes``). A batch's events share one
-timestamp (the time it was handed over).
+timestamp (the time it was handed over). GETs and MGETs the C fast path answers (pipelined
+runs, a tick's lone commands) skip the batch while the collector is the only observer: C
+writes their events into the ring itself, with the same codes, through ``native_ring``.
 
 Sampling is by time window: with rate r the collector records during the first r of every
 ``window_s`` second period and the access hook is not even installed in between, so the
