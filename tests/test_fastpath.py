@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gpu
-from predis_server import fastpath, pipeline
+from predis_server import fastpath, lone_batch, pipeline
 from predis_server.config import Config
 from predis_server.protocol import parser
 from tests.inprocess import connect, in_process_server
@@ -329,7 +329,7 @@ def test_ring_events_carry_each_runs_user(monkeypatch):
         return tenant, collector.written, events, [conns[user][1].take() for user in conns], ring_used
 
     with_native = run()
-    for module in (pipeline, fastpath, parser):
+    for module in (pipeline, fastpath, parser, lone_batch):
         monkeypatch.setattr(module, "native", None)
     without = run()
     tenant = with_native[0]
