@@ -36,6 +36,7 @@ from resp import encode_command
 
 from predis_server.config import Config
 from predis_server.fastpath import native
+from predis_server.malloc_tuning import tune_malloc
 
 KEYSPACE = 100_000
 CONNECTIONS = 50
@@ -135,6 +136,7 @@ def main() -> int:
                         help="measure the collector's cost at this sampling rate instead")
     parser.add_argument("--blocks", type=int, default=15, help="samples per server (--collector-sampling)")
     args = parser.parse_args()
+    tune_malloc()  # as predis-server does at start-up (predis_server/cli.py)
     if args.collector_sampling is not None:
         for pipeline in (16, 1):
             row = collector_cost(args.collector_sampling, pipeline, args.blocks)

@@ -1,13 +1,16 @@
 """Predis against redis-server on the same machine in the same run (``make bench``).
 
 redis-benchmark (50 clients) drives GET, SET, INCR, MSET (10 keys) and MGET of 100 keys at
-pipeline depths 1 and 16 against both servers, one after the other; then both are filled with
-1,000,000 keys of 100-byte values through pipelined SETs and their memory is compared (RSS
-from psutil, and INFO used_memory). Results go to bench/results/vs_redis.{json,md} with the
-Predis / Redis ratio of every number, the machine, the date and the exact command.
+pipeline depths 1 and 16 against both servers, running side by side, in interleaved rounds
+(Predis then Redis, then Redis then Predis, ...; each round starts from an empty keyspace), so
+a change in the machine's load hits both; each figure is the median of its rounds. Then both
+are filled with 1,000,000 keys of 100-byte values through pipelined SETs and their memory is
+compared (RSS from psutil, and INFO used_memory). Results go to
+bench/results/vs_redis.{json,md} with the Predis / Redis ratio of every number, each round's
+ratio, the machine, the date and the exact command.
 
-    python bench/vs_redis.py            # full run
-    python bench/vs_redis.py --quick    # fewer requests: about 2-4 minutes on 2 cores
+    python bench/vs_redis.py            # full run: 3 rounds
+    python bench/vs_redis.py --quick    # fewer requests, 1 round: about 1 minute on 2 cores
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ import datetime as dt
 import io
 import json
 import os
-import shlex
 import platform
+import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,6 +125,7 @@ def throughput(port: int, pid: int, requests: int, pipeline: int, clients: int) 
         results[name] = redis_benchmark(port, n, pipeline, clients, args)
         results[name + "_cpu_us"] = round((cpu() - before) * 1e6 / n, 2)
 
+    call(port, "FLUSHALL")  # every round starts alike (SET's new keys, INCR's counters)
     # SET runs first, so the GETs find their keys
     for test in ("set", "get", "incr", "mset"):
         run(test.upper(), requests, ["-t", test, "-r", "100000"])
@@ -199,22 +204,24 @@ def write_markdown(report: dict, path: Path) -> None:
          f"{report['machine']['memory_gb']} GB; {report['machine']['os']}"),
         (f"- Predis on Python {report['machine']['python']}, {report['machine']['event_loop']}, "
          f"hiredis {report['machine']['hiredis']}; {report['machine']['redis_server']}"),
-        (f"- redis-benchmark: {report['clients']} clients, {report['requests']} requests a test "
-         f"(MGET: {report['requests'] // 5}), keyspace -r 100000"),
+        (f"- redis-benchmark: {report['clients']} clients, {report['requests']} requests a test at -P 1, "
+         f"x4 at -P 16 (MGET: a fifth), keyspace -r 100000; {report.get('rounds', 1)} interleaved round(s) "
+         "per depth, both servers running side by side; figures are medians of the rounds"),
         f"- load average before/after: {report['loadavg_before']} / {report['loadavg_after']}",
         f"- note: {report['note']}", "",
         "## Throughput (requests/s, higher is better)", "",
         "Server CPU per request: the server process's user+system CPU time during the test divided",
         "by its requests (steadier than throughput on a shared machine; lower is better).", "",
-        "| test | pipeline | Predis | Redis | Predis / Redis | target | met "
-        "| Predis CPU µs/req | Redis CPU µs/req | CPU Predis / Redis |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        ("| test | pipeline | Predis | Redis | Predis / Redis | each round | target | met "
+         "| Predis CPU µs/req | Redis CPU µs/req | CPU Predis / Redis |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["throughput"]:
         target = row["target"]
         met = "" if target is None else ("yes" if row["ratio"] >= target else "no")
+        rounds = " / ".join(f"{r:.2f}" for r in row.get("round_ratios", []))
         lines.append(f"| {row['test']} | {row['pipeline']} | {row['predis']:,.0f} | {row['redis']:,.0f} | "
-                     f"{row['ratio']:.2f}x | {'' if target is None else f'>= {target}x'} | {met} | "
+                     f"{row['ratio']:.2f}x | {rounds} | {'' if target is None else f'>= {target}x'} | {met} | "
                      f"{row['predis_cpu_us']:.2f} | {row['redis_cpu_us']:.2f} | {row['cpu_ratio']:.2f}x |")
     mem = report["memory"]
     lines += [
@@ -237,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests (about 2-4 minutes on 2 cores)")
     parser.add_argument("--requests", type=int, help="requests per test at -P 1 (x4 at -P 16)")
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per pipeline depth (median; default 3, 1 with --quick)")
     parser.add_argument("--memory-keys", type=int, default=1_000_000)
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--predis-arg", action="append", default=[], help="extra predis-server argument")
@@ -246,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a line about the run's conditions, written into the results")
     args = parser.parse_args(argv)
     requests = args.requests or (50_000 if args.quick else 200_000)
+    rounds = args.rounds or (1 if args.quick else 3)
     if not shutil.which("redis-benchmark") or not shutil.which("redis-server"):
         print("redis-server and redis-benchmark are needed (make install-test)", file=sys.stderr)
         return 2
@@ -255,25 +264,30 @@ def main(argv: list[str] | None = None) -> int:
                                  text=True, check=False).stdout.strip() or "unknown",
         "command": shlex.join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT))
                                else sys.executable, *sys.argv]),
-        "machine": machine(), "clients": args.clients, "requests": requests, "note": args.note,
+        "machine": machine(), "clients": args.clients, "requests": requests, "rounds": rounds, "note": args.note,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()], "throughput": [],
     }
-    raw: dict[str, dict[int, dict[str, float]]] = {"predis": {}, "redis": {}}
     for pipeline in (1, 16):
         n = requests if pipeline == 1 else requests * 4
-        for kind, extra in (("predis", args.predis_arg), ("redis", [])):
-            with server(kind, extra) as (port, proc):
-                print(f"{kind}: -P {pipeline}, {n} requests a test ...", flush=True)
-                raw[kind][pipeline] = throughput(port, proc.pid, n, pipeline, args.clients)
-                print(f"  {raw[kind][pipeline]}", flush=True)
+        raw: dict[str, list[dict[str, float]]] = {"predis": [], "redis": []}
+        with server("predis", args.predis_arg) as predis, server("redis", []) as redis:
+            for round_no in range(rounds):
+                order = [("predis", predis), ("redis", redis)]
+                for kind, (port, proc) in order if round_no % 2 == 0 else order[::-1]:
+                    print(f"{kind}: -P {pipeline}, round {round_no + 1}/{rounds}, {n} requests a test ...",
+                          flush=True)
+                    raw[kind].append(throughput(port, proc.pid, n, pipeline, args.clients))
+                    print(f"  {raw[kind][-1]}", flush=True)
         for test in ("GET", "SET", "INCR", "MSET", "MGET_100"):
-            ours, theirs = raw["predis"][pipeline][test], raw["redis"][pipeline][test]
-            cpu_ours = raw["predis"][pipeline][test + "_cpu_us"]
-            cpu_theirs = raw["redis"][pipeline][test + "_cpu_us"]
-            report["throughput"].append({"test": test, "pipeline": pipeline, "predis": ours, "redis": theirs,
-                                         "ratio": ratio(ours, theirs), "target": TARGETS.get((test, pipeline)),
-                                         "predis_cpu_us": cpu_ours, "redis_cpu_us": cpu_theirs,
-                                         "cpu_ratio": ratio(cpu_ours, cpu_theirs)})
+            ours, theirs, cpu_ours, cpu_theirs = (
+                statistics.median(result[name] for result in raw[kind])
+                for kind, name in (("predis", test), ("redis", test), ("predis", test + "_cpu_us"),
+                                   ("redis", test + "_cpu_us")))
+            report["throughput"].append({
+                "test": test, "pipeline": pipeline, "predis": ours, "redis": theirs,
+                "ratio": ratio(ours, theirs), "target": TARGETS.get((test, pipeline)),
+                "round_ratios": [ratio(a[test], b[test]) for a, b in zip(raw["predis"], raw["redis"])],
+                "predis_cpu_us": cpu_ours, "redis_cpu_us": cpu_theirs, "cpu_ratio": ratio(cpu_ours, cpu_theirs)})
     print(f"memory: {args.memory_keys} keys ...", flush=True)
     mem: dict = {"value_size": args.value_size}
     for kind, extra in (("predis", args.predis_arg), ("redis", [])):

@@ -21,8 +21,10 @@ Writes are staged: ``set`` changes the host copy and notes the slot (its value i
 stage, a new key in the pending inserts); the next ``sync`` allocates the device blocks the
 stage needs (``DeviceArena.alloc_many``: one pass per size class), uploads all staged values
 and new keys in one transfer, scatters them with one kernel and inserts the new keys into
-the device index with one more. So a new key costs the write a few dictionary operations,
-not allocator calls. Device out-of-memory still fails the write that asks for too much and
+the device index with one more. So a new key costs the write a dictionary store and a list
+append, not allocator calls; and a sync never waits for the device (nothing is read back:
+the index's key hashes, needed again only to remove a key or rebuild the table, stay in
+``d_khash`` on the device). Device out-of-memory still fails the write that asks for too much and
 nothing else: each write reserves an upper bound of the space it will take
 (``size_bound``) and grows the arena *before* it changes anything, so the deferred
 allocation of a sync always fits. A string replacing one of the same size class keeps its
@@ -45,6 +47,14 @@ SYNC_INTERVAL_S = 0.05  # the device copy trails host writes by at most this und
 STAGE_MAX_ITEMS = 65536
 STAGE_MAX_BYTES = 16 << 20
 BIG_VALUE = 1 << 20  # values this large are copied with one memcpy, not through the stage
+
+
+# Per-slot arrays: the host's mirror of the device blocks, and the device's own (the index's
+# key hashes stay on the device: only the device computes them, and only it uses them).
+_HOST_SLOT_ARRAYS = {"key_off": np.int64, "key_len": np.int64, "val_off": np.int64, "val_len": np.int64,
+                     "on_table": bool}
+_DEVICE_SLOT_ARRAYS = {"d_key_off": np.int64, "d_key_len": np.int64, "d_val_off": np.int64,
+                       "d_val_len": np.int64, "d_khash": np.uint64}
 
 
 def _pow2_at_least(n: int) -> int:
@@ -74,25 +84,27 @@ class ArenaStore(NumpyStore):
         self._staged_bytes = 0
         self._staged_since = 0.0  # monotonic time of the oldest write not yet on the device
         self._reserved = 0  # arena bytes the stage's deferred allocations may take (upper bound)
-        self._pending_insert: dict[int, None] = {}  # slots whose key awaits the device index
-        self._pending_remove: list[tuple[int, int]] = []  # (hash, slot) to tombstone
-        for name in ("d_key_off", "d_key_len", "d_val_off", "d_val_len"):
-            setattr(self, name, xp.zeros(0, dtype=xp.int64))
-        for name, dtype in (("key_off", np.int64), ("key_len", np.int64), ("val_off", np.int64),
-                            ("val_len", np.int64), ("khash", np.uint64), ("on_table", bool)):
+        # slots of new keys awaiting the device index, in write order: a list append per new
+        # key; the sync skips slots dropped since (and takes a slot reused since once)
+        self._inserts: list[int] = []
+        self._insert_dropped = False  # a key of _inserts went before the sync (filter them)
+        self._pending_remove: list[int] = []  # slots whose index entry goes (hash: d_khash)
+        for name, dtype in _DEVICE_SLOT_ARRAYS.items():
+            setattr(self, name, xp.zeros(0, dtype=dtype))
+        for name, dtype in _HOST_SLOT_ARRAYS.items():
             setattr(self, name, np.zeros(0, dtype=dtype))
 
     def _grow(self, capacity: int) -> None:
         super()._grow(capacity)
         xp = self.xp
-        for name in ("key_off", "key_len", "val_off", "val_len", "khash", "on_table"):
+        for name in _HOST_SLOT_ARRAYS:
             old = getattr(self, name)
             new = np.full(capacity, -1, dtype=old.dtype) if name == "val_off" else np.zeros(capacity, old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
-        for name in ("d_key_off", "d_key_len", "d_val_off", "d_val_len"):
+        for name in _DEVICE_SLOT_ARRAYS:
             old = getattr(self, name)
-            new = xp.zeros(capacity, dtype=xp.int64)
+            new = xp.zeros(capacity, dtype=old.dtype)
             new[: old.size] = old
             setattr(self, name, new)
         # scalar access through memoryviews: several times cheaper than NumPy item access
@@ -125,13 +137,13 @@ class ArenaStore(NumpyStore):
         if slot is None:
             # reserve before any change (device OOM fails this write only): at least
             # size_bound(len(key)) + size_bound(n), inlined (new keys are most writes here)
-            need = len(key) + n + ((len(key) + n) >> 2) + 48
+            reserved = self._reserved + len(key) + n + ((len(key) + n) >> 2) + 48
             arena = self.arena
-            if arena.top + self._reserved + need > arena.capacity:
-                arena.reserve(self._reserved + need)
-            self._reserved += need
+            if arena.top + reserved > arena.capacity:
+                arena.reserve(reserved)
+            self._reserved = reserved
             slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
-            self._pending_insert[slot] = None
+            self._inserts.append(slot)
         else:
             # a string replacing one of the same size class keeps its device block (SET of a
             # same-sized value, INCR): only the new bytes are staged
@@ -144,12 +156,13 @@ class ArenaStore(NumpyStore):
                 self._vlen[slot] = n
             elif self._voff[slot] >= 0 or slot in self._staged:
                 self._release_value(slot)  # its block is of another size class
-        self._staged[slot] = value
+        staged = self._staged
+        staged[slot] = value
         self._staged_bytes += n
         if not self._staged_since:
             self._staged_since = time.monotonic()
-        if len(self._staged) + len(self._pending_insert) >= STAGE_MAX_ITEMS \
-                or self._staged_bytes >= STAGE_MAX_BYTES or self._reserved >= STAGE_MAX_BYTES:
+        if len(staged) + len(self._inserts) >= STAGE_MAX_ITEMS or self._reserved >= STAGE_MAX_BYTES \
+                or self._staged_bytes >= STAGE_MAX_BYTES:
             self.sync()
         return slot
 
@@ -161,7 +174,7 @@ class ArenaStore(NumpyStore):
             self._reserve(size_bound(len(key)))
         slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
         if new:
-            self._pending_insert[slot] = None
+            self._inserts.append(slot)
             if not self._staged_since:
                 self._staged_since = time.monotonic()
         elif self._voff[slot] >= 0 or slot in self._staged:
@@ -187,7 +200,7 @@ class ArenaStore(NumpyStore):
         if not new:
             self._release_value(slot)
         else:
-            self._pending_insert[slot] = None
+            self._inserts.append(slot)
             if not self._staged_since:
                 self._staged_since = time.monotonic()
         self._voff[slot] = block
@@ -214,10 +227,10 @@ class ArenaStore(NumpyStore):
         self._release_value(slot)
         if self.on_table[slot]:  # on the device: its key block and index entry go
             self.arena.free(self._koff[slot], self._klen[slot])
-            self._pending_remove.append((int(self.khash[slot]), slot))
+            self._pending_remove.append(slot)
             self.on_table[slot] = False
-        else:  # never reached the device: nothing was allocated for it
-            self._pending_insert.pop(slot, None)
+        else:  # it never reached the device: nothing was allocated for it, and the sync
+            self._insert_dropped = True  # skips its entry in _inserts
         super()._drop(key, slot)
 
     def set_many(self, keys: Sequence[bytes], values: Sequence[object], now_ms: int,
@@ -231,84 +244,96 @@ class ArenaStore(NumpyStore):
     def flush(self) -> None:
         """End of an event-loop tick: writes older than SYNC_INTERVAL_S go to the device, so a
         sync (a few device operations) serves the writes of many ticks, not of each."""
-        if (self._staged or self._pending_insert or self._pending_remove) \
+        if (self._staged or self._inserts or self._pending_remove) \
                 and time.monotonic() - self._staged_since >= SYNC_INTERVAL_S:
             self.sync()
 
     # -- the sync: one upload, one scatter, one index update -------------------------------
     def sync(self) -> None:
-        """Bring the device copy up to date: every device read calls this first."""
+        """Bring the device copy up to date: every device read calls this first. Nothing here
+        waits for the device: the uploads and kernels are queued, and the host never reads
+        device data back (the index's key hashes stay there, in d_khash)."""
         xp, ops = self.xp, self.ops
         self._staged_since = 0.0
         if self._pending_remove:
-            hashes, slots = zip(*self._pending_remove)
-            ops.remove(self.t_hash, self.t_slot, xp.asarray(np.array(hashes, dtype=np.uint64)),
-                       xp.asarray(np.array(slots, dtype=np.int32)))
+            d_slots = xp.asarray(np.array(self._pending_remove, dtype=np.int32))
+            ops.remove(self.t_hash, self.t_slot, self.d_khash[d_slots], d_slots)
             self._pending_remove = []
-        staged = list(self._staged)
-        inserts = list(self._pending_insert)
-        if not staged and not inserts:
+        staged = self._staged
+        n_staged = len(staged)
+        insert_idx = np.fromiter(self._inserts, dtype=np.int64, count=len(self._inserts))
+        self._inserts = []
+        if self._insert_dropped:
+            # a slot dropped since its write is not live; one reused since appears twice
+            # (keep one: it holds the newer key)
+            self._insert_dropped = False
+            insert_idx.sort()
+            first = np.ones(len(insert_idx), dtype=bool)
+            np.not_equal(insert_idx[1:], insert_idx[:-1], out=first[1:])
+            insert_idx = insert_idx[first & self.live[insert_idx]]
+        n_ins = len(insert_idx)
+        if not n_staged and not n_ins:
             self._reserved = 0
             return
-        keys = self._keys
-        new_keys = [keys[s] for s in inserts]
-        chunks = list(self._staged.values()) + new_keys
-        staged_idx = np.asarray(staged, dtype=np.int64)
-        insert_idx = np.asarray(inserts, dtype=np.int64)
-        n_chunks, n_staged, n_ins = len(chunks), len(staged), len(inserts)
+        staged_idx = np.fromiter(staged, dtype=np.int64, count=n_staged)
+        chunks = list(staged.values())
+        if n_ins:
+            chunks += map(self._keys.__getitem__, insert_idx.tolist())
+        n_chunks = len(chunks)
         lens = np.fromiter(map(len, chunks), dtype=np.int64, count=n_chunks)
         # The device blocks the writes deferred: values without one (new, or of another size
         # class than their block), then the new keys; their space was reserved by the writes.
+        # One alloc_many for both (one pass per size class).
         val_lens = lens[:n_staged]
-        no_block = self.val_off[staged_idx] < 0
-        arena = self.arena
-        if no_block.any():
-            self.val_off[staged_idx[no_block]] = arena.alloc_many(val_lens[no_block])
-        self.val_len[staged_idx] = val_lens
-        if n_ins:
-            self.key_off[insert_idx] = arena.alloc_many(lens[n_staged:])
+        no_block = np.flatnonzero(self.val_off[staged_idx] < 0)
+        if len(no_block) or n_ins:
+            blocks = self.arena.alloc_many(np.concatenate([val_lens[no_block], lens[n_staged:]]))
+            self.val_off[staged_idx[no_block]] = blocks[: len(no_block)]
+            self.key_off[insert_idx] = blocks[len(no_block):]
             self.key_len[insert_idx] = lens[n_staged:]
+        self.val_len[staged_idx] = val_lens
         self._reserved = 0
         src = np.zeros(n_chunks, dtype=np.int64)
         np.cumsum(lens[:-1], out=src[1:])
-        # Every index array of this sync goes up in one transfer (a small copy costs about as
-        # much as a large one); the device slices below are views into it.
+        # The sync's index arrays and the bytes they place go up in one transfer (a small
+        # copy costs about as much as a large one): the int64 arrays first (aligned), then
+        # the bytes; the device slices below are views into it.
         ints = np.concatenate([self.val_off[staged_idx], self.key_off[insert_idx], src, lens,
-                               staged_idx, self.val_len[staged_idx], insert_idx, self.key_len[insert_idx]])
-        packed = np.frombuffer(b"".join(chunks), dtype=np.uint8)  # type: ignore[arg-type]
-        if inserts and self._table_used + n_ins > self.t_slot.size // 2:
+                               staged_idx, val_lens, insert_idx, self.key_len[insert_idx]])
+        if n_ins and self._table_used + n_ins > self.t_slot.size // 2:
             self._rebuild_table(len(self) + n_ins)
-        d_ints = xp.asarray(ints)
+        d_upload = xp.asarray(np.frombuffer(b"".join([ints.tobytes(), *chunks]), dtype=np.uint8))
+        d_ints = d_upload[: ints.nbytes].view(xp.int64)
         parts = np.cumsum([0, n_chunks, n_chunks, n_chunks, n_staged, n_staged, n_ins, n_ins]).tolist()
         d_dst, d_src, d_lens, d_staged, d_val_len, d_ins, d_key_len = (
             d_ints[parts[i]: parts[i + 1]] for i in range(7))
-        ops.copy_segments(self.arena.buf, d_dst, xp.asarray(packed), d_src, d_lens)
-        if staged:
+        ops.copy_segments(self.arena.buf, d_dst, d_upload[ints.nbytes:], d_src, d_lens)
+        if n_staged:
             self.d_val_off[d_staged] = d_dst[:n_staged]
             self.d_val_len[d_staged] = d_val_len
-        if inserts:
+        if n_ins:
             d_off = d_dst[n_staged:]
             self.d_key_off[d_ins] = d_off
             self.d_key_len[d_ins] = d_key_len
             hashes = ops.hash_keys(self.arena.buf, d_off, d_key_len)
+            self.d_khash[d_ins] = hashes
             ops.insert(self.t_hash, self.t_slot, hashes, d_ins.astype(xp.int32))
-            self.khash[insert_idx] = self._to_host(hashes)
             self.on_table[insert_idx] = True
             self._table_used += n_ins
-        self._staged.clear()  # the same dict: the C path's view holds it
+        staged.clear()  # the same dict: the C path's view holds it
         self._staged_bytes = 0
-        self._pending_insert = {}
 
     def _rebuild_table(self, keys_expected: int) -> None:
-        """A fresh table at most a quarter full (drops tombstones); the caller inserts new keys."""
+        """A fresh table at most a quarter full (drops tombstones); the caller inserts new keys.
+        The keys already on it go in again with the hashes the device kept (d_khash)."""
         xp = self.xp
         size = _pow2_at_least(4 * max(keys_expected, 256))
         t_hash = xp.zeros(size, dtype=xp.uint64)
         t_slot = xp.full(size, EMPTY, dtype=xp.int32)
-        present = np.flatnonzero(self.on_table)
-        self.ops.insert(t_hash, t_slot, xp.asarray(self.khash[present]), xp.asarray(present.astype(np.int32)))
+        d_present = xp.asarray(np.flatnonzero(self.on_table).astype(np.int32))
+        self.ops.insert(t_hash, t_slot, self.d_khash[d_present], d_present)
         self.t_hash, self.t_slot = t_hash, t_slot
-        self._table_used = int(present.size)
+        self._table_used = int(d_present.size)
 
     # -- device reads (batch APIs; single commands read the host copy) ---------------------
     def lookup_packed(self, keys_buf, key_off, key_len):
@@ -376,16 +401,15 @@ class ArenaStore(NumpyStore):
     def used_memory(self) -> int:
         """Host copy (as the CPU store counts it) plus the device: arena blocks of values and
         keys, the index and the slot tables, and their host-side mirrors."""
-        host = super().used_memory() + sum(getattr(self, name).nbytes for name in
-                                           ("key_off", "key_len", "val_off", "val_len", "khash", "on_table"))
+        host = super().used_memory() + sum(getattr(self, name).nbytes for name in _HOST_SLOT_ARRAYS)
         device = (self.arena.live_bytes + self.t_hash.nbytes + self.t_slot.nbytes
-                  + sum(getattr(self, n).nbytes for n in ("d_key_off", "d_key_len", "d_val_off", "d_val_len")))
+                  + sum(getattr(self, name).nbytes for name in _DEVICE_SLOT_ARRAYS))
         return host + device
 
     def device_bytes(self) -> int:
         """Device memory really reserved: arena capacity, index and slot tables."""
         return (self.arena.capacity + self.t_hash.nbytes + self.t_slot.nbytes
-                + sum(getattr(self, n).nbytes for n in ("d_key_off", "d_key_len", "d_val_off", "d_val_len")))
+                + sum(getattr(self, name).nbytes for name in _DEVICE_SLOT_ARRAYS))
 
     def clear(self) -> None:
         self._reset_device()

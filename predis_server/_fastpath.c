@@ -1,5 +1,5 @@
 /* The commonest pipelined commands in C: runs of plain GET / SET key value / INCR, MGET's
- * reply, and draining hiredis's parsed requests.
+ * reply.
  *
  * predis_server/fastpath.py says when these are used; the store hands over its layout with
  * native_view() (gpu/cpu.py: the dict of slots, the metadata arrays, the packed-value region;
@@ -1173,62 +1173,9 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Nnn)", reply, hits, misses);
 }
 
-PyDoc_STRVAR(drain_doc,
-"drain(gets, out) -> (empty arrays skipped, canonical bytes of what was drained)\n\n"
-"Call a hiredis Reader's gets until it returns False, appending each request (a list of bytes)\n"
-"to out; empty arrays are counted, not appended. ValueError on anything else (the caller\n"
-"parses such input exactly); hiredis's ProtocolError passes through. The byte count is the\n"
-"requests' size written canonically (hiredis accepts no other lengths): equal to the chunk's\n"
-"length, it says the reader stopped between requests.");
-
-static Py_ssize_t digits_of(Py_ssize_t n) {
-    Py_ssize_t d = 1;
-    while (n >= 10) {
-        n /= 10;
-        d++;
-    }
-    return d;
-}
-
-static PyObject *fast_drain(PyObject *self, PyObject *args) {
-    PyObject *gets, *out;
-    if (!PyArg_ParseTuple(args, "OO!", &gets, &PyList_Type, &out))
-        return NULL;
-    Py_ssize_t empty = 0, size = 0;
-    for (;;) {
-        PyObject *cmd = PyObject_CallNoArgs(gets);
-        if (cmd == NULL)
-            return NULL;
-        if (cmd == Py_False) {
-            Py_DECREF(cmd);
-            break;
-        }
-        int valid = PyList_CheckExact(cmd);
-        Py_ssize_t n = valid ? PyList_GET_SIZE(cmd) : 0;
-        size += 3 + digits_of(n);  /* "*" n CRLF */
-        for (Py_ssize_t i = 0; valid && i < n; i++) {
-            PyObject *arg = PyList_GET_ITEM(cmd, i);
-            valid = PyBytes_CheckExact(arg);
-            if (valid)  /* "$" len CRLF bytes CRLF */
-                size += 5 + digits_of(PyBytes_GET_SIZE(arg)) + PyBytes_GET_SIZE(arg);
-        }
-        if (!valid) {
-            Py_DECREF(cmd);
-            PyErr_SetString(PyExc_ValueError, "not a request");
-            return NULL;
-        }
-        int failed = n ? PyList_Append(out, cmd) : (empty++, 0);
-        Py_DECREF(cmd);
-        if (failed)
-            return NULL;
-    }
-    return Py_BuildValue("(nn)", empty, size);
-}
-
 static PyMethodDef methods[] = {
     {"run", fast_run, METH_VARARGS, run_doc},
     {"mget", fast_mget, METH_VARARGS, mget_doc},
-    {"drain", fast_drain, METH_VARARGS, drain_doc},
     {"ring", fast_ring, METH_VARARGS, ring_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         with open(config.pidfile, "w") as handle:
             handle.write(f"{os.getpid()}\n")
     loop_name = install_event_loop()
+    from .malloc_tuning import tune_malloc
     from .server import Server
+
+    tune_malloc()
 
     server = Server(config)
     server.loop_name = loop_name

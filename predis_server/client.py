@@ -17,7 +17,7 @@ class Client:
         "id", "server", "addr", "laddr", "name", "lib_name", "lib_ver", "db", "resp", "user",
         "authenticated", "multi", "multi_error", "watched", "watch_dirty", "channels", "patterns",
         "reply_mode", "created", "last_interaction", "last_command", "no_evict", "send", "close",
-        "closing", "kind", "output", "paused_backlog", "no_touch",
+        "closing", "kind", "output", "paused_backlog", "no_touch", "plain",
     )
 
     def __init__(self, server: Server, addr: str, laddr: str, send: Any, close: Any,
@@ -51,6 +51,17 @@ class Client:
         self.closing = False
         self.output: list[bytes] = []
         self.paused_backlog: list[list[bytes]] | None = None
+        self.plain = False
+        self.update_plain()
+
+    def update_plain(self) -> None:
+        """``plain``: no mode of this connection asks its commands to take their own path
+        (authenticated, no MULTI, replies on, no subscriptions, touching keys). The lone batch
+        (lone_batch.py) reads this one flag per request instead of the six fields; whatever
+        changes one of them (the connection's own commands: AUTH, HELLO, RESET, MULTI, EXEC,
+        DISCARD, CLIENT REPLY / NO-TOUCH, (P)SUBSCRIBE and their UN-) calls this after."""
+        self.plain = self.authenticated and self.multi is None and self.reply_mode == "on" \
+            and not self.channels and not self.patterns and not self.no_touch
 
     @property
     def subscriptions(self) -> int:

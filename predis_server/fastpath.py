@@ -18,9 +18,13 @@ try:
     from . import _fastpath as native
 except ImportError:  # built without a compiler: the Python path
     native = None
+try:  # a connection's reads into hiredis and the lone batch's writes (_netpath.c)
+    from . import _netpath as net
+except ImportError:
+    net = None
 
 if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
-    native = None
+    native = net = None
 
 
 def mget_reply(client: Any, argv: list[bytes]) -> Raw | None:

@@ -24,14 +24,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .fastpath import native
-from .pipeline import _WRONGTYPE, SLOWLOG_FLOOR_US, FastRuns
+from .fastpath import native, net
+from .pipeline import _WRONGTYPE, GET, INCR, MGET, SET, SLOWLOG_FLOOR_US, FastRuns
 from .protocol.encoder import NULL3, NULL_BULK
 
 if TYPE_CHECKING:
     from .protocol.connection import Connection
 
 _perf_ns = time.perf_counter_ns
+_WRONGTYPE_MESSAGE = _WRONGTYPE[1:-2].decode()
+_TOUCH, _TOUCH_WRITES = (native.OPT_TOUCH, native.OPT_TOUCH | native.OPT_WRITES) if native else (0, 0)
 MIN_LONE = 2  # fewer lone commands in a tick: the normal path (a C call's setup would not pay)
 
 
@@ -40,6 +42,8 @@ class LoneBatch:
         self.fast = fast
         self.server = fast.server
         self.keyspace = fast.keyspace
+        self.stats = fast.stats
+        self.kinds = fast.kinds
 
     def run(self, pending: list[tuple[Connection, list[Any]]]) -> list[tuple[Connection, list[Any]]]:
         """Run the leading lone plain commands of ``pending``; return the entries left (in order)."""
@@ -52,11 +56,10 @@ class LoneBatch:
         db = resp = ring = None  # the batch's database, protocol version and event sink (its first command's)
         for conn, commands in pending:
             client = conn.client
-            # FastRuns.client_allowed, inlined: this loop runs once per request at -P 1
-            if client is None or len(commands) != 1 or client.paused_backlog is not None \
-                    or conn.backlog is not None or client.closing or client.no_touch \
-                    or not client.authenticated or client.multi is not None or client.reply_mode != "on" \
-                    or client.channels or client.patterns:
+            # FastRuns.client_allowed and no CLIENT NO-TOUCH in one flag (Client.update_plain):
+            # this loop runs once per request at -P 1
+            if client is None or not client.plain or len(commands) != 1 or client.closing \
+                    or client.paused_backlog is not None or conn.backlog is not None:
                 break
             argv = commands[0]
             if type(argv) is not list:
@@ -81,35 +84,74 @@ class LoneBatch:
 
     def _run(self, store: Any, resp3: bool, argvs: list, outs: list, conns: list, ring: Any) -> int:
         """One C call for the batch; how many of its commands ran (the first refused one and
-        those after it are left to the normal path)."""
+        those after it are left to the normal path). Its per-tick Python is kept short: at
+        -P 1 most ticks hold one or a few commands."""
         view = store.native_view()
         if view is None:  # LFU counters: their random increments stay in Python
             return 0
         ks = self.keyspace
-        options = native.OPT_TOUCH | (0 if ks.maxmemory or ks.watchers else native.OPT_WRITES)
         began = _perf_ns()
-        ran, _, gets, sets, incrs, hits, misses, wrong, staged, _, mgets = native.run(
-            argvs, 0, len(argvs), self.fast.kinds, view, ks.source_clock(), options,
-            NULL3 if resp3 else NULL_BULK, _WRONGTYPE, ring, store, outs)
+        result = native.run(argvs, 0, len(argvs), self.kinds, view, ks.source_clock(),
+                            _TOUCH if ks.maxmemory or ks.watchers else _TOUCH_WRITES,
+                            NULL3 if resp3 else NULL_BULK, _WRONGTYPE, ring, store, outs)
         elapsed_ns = _perf_ns() - began
+        ran = result[0]
         if not ran:
             return 0
-        dirty = self.server.dirty
         now_s = time.time()
-        for i in range(ran):
-            conn = conns[i]
-            client = conn.client
-            client.last_command = argvs[i][0]
-            client.last_interaction = now_s
-            dirty.add(conn)
+        if net is not None:  # the replies go out now, one write a connection (no later flush)
+            transports = []
+            for i in range(ran):
+                conn = conns[i]
+                client = conn.client
+                client.last_command = argvs[i][0]
+                client.last_interaction = now_s
+                transports.append(conn.transport)
+            written, writes = net.write_outputs(outs if ran == len(outs) else outs[:ran], transports)
+            stats = self.stats
+            stats.total_net_output_bytes += written
+            stats.total_writes_processed += writes
+        else:
+            dirty = self.server.dirty
+            for i in range(ran):
+                conn = conns[i]
+                client = conn.client
+                client.last_command = argvs[i][0]
+                client.last_interaction = now_s
+                dirty.add(conn)
+        _, _, gets, sets, incrs, hits, misses, wrong, staged, _, mgets = result
         if sets or incrs:
             store.native_written(staged)
-        fast = self.fast
-        average_us = fast.count([0, gets, sets, incrs, mgets], [0, wrong, 0, 0, 0], [_WRONGTYPE] * wrong,
-                                elapsed_ns, ran)
+        # commandstats, errorstats and the command counter (FastRuns.count, unrolled: a
+        # tuple of the four kinds built per tick cost more than the counting)
+        rows = self.fast.rows
+        if gets:
+            row = rows[GET]
+            row.calls += gets
+            row.usec += elapsed_ns * gets // ran // 1000
+        if sets:
+            row = rows[SET]
+            row.calls += sets
+            row.usec += elapsed_ns * sets // ran // 1000
+        if incrs:
+            row = rows[INCR]
+            row.calls += incrs
+            row.usec += elapsed_ns * incrs // ran // 1000
+        if mgets:
+            row = rows[MGET]
+            row.calls += mgets
+            row.usec += elapsed_ns * mgets // ran // 1000
+        stats = self.stats
+        stats.total_commands_processed += ran
+        if hits:
+            stats.keyspace_hits += hits
+        if misses:
+            stats.keyspace_misses += misses
+        if wrong:  # WRONGTYPE replies (C gives them to GETs only): failed calls, errorstats
+            rows[GET].failed_calls += wrong
+            for _ in range(wrong):
+                stats.count_error(_WRONGTYPE_MESSAGE)
+        average_us = elapsed_ns // ran // 1000
         if average_us >= SLOWLOG_FLOOR_US:  # batches run only with no finer slow-log threshold
-            fast.slow_log(average_us, [(conns[i].client, argvs[i]) for i in range(ran)])
-        stats = ks.stats
-        stats.keyspace_hits += hits
-        stats.keyspace_misses += misses
+            self.fast.slow_log(average_us, [(conns[i].client, argvs[i]) for i in range(ran)])
         return ran

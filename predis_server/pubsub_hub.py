@@ -34,12 +34,14 @@ class PubSubHub:
     def subscribe(self, client: Client, channel: bytes) -> None:
         if channel not in client.channels:
             client.channels.add(channel)
+            client.update_plain()
             self.channels.setdefault(channel, {})[client.id] = client
 
     def unsubscribe(self, client: Client, channel: bytes) -> bool:
         if channel not in client.channels:
             return False
         client.channels.discard(channel)
+        client.update_plain()
         subscribers = self.channels.get(channel)
         if subscribers is not None:
             subscribers.pop(client.id, None)
@@ -50,12 +52,14 @@ class PubSubHub:
     def psubscribe(self, client: Client, pattern: bytes) -> None:
         if pattern not in client.patterns:
             client.patterns.add(pattern)
+            client.update_plain()
             self.patterns.setdefault(pattern, {})[client.id] = client
 
     def punsubscribe(self, client: Client, pattern: bytes) -> bool:
         if pattern not in client.patterns:
             return False
         client.patterns.discard(pattern)
+        client.update_plain()
         subscribers = self.patterns.get(pattern)
         if subscribers is not None:
             subscribers.pop(client.id, None)

@@ -255,14 +255,15 @@ class Server:
                         encode(reply, client.resp == 3, out)
                 elif client.reply_mode == "skip":
                     client.reply_mode = "on"
+                    client.update_plain()
                 elif client.reply_mode == "skip_next":
                     client.reply_mode = "skip"
             client.last_interaction = time.time()
-        if self.coalesce:
-            batching.end_tick(self.keyspace)
         self.dirty = set()
         for conn in dirty:
             conn.flush()
+        if self.coalesce:  # after the replies are written: they need only the host copy
+            batching.end_tick(self.keyspace)
         for conn in throttled:
             # run the rest next tick, or once the socket drains (resume_writing) if it is full
             if conn.backlog is not None and not conn.writing_paused and conn.client is not None \

@@ -79,14 +79,20 @@ class InProcess:
                 "commands": commands, "used_memory": store.used_memory()}
 
 
+def _switch_c_off(monkeypatch) -> None:
+    """The Python path: no C extension anywhere (until monkeypatch.undo)."""
+    for module, name in ((pipeline, "native"), (fastpath, "native"), (parser, "net"),
+                         (lone_batch, "native"), (lone_batch, "net")):
+        monkeypatch.setattr(module, name, None)
+
+
 def _both(monkeypatch, run, backend: str = "cpu", collector: bool = False, prefetch: bool = False):
     """run(InProcess) with the C path, then without it; both results. Backend "arena" is
     the GPU store's layout over NumPy (gpu/cuda.py ArenaStore); "gpu" the same on CUDA.
     Both check that what the C path staged reaches the device copy."""
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     with_native = run(InProcess(backend, collector, prefetch))
-    for module in (pipeline, fastpath, parser):
-        monkeypatch.setattr(module, "native", None)
+    _switch_c_off(monkeypatch)
     without = run(InProcess(backend, collector, prefetch))
     monkeypatch.undo()
     return with_native, without
@@ -329,8 +335,7 @@ def test_ring_events_carry_each_runs_user(monkeypatch):
         return tenant, collector.written, events, [conns[user][1].take() for user in conns], ring_used
 
     with_native = run()
-    for module in (pipeline, fastpath, parser, lone_batch):
-        monkeypatch.setattr(module, "native", None)
+    _switch_c_off(monkeypatch)
     without = run()
     tenant = with_native[0]
     assert len(set(tenant.values())) == 2 and 0 not in tenant.values()
@@ -452,8 +457,8 @@ def test_mget_reply_resp2_and_resp3(monkeypatch):
     assert with_native[2] == b"*2\r\n$1\r\n1\r\n_\r\n"
 
 
-def test_extension_is_built_where_a_compiler_is():
-    """setup.py marks the extension optional; where a C compiler exists (CI) a failed build
+def test_extensions_are_built_where_a_compiler_is():
+    """setup.py marks the extensions optional; where a C compiler exists (CI) a failed build
     must not pass unnoticed as the slower Python path."""
     if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
         pytest.skip("PREDIS_NATIVE turns the extension off")
@@ -461,3 +466,4 @@ def test_extension_is_built_where_a_compiler_is():
     if shutil.which(compiler) is None:
         pytest.skip("no C compiler: the Python path serves")
     assert fastpath.native is not None
+    assert fastpath.net is not None

@@ -4,7 +4,7 @@ counters must be what one-by-one execution gives (the C extension switched off).
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import gpu
@@ -56,9 +56,12 @@ class Server:
             self.tick([(0, ("ACL", "SETUSER", "alice", "on", ">pw", "~*", "&*", "+@all"))])
             self.tick([(5, ("AUTH", "alice", "pw"))])
         self.replies = [b""] * CONNECTIONS
+        # bytes written after the set-up (HELLO's reply holds the client id, which differs)
+        self.bytes_before = self.server.stats.total_net_output_bytes
 
     def _counts(self) -> dict:
-        return {name: (self.table[name].calls, self.table[name].failed_calls) for name in (b"get", b"set", b"incr")}
+        return {name: (self.table[name].calls, self.table[name].failed_calls)
+                for name in (b"get", b"set", b"incr", b"mget")}
 
     def tick(self, commands: list[tuple[int, tuple]]) -> list[bytes]:
         for index, command in commands:
@@ -90,7 +93,8 @@ class Server:
         counts = self._counts()
         stats = self.server.stats
         return {"keys": found, "hits": stats.keyspace_hits, "misses": stats.keyspace_misses,
-                "processed": stats.total_commands_processed,
+                "processed": stats.total_commands_processed, "errors": dict(stats.errorstats),
+                "error_replies": stats.total_error_replies, "bytes_out": stats.total_net_output_bytes - self.bytes_before,
                 "commands": {k: (v[0] - self.counted[k][0], v[1] - self.counted[k][1]) for k, v in counts.items()},
                 "last": [conn.client.last_command for conn, _ in self.conns]}
 
@@ -104,15 +108,23 @@ def _play(ticks, backend: str, collector: bool = False) -> tuple[list, dict]:
     return replies, server.state(), server.events() if collector else None
 
 
+def _switch_c_off(monkeypatch) -> None:
+    """The normal path: no C extension anywhere (until monkeypatch.undo)."""
+    for module, name in ((pipeline, "native"), (fastpath, "native"), (parser, "net"),
+                         (lone_batch, "native"), (lone_batch, "net")):
+        monkeypatch.setattr(module, name, None)
+
+
 @pytest.mark.skipif(fastpath.native is None, reason="the C extension was not built")
 @pytest.mark.parametrize("backend", ["cpu", "arena", pytest.param("gpu", marks=pytest.mark.gpu)])
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ticks=TICKS)
+@example(ticks=[([(0, ("HSET", "h", "f", "v"))], 0),  # WRONGTYPE from C: failed calls, errorstats
+                ([(0, ("GET", "h")), (4, ("GET", "h")), (5, ("GET", "a"))], 0)])
 def test_lone_commands_of_a_tick_match_the_normal_path(monkeypatch, backend, ticks):
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     batched = _play(ticks, backend)
-    for module in (pipeline, fastpath, parser, lone_batch):
-        monkeypatch.setattr(module, "native", None)
+    _switch_c_off(monkeypatch)
     plain = _play(ticks, backend)
     monkeypatch.undo()
     assert batched == plain
@@ -126,8 +138,7 @@ def test_lone_commands_record_the_python_paths_events(monkeypatch, ticks):
     run as one C batch, which writes their GET/MGET events into the ring: the same events,
     in the same order, with each connection's tenant, as the normal path records."""
     batched = _play(ticks, "cpu", collector=True)
-    for module in (pipeline, fastpath, parser, lone_batch):
-        monkeypatch.setattr(module, "native", None)
+    _switch_c_off(monkeypatch)
     plain = _play(ticks, "cpu", collector=True)
     monkeypatch.undo()
     assert batched == plain

@@ -171,9 +171,11 @@ def test_reply_length_helper_sees_whole_replies():
     assert reply_length(b"*2\r\n$1\r\na\r\n$1\r\n") is None
 
 
-def test_fast_parser_agrees_with_exact_parser_on_any_split():
+@pytest.mark.parametrize("entry", ["feed", "connection"])
+def test_fast_parser_agrees_with_exact_parser_on_any_split(entry):
     # the hiredis fast path must give exactly what the Redis-exact parser gives, wherever
-    # reads split the stream and whatever byte is corrupted (seeded, so failures replay)
+    # reads split the stream and whatever byte is corrupted (seeded, so failures replay);
+    # "connection" picks the entry as Connection.data_received does (receive while ready)
     import random
 
     from predis_server.errors import ProtocolError
@@ -181,13 +183,16 @@ def test_fast_parser_agrees_with_exact_parser_on_any_split():
 
     frames = [encode_command("GET", "key:1"), b"*0\r\n", encode_command("SET", "k", "0123456789ab"),
               b"PING\r\n", b"*-1\r\n", encode_command(*["x"] * 12), encode_command("ECHO", "*0\r\n"),
-              encode_command("ECHO", b"v" * 150)]
+              encode_command("ECHO", b"v" * 150), encode_command("ECHO", "*1234567")]
 
     def parse(parser, chunks):
         out = []
         try:
             for chunk in chunks:
-                parser.feed(chunk, out)
+                if entry == "connection" and getattr(parser, "ready", False):
+                    parser.receive(chunk, out)
+                else:
+                    parser.feed(chunk, out)
         except ProtocolError as exc:
             out.append(str(exc))
         return out

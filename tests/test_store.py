@@ -357,7 +357,7 @@ def test_a_small_write_that_needs_device_memory_fails_alone(device_store, monkey
     with pytest.raises(StoreFull):
         device_store.set(b"kept", b"w" * 300, NOW)  # another size class: a new block too
     assert device_store.get(b"new", NOW) is None and device_store.get(b"kept", NOW) == b"safe"
-    assert len(device_store) == 1 and not device_store._pending_insert and not device_store._staged
+    assert len(device_store) == 1 and not device_store._inserts and not device_store._staged
     device_store.set(b"kept", b"same", NOW)  # the same size class needs no space: it works
     device_store.sync()
     assert device_store.get(b"kept", NOW) == b"same"
@@ -386,6 +386,36 @@ def test_sync_allocates_deferred_blocks_reusing_freed_space(device_store):
     got, buf, offs = device_store.get_many_packed(*_packed([b"new:0007", b"key:0100", b"gone"]), NOW)
     assert [buf[offs[i]: offs[i + 1]].tobytes() for i in range(2)] == [b"n" * 100, b"v" * 100]
     assert got[2] == -1
+
+
+def test_slots_reused_between_syncs_reach_the_device_index_once(device_store):
+    """A key dropped before its sync, or after it, frees a slot that a new key takes before
+    the next sync: the index ends with the new key alone (removal goes by the hash the device
+    kept), and a later table rebuild re-inserts every key from those hashes."""
+    device_store.set(b"on-device", b"v" * 50, NOW)
+    device_store.sync()
+    old_slot = device_store._index[b"on-device"]
+    device_store.delete(b"on-device")
+    device_store.set(b"takes-its-slot", b"t" * 50, NOW)
+    assert device_store._index[b"takes-its-slot"] == old_slot
+    device_store.set(b"short-lived", b"s" * 50, NOW)
+    brief_slot = device_store._index[b"short-lived"]
+    device_store.delete(b"short-lived")  # never reached the device
+    device_store.set(b"second-owner", b"o" * 50, NOW)
+    assert device_store._index[b"second-owner"] == brief_slot
+    device_store.sync()
+    query = [b"on-device", b"takes-its-slot", b"short-lived", b"second-owner"]
+    slots, _, _ = device_store.get_many_packed(*_packed(query), NOW)
+    assert slots.tolist() == [-1, old_slot, -1, brief_slot]
+    t_slot = device_store._to_host(device_store.t_slot)
+    assert sorted(t_slot[t_slot >= 0].tolist()) == sorted([old_slot, brief_slot])
+    keys = [b"fill:%05d" % i for i in range(2000)]  # enough new keys to rebuild the table
+    size = device_store.t_slot.size
+    device_store.set_many(keys, [b"f"] * 2000, NOW)
+    assert device_store.t_slot.size > size
+    slots, buf, offs = device_store.get_many_packed(*_packed([b"second-owner", b"fill:01999", b"short-lived"]), NOW)
+    assert slots[0] == brief_slot and slots[2] == -1
+    assert [buf[offs[i]: offs[i + 1]].tobytes() for i in range(2)] == [b"o" * 50, b"f"]
 
 
 def test_alloc_many_matches_one_by_one_allocation():

@@ -52,6 +52,7 @@ def _authenticate(client, username: bytes, password: bytes) -> None:
         server.stats.acl_access_denied_auth += 1
         raise CommandError(errors.WRONGPASS)
     client.authenticated = True
+    client.update_plain()
     client.user = username.decode("utf-8", "replace")
 
 
@@ -121,6 +122,7 @@ def reset(client, argv):
     client.name = b""
     client.user = "default"
     client.authenticated = not server.auth_required()
+    client.update_plain()
     return Status(b"RESET")
 
 
@@ -318,10 +320,18 @@ def client_no_evict(client, argv):
 
 def client_no_touch(client, argv):
     client.no_touch = _on_off(argv[2])
+    client.update_plain()
     return OK
 
 
 def client_reply(client, argv):
+    try:
+        return _client_reply(client, argv)
+    finally:
+        client.update_plain()
+
+
+def _client_reply(client, argv):
     mode = argv[2].lower()
     if mode == b"on":
         client.reply_mode = "on"

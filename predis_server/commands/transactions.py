@@ -21,12 +21,14 @@ def multi(client, argv):
         raise CommandError(errors.MULTI_NESTED)
     client.multi = []
     client.multi_error = False
+    client.update_plain()
     return OK
 
 
 def _end_transaction(client) -> None:
     client.multi = None
     client.multi_error = False
+    client.update_plain()
     client.server.keyspace.unwatch_all(client)
 
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from ..client import Client
 from ..errors import ProtocolError
 from .encoder import encode_error
-from .parser import RequestParser
+from ..fastpath import net
+from .parser import HIREDIS_ERRORS, RequestParser
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -73,17 +74,27 @@ class Connection(asyncio.Protocol):
         stats.total_reads_processed += 1
         commands: list = []
         parser = self.parser
-        parser.slow.unauthenticated = not client.authenticated  # the stricter limits before AUTH
         try:
-            parser.feed(data, commands)
+            if parser.ready and client.authenticated:  # RequestParser.receive, inlined
+                try:
+                    size = net.receive(parser.reader, data, commands)
+                except HIREDIS_ERRORS:
+                    size = None
+                if size != len(data):
+                    parser.finish_receive(data, commands, 0, size)
+            else:  # the stricter limits before AUTH; a request split across reads
+                parser.feed(data, commands, not client.authenticated)
         except ProtocolError as exc:
             if str(exc) == "query buffer limit reached":
                 server.stats.client_query_buffer_limit_disconnections += 1
                 commands.append(None)  # close without a reply, as Redis does
             else:
                 commands.append(exc)
-        if commands:
-            server.enqueue(self, commands)
+        if commands:  # server.enqueue, inlined: once a request at -P 1
+            server.pending.append((self, commands))
+            if not server.batch_scheduled:
+                server.batch_scheduled = True
+                server.loop.call_soon(server.run_batch)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.client is not None:

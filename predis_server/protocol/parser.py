@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ProtocolError
-from ..fastpath import native
+from ..fastpath import net
 
 try:  # optional C speed-up with a pure-Python fallback
     import hiredis
@@ -255,15 +255,54 @@ class RequestParser:
 
     def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, max_buffer: int = 1024**3) -> None:
         self.slow = PythonRequestParser(max_bulk_len, max_buffer)
-        self._reader = hiredis.Reader() if hiredis is not None else None
+        self.reader = hiredis.Reader() if hiredis is not None else None
+        # hiredis is between requests and the Python parser holds nothing: a chunk may go
+        # straight to ``receive`` (Connection.data_received's fast path)
+        self.ready = self.reader is not None and net is not None
+
+    def receive(self, data: bytes, out: list[list[bytes]]) -> None:
+        """``feed`` for an authenticated client while ``ready``, minus the checks it implies
+        (Connection.data_received inlines it: once a request at -P 1)."""
+        start = len(out)
+        try:
+            size = net.receive(self.reader, data, out)
+        except HIREDIS_ERRORS:
+            size = None
+        if size != len(data):  # else every byte was in complete requests: hiredis is between requests
+            self.finish_receive(data, out, start, size)
+
+    def finish_receive(self, data: bytes, out: list[list[bytes]], start: int, size: int | None) -> None:
+        """After ``net.receive`` took ``size`` bytes of ``data`` (None: hiredis refused them,
+        -1: none) in complete requests, appended to ``out`` from ``start``: the rest."""
+        slow = self.slow
+        slow.unauthenticated = False  # it may have parsed for this client before AUTH
+        self.ready = False  # until the Python parser is idle again (not if it raises)
+        if size is None:
+            self._reparse(data, out, start)
+        elif size < 0:
+            slow.feed(data, out)
+        else:
+            self._after_partial(data, out, start, size)
+        self.ready = slow.idle()
 
     def set_limits(self, max_bulk_len: int, max_buffer: int) -> None:
         self.slow.max_bulk_len = max_bulk_len
         self.slow.max_buffer = max_buffer
 
-    def feed(self, data: bytes, out: list[list[bytes]]) -> None:
+    def feed(self, data: bytes, out: list[list[bytes]], unauthenticated: bool = False) -> None:
+        """Append the complete requests of ``data`` to ``out`` (``unauthenticated``: with the
+        stricter limits Redis applies before AUTH); ProtocolError on bad input."""
         slow = self.slow
-        reader = self._reader
+        slow.unauthenticated = unauthenticated
+        self.ready = False
+        try:
+            self._feed(data, out)
+        finally:
+            self.ready = self.reader is not None and net is not None and slow.idle()
+
+    def _feed(self, data: bytes, out: list[list[bytes]]) -> None:
+        slow = self.slow
+        reader = self.reader
         if reader is None or slow.unauthenticated:
             slow.feed(data, out)
             return
@@ -272,50 +311,64 @@ class RequestParser:
             data = slow.feed(data, out, stop_after_one=True)
             if not data:
                 return
+        start = len(out)
+        if net is not None:  # the checks, the feed and the loop below in one C call (_netpath.c)
+            try:
+                size = net.receive(reader, data, out)
+            except (hiredis.ProtocolError, ValueError):
+                self._reparse(data, out, start)
+                return
+            if size == len(data):
+                return  # every byte in complete requests: hiredis is between requests
+            if size < 0:
+                slow.feed(data, out)
+                return
+            self._after_partial(data, out, start, size)
+            return
         # A big array header is the chunk's first line or follows a CRLF; the two C-level
         # checks spare the regex on every single-command read.
         if data[:1] != b"*" or ((data[1:8].isdigit() or data.find(b"*", 1) != -1)
                                 and _BIG_ARRAY_HEADER.search(data) is not None):
             slow.feed(data, out)
             return
-        start = len(out)
         append = out.append
         empty = 0
         try:
             reader.feed(data)
             gets = reader.gets
-            if native is not None:  # the loop below, in C: one call for the chunk's requests
-                empty, size = native.drain(gets, out)
-                if size == len(data):
-                    return  # every byte in complete requests: hiredis is between requests
-            else:
-                while True:
-                    cmd = gets()
-                    if cmd is False:
-                        break
-                    if type(cmd) is not list:
+            while True:
+                cmd = gets()
+                if cmd is False:
+                    break
+                if type(cmd) is not list:
+                    raise ValueError("not a request")
+                if len(cmd) > 8:  # MGET, MSET...: one C-level pass over the element types
+                    if not _ONLY_BYTES.issuperset(map(type, cmd)):
                         raise ValueError("not a request")
-                    if len(cmd) > 8:  # MGET, MSET...: one C-level pass over the element types
-                        if not _ONLY_BYTES.issuperset(map(type, cmd)):
+                else:
+                    for arg in cmd:
+                        if type(arg) is not bytes:
                             raise ValueError("not a request")
-                    else:
-                        for arg in cmd:
-                            if type(arg) is not bytes:
-                                raise ValueError("not a request")
-                    if cmd:
-                        append(cmd)
-                    else:
-                        empty += 1  # "*0" requests are skipped, as Redis does
+                if cmd:
+                    append(cmd)
+                else:
+                    empty += 1  # "*0" requests are skipped, as Redis does
         except (hiredis.ProtocolError, ValueError):
             self._reparse(data, out, start)
             return
+        self._after_partial(data, out, start, 4 * empty + _canonical_size(out, start))
+
+    def _after_partial(self, data: bytes, out: list[list[bytes]], start: int, consumed: int) -> None:
+        """hiredis stopped before the chunk's end (``consumed`` bytes in complete requests)."""
+        reader = self.reader
+        slow = self.slow
         if not reader.has_data():
             # hiredis took every byte, but it may be inside an array whose elements have not
             # arrived. An empty array fed now comes back as itself only if hiredis was between
             # requests (inside one it would become an element, a payload or an error).
             reader.feed(b"*0\r\n")
             try:
-                if gets() == []:
+                if reader.gets() == []:
                     return
             except hiredis.ProtocolError:
                 pass
@@ -324,8 +377,7 @@ class RequestParser:
         # instead of being waited for. hiredis does not say where it stopped, but it refuses
         # non-canonical lengths ("$04", "$+4", "$ 4": its string2ll is Redis's), so every
         # request it returned had the canonical size computed here.
-        self._reader = hiredis.Reader()
-        consumed = 4 * empty + _canonical_size(out, start)
+        self.reader = hiredis.Reader()
         if data[consumed:consumed + 1] != b"*" or (consumed and data[consumed - 2:consumed] != b"\r\n"):
             self._reparse(data, out, start)  # cannot happen with canonical frames; be exact
             return
@@ -334,8 +386,11 @@ class RequestParser:
     def _reparse(self, data: bytes, out: list[list[bytes]], start: int) -> None:
         """Not plain canonical RESP arrays (inline text, wrong element types...): parse exactly."""
         del out[start:]
-        self._reader = hiredis.Reader()
+        self.reader = hiredis.Reader()
         self.slow.feed(data, out)
+
+
+HIREDIS_ERRORS = (hiredis.ProtocolError, ValueError) if hiredis is not None else (ValueError,)
 
 
 def _canonical_size(commands: list[list[bytes]], start: int) -> int:
