@@ -54,6 +54,7 @@ class LoneBatch:
         kinds = fast.kinds
         argvs, outs, conns = [], [], []
         db = resp = ring = None  # the batch's database, protocol version and event sink (its first command's)
+        user = None  # with the ring and other ACL users than default: the batch's user (its tenant)
         for conn, commands in pending:
             client = conn.client
             # FastRuns.client_allowed and no CLIENT NO-TOUCH in one flag (Client.update_plain):
@@ -70,10 +71,14 @@ class LoneBatch:
             if not kind:
                 break
             if db is None:
-                if hook is not None and (ring := fast.lone_ring(hook, client)) is None:
-                    return pending
+                if hook is not None:
+                    ring = fast.lone_ring(hook, client)
+                    if ring is None:
+                        return pending
+                    if self.server.acl.has_users():  # else every client is default (one tenant)
+                        user = client.user
                 db, resp = client.db, client.resp
-            elif client.db is not db or client.resp != resp or (ring is not None and client.user != fast.ring_user):
+            elif client.db is not db or client.resp != resp or (user is not None and client.user != user):
                 break
             argvs.append(argv)
             outs.append(client.output)

@@ -197,3 +197,10 @@ def test_a_recording_tick_of_lone_commands_is_one_c_call_per_user(monkeypatch):
     events = server.events()
     assert events["size"] == [0, 4, 0, 5, 4, 0, 5] and events["op"] == [0, 1, 1, 0, 0, 0, 0]
     assert events["tenant"] == ["default"] * 3 + ["alice"] + ["default"] * 2 + ["alice"]
+    # default the only user again (alice's connection closed): the batch takes every connection
+    server.tick([(0, ("ACL", "DELUSER", "alice"))])
+    sinks.clear()
+    server.tick([(4, ("GET", b"k4")), (0, ("GET", b"k0")), (1, ("GET", b"k1"))])  # 1 speaks RESP3
+    server.tick([(4, ("GET", b"k4")), (0, ("GET", b"k0"))])
+    assert sinks == [(2, ring), (2, ring)]
+    assert server.events()["tenant"][7:] == ["default"] * 5
