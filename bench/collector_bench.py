@@ -10,7 +10,8 @@ when another process takes a core. Each server first answers one warm-up run of 
 Then the same cost in-process, without sockets (bench/request_path.py ``collector_cost``):
 CPU per pipelined GET with the collector off and at 100%, the two servers' ticks alternating;
 the steadiest figure, and a larger share than over sockets, since the kernel's part of a
-request (the same in both) is left out of the denominator.
+request (the same in both) is left out of the denominator; and the same for lone GETs (-P 1,
+a tick's lone commands of many connections in one C batch, lone_batch.py).
 
 Writes bench/results/prefetch/collector.json/.md.
 
@@ -148,12 +149,13 @@ def main() -> int:
                      f"{best[k]:,.0f} | {100 * (1 - best[k] / best['off']):+.2f}% | "
                      f"{process_median[k]:,.0f} | {pct(process_median[k], process_median['off'])} | "
                      f"{loop_median[k]:,.0f} | {pct(loop_median[k], loop_median['off'])} |")
-    in_process = None
+    in_process = in_process_lone = None
     if args.blocks:
         sys.path.insert(0, os.path.join(ROOT, "bench"))
         from request_path import collector_cost
 
         in_process = collector_cost(1.0, args.pipeline, args.blocks)
+        in_process_lone = collector_cost(1.0, 1, args.blocks)
     cmd = " ".join(["python", "bench/collector_bench.py", *sys.argv[1:]])
     load = os.getloadavg()
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -178,11 +180,16 @@ def main() -> int:
                f"the blocks' ratios; quartiles {r['cost_pct_iqr'][0]:+.2f}% .. {r['cost_pct_iqr'][1]:+.2f}%). "
                f"At sampling s the collector records (and costs this) during s of the time, and the access hook "
                f"is not installed in between.\n")
+        r = in_process_lone
+        md += (f"\nThe same for lone GETs (-P 1: each connection's one GET, a tick's in one C batch): CPU per GET "
+               f"{r['off_ns']:.0f} ns off, {r['on_ns']:.0f} ns at 100% ({r['delta_ns']:+.0f} ns), cost "
+               f"{r['cost_pct']:+.2f}% (quartiles {r['cost_pct_iqr'][0]:+.2f}% .. {r['cost_pct_iqr'][1]:+.2f}%).\n")
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "collector.json"), "w") as f:
         json.dump({"rounds": results, "median": median, "best": best, "process_cpu_ns_per_request": process_ns,
                    "loop_cpu_ns_per_request": loop_ns, "process_cpu_ns_median": process_median,
                    "loop_cpu_ns_median": loop_median, "in_process": in_process,
+                   "in_process_lone": in_process_lone,
                    "command": cmd, "date": date,
                    "commit": commit, "machine": host, "loadavg": load, "model": model_dir}, f, indent=2)
     with open(os.path.join(OUT, "collector.md"), "w") as f:

@@ -9,7 +9,9 @@ Events arrive in batches from the server's access hook (every tick while prefetc
 every ``COLLECTOR_BATCH_S`` = 50 ms: a batch's fixed NumPy costs are paid once per thousands
 of events, not per tick), so the per-access cost on the event loop is one tuple append;
 hashing is vectorised once per batch (``models.keycodes``). A batch's events share one
-timestamp (the time it was handed over).
+timestamp (the time it was handed over). GETs and MGETs the C fast path answers (pipelined
+runs, a tick's lone commands) skip the batch while the collector is the only observer: C
+writes their events into the ring itself, with the same codes, through ``native_ring``.
 
 Sampling is by time window: with rate r the collector records during the first r of every
 ``window_s`` second period and the access hook is not even installed in between, so the
@@ -59,8 +61,10 @@ class AccessCollector:
             views[name] = self._block[offset:offset + width].view(COLUMNS[name])
             offset += width
         self.arrays = {name: views[name] for name in COLUMNS}
-        self._ring = None  # the C fast path's hold on _block (predis_server._fastpath.ring)
-        self.written = 0          # events ever recorded (ring position = written % capacity)
+        self._ring = None  # the C fast path's handle on _block (native_ring)
+        # where the count of events ever recorded lives (ring position = written % capacity):
+        # here, or in the C ring once there is one (C runs advance it there, see ``written``)
+        self._count: _Count | object = _Count()
         self.exported_upto = 0    # events already exported
         self.sampling = sampling
         self.window_s = window_s
@@ -70,6 +74,15 @@ class AccessCollector:
         self.export_dropped = 0   # events overwritten before the exporter saw them
         self._lock = threading.Lock()
         self._seq = 0
+
+    @property
+    def written(self) -> int:
+        """Events ever recorded (the next goes at ``written % capacity``)."""
+        return self._count.written
+
+    @written.setter
+    def written(self, value: int) -> None:
+        self._count.written = value
 
     # -- recording (event loop) -------------------------------------------------------------
     def window_open(self, now: float) -> bool:
@@ -113,15 +126,21 @@ class AccessCollector:
                     arr[:n - first] = values[first:]
             self.written += n
 
-    def native_sink(self, ts_us: int, tenant: int) -> tuple:
-        """Where the C fast path (predis_server/_fastpath.c) writes GET events itself: its
-        handle on the ring's block (``RING_LAYOUT``), the ring position, its capacity, the events' time and
-        tenant. The caller holds ``_lock`` while it writes and adds what it wrote to ``written``."""
+    def native_ring(self) -> object:
+        """The C fast path's handle on the ring (predis_server/_fastpath.c ``ring``), the sink
+        its runs write GET/MGET events into: it holds the block (``RING_LAYOUT``) and, from
+        now on, ``written``, which a run advances as it writes (no Python per run); the events
+        carry the run's time and the handle's ``tenant``, which the caller sets. C runs write
+        without ``_lock`` (they hold the GIL, and Python recording never runs meanwhile);
+        readers that let the GIL go while they copy check for overwrites (``_settled``)."""
         ring = self._ring
         if ring is None:
             from predis_server.fastpath import native
-            ring = self._ring = native.ring(self._block)
-        return (ring, self.written % self.capacity, self.capacity, ts_us, tenant)
+            with self._lock:
+                ring = native.ring(self._block, self.capacity)
+                ring.written = self._count.written
+                self._ring = self._count = ring
+        return ring
 
     # -- reading ----------------------------------------------------------------------------
     def recent(self, limit: int | None = None) -> dict[str, np.ndarray]:
@@ -129,11 +148,21 @@ class AccessCollector:
         with self._lock:
             held = min(self.written, self.capacity)
             count = held if limit is None else min(limit, held)
-            return self._slice(self.written - count, self.written)
+            return self._settled(self.written - count, self._slice(self.written - count, self.written))[1]
 
     def _slice(self, begin: int, end: int) -> dict[str, np.ndarray]:
         idx = np.arange(begin, end) % self.capacity
         return {name: arr[idx] for name, arr in self.arrays.items()}
+
+    def _settled(self, begin: int, batch: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
+        """(begin, batch) less the events at its start that C runs overwrote while the copy
+        ran: NumPy lets the GIL go while it copies a large slice, and the event loop's runs
+        write into the ring without ``_lock``. Those events were the oldest held, the next to
+        be overwritten anyway; the rest of the copy is intact (the ring is written in order)."""
+        overwritten = self.written - self.capacity - begin
+        if overwritten <= 0:
+            return begin, batch
+        return begin + overwritten, {name: values[overwritten:] for name, values in batch.items()}
 
     # -- export (exporter thread) -----------------------------------------------------------
     def export_once(self) -> str | None:
@@ -142,12 +171,14 @@ class AccessCollector:
             return None
         with self._lock:
             begin = max(self.exported_upto, self.written - self.capacity)
-            self.export_dropped += begin - self.exported_upto
             end = self.written
             if end <= begin:
                 return None
-            batch = self._slice(begin, end)
+            begin, batch = self._settled(begin, self._slice(begin, end))
+            self.export_dropped += begin - self.exported_upto
             self.exported_upto = end
+            if end <= begin:
+                return None
         os.makedirs(self.export_dir, exist_ok=True)
         self._seq += 1
         name = f"access-{int(batch['ts'][0])}-{os.getpid()}-{self._seq:06d}.npz"
@@ -166,6 +197,15 @@ class AccessCollector:
         while len(segments) > 1 and total > self.export_max_bytes:  # the newest always stays
             total -= sizes.pop(0)
             os.unlink(segments.pop(0))
+
+
+class _Count:
+    """The collector's count of recorded events until the C ring holds it."""
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written = 0
 
 
 class CollectorExporter(threading.Thread):

@@ -443,6 +443,124 @@ static inline int64_t suffix_value(const unsigned char *key, Py_ssize_t n, Py_ss
 enum { EV_HIT = 0, EV_MISS = 1 };  /* models/collector.py outcome codes */
 enum { OP_GET = 0, OP_MGET = 1 };  /* and its op codes */
 
+/* The collector's ring (models/collector.py's RING_LAYOUT): one writable block of capacity
+ * events, column after column: key_hash prefix_hash suffix ts (8 bytes each), size (4),
+ * tenant (2), op, outcome (1 each). A Ring holds the block's buffer for its life and keeps
+ * the ring's count itself: written (events ever recorded; the next goes at written %
+ * capacity), which the collector reads and advances for the events its Python path records,
+ * and tenant, the id the next events carry (pipeline.py sets it to the run's client's). So a
+ * run given the ring as its sink writes and counts events with no Python before or after it:
+ * no handle, position or time to pass in, no count to add up (ts is the run's now_ms). */
+#define RING_EVENT_BYTES 40
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer block;
+    Py_ssize_t capacity, position;  /* position == written % capacity */
+    long long written;
+    uint16_t tenant_id;
+    uint64_t *key_hash, *prefix_hash;
+    int64_t *suffix, *ts;
+    uint32_t *size;
+    uint16_t *tenant;
+    uint8_t *op, *outcome;
+} Ring;
+
+static void ring_dealloc(Ring *r) {
+    if (r->block.obj != NULL)
+        PyBuffer_Release(&r->block);
+    PyObject_Free(r);
+}
+
+static PyObject *ring_get_written(Ring *r, void *closure) {
+    return PyLong_FromLongLong(r->written);
+}
+
+static int ring_set_written(Ring *r, PyObject *value, void *closure) {
+    long long written = value == NULL ? -1 : PyLong_AsLongLong(value);
+    if (written == -1 && PyErr_Occurred())
+        return -1;
+    if (written < 0) {
+        PyErr_SetString(PyExc_ValueError, "ring: written is a count of events");
+        return -1;
+    }
+    r->written = written;
+    r->position = (Py_ssize_t)(written % r->capacity);
+    return 0;
+}
+
+static PyObject *ring_get_tenant(Ring *r, void *closure) {
+    return PyLong_FromLong(r->tenant_id);
+}
+
+static int ring_set_tenant(Ring *r, PyObject *value, void *closure) {
+    long tenant = value == NULL ? -1 : PyLong_AsLong(value);
+    if (tenant == -1 && PyErr_Occurred())
+        return -1;
+    if (tenant < 0 || tenant > UINT16_MAX) {
+        PyErr_SetString(PyExc_ValueError, "ring: a tenant id is 0..65535");
+        return -1;
+    }
+    r->tenant_id = (uint16_t)tenant;
+    return 0;
+}
+
+static PyGetSetDef ring_getset[] = {
+    {"written", (getter)ring_get_written, (setter)ring_set_written, "events ever recorded", NULL},
+    {"tenant", (getter)ring_get_tenant, (setter)ring_set_tenant, "the tenant id of the next events", NULL},
+    {NULL},
+};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "predis_server._fastpath.Ring",
+    .tp_basicsize = sizeof(Ring),
+    .tp_dealloc = (destructor)ring_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The collector's ring, as ring(block, capacity) makes it.",
+    .tp_getset = ring_getset,
+};
+
+PyDoc_STRVAR(ring_doc,
+"ring(block, capacity) -> the collector's ring, for run's sink\n\n"
+"Holds block's writable, 8-byte aligned buffer (capacity events: the ring's columns one after\n"
+"another, see models/collector.py RING_LAYOUT) while it lives. Its written (events ever\n"
+"recorded) and tenant (the id events written next carry) are read and set from Python.");
+
+static PyObject *fast_ring(PyObject *self, PyObject *args) {
+    PyObject *block;
+    Py_ssize_t capacity;
+    if (!PyArg_ParseTuple(args, "On", &block, &capacity))
+        return NULL;
+    Ring *r = PyObject_New(Ring, &RingType);
+    if (r == NULL)
+        return NULL;
+    r->block.obj = NULL;
+    r->capacity = capacity;
+    r->position = r->written = 0;
+    r->tenant_id = 0;
+    if (PyObject_GetBuffer(block, &r->block, PyBUF_WRITABLE) < 0) {
+        r->block.obj = NULL;
+        Py_DECREF(r);
+        return NULL;
+    }
+    if ((uintptr_t)r->block.buf & 7 || capacity <= 0 || capacity > r->block.len / RING_EVENT_BYTES) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_ValueError, "ring: an 8-byte aligned block of capacity events");
+        return NULL;
+    }
+    char *b = r->block.buf;
+    r->key_hash = (uint64_t *)b;
+    r->prefix_hash = (uint64_t *)(b + 8 * capacity);
+    r->suffix = (int64_t *)(b + 16 * capacity);
+    r->ts = (int64_t *)(b + 24 * capacity);
+    r->size = (uint32_t *)(b + 32 * capacity);
+    r->tenant = (uint16_t *)(b + 36 * capacity);
+    r->op = (uint8_t *)(b + 38 * capacity);
+    r->outcome = (uint8_t *)(b + 39 * capacity);
+    return (PyObject *)r;
+}
+
 typedef struct {
     /* list mode (a prefetcher learns from the events in Python): the access hook's list of
      * (key, op, outcome, size, db, tenant) tuples (None: nobody reads them now, they are only
@@ -450,15 +568,9 @@ typedef struct {
      * report (PREFETCHED_HIT) */
     int list_mode;
     PyObject *list, *unread, *db_obj, *tenant_obj, *op_obj, *op_mget_obj, *hit_obj, *miss_obj;
-    /* ring mode (the collector alone): its columns, in one block (see ring()) */
-    uint64_t *key_hash, *prefix_hash;
-    int64_t *suffix, *ts;
-    uint8_t *op, *outcome;
-    uint32_t *size;
-    uint16_t *tenant;
-    Py_ssize_t position, capacity, written;
+    Ring *ring;  /* ring mode (the collector alone) */
     int64_t ts_us;
-    uint16_t tenant_id;
+    Py_ssize_t written;  /* events of this run */
 } Sink;
 
 static void sink_release(Sink *k) {
@@ -468,52 +580,9 @@ static void sink_release(Sink *k) {
     Py_CLEAR(k->miss_obj);
 }
 
-/* The collector's ring (models/collector.py's RING_LAYOUT): one writable block of capacity
- * events, column after column: key_hash prefix_hash suffix ts (8 bytes each), size (4),
- * tenant (2), op, outcome (1 each). ring(block) acquires its buffer once, for the life of the
- * collector: a run only reads the pointer from the capsule (no buffer to acquire and release
- * per run, eight columns' worth before). */
-#define RING_EVENT_BYTES 40
-#define RING_CAPSULE "predis_server._fastpath.ring"
-
-static void ring_free(PyObject *capsule) {
-    Py_buffer *b = PyCapsule_GetPointer(capsule, RING_CAPSULE);
-    if (b != NULL) {
-        PyBuffer_Release(b);
-        PyMem_Free(b);
-    }
-}
-
-PyDoc_STRVAR(ring_doc,
-"ring(block) -> the collector's ring for run's sink\n\n"
-"Holds block's writable, 8-byte aligned buffer (the ring's columns one after another, see\n"
-"models/collector.py RING_LAYOUT) until the handle is dropped.");
-
-static PyObject *fast_ring(PyObject *self, PyObject *block) {
-    Py_buffer *b = PyMem_Malloc(sizeof(Py_buffer));
-    if (b == NULL)
-        return PyErr_NoMemory();
-    if (PyObject_GetBuffer(block, b, PyBUF_WRITABLE) < 0) {
-        PyMem_Free(b);
-        return NULL;
-    }
-    if ((uintptr_t)b->buf & 7) {
-        PyBuffer_Release(b);
-        PyMem_Free(b);
-        PyErr_SetString(PyExc_ValueError, "ring: the block is not 8-byte aligned");
-        return NULL;
-    }
-    PyObject *capsule = PyCapsule_New(b, RING_CAPSULE, ring_free);
-    if (capsule == NULL) {
-        PyBuffer_Release(b);
-        PyMem_Free(b);
-    }
-    return capsule;
-}
-
-/* sink: (ring: ring(block), position, capacity, ts_us, tenant) for the collector's ring, or
- * (events: list, unread: dict or None, db: int, tenant: int). */
-static int sink_open(Sink *k, PyObject *sink) {
+/* sink: the collector's Ring (its events' time: now_ms), or (events: list, unread: dict or
+ * None, db: int, tenant: int). */
+static int sink_open(Sink *k, PyObject *sink, long long now_ms) {
     memset(k, 0, sizeof(*k));
     if (PyTuple_Check(sink) && PyTuple_GET_SIZE(sink) == 4
         && (PyList_CheckExact(PyTuple_GET_ITEM(sink, 0)) || PyTuple_GET_ITEM(sink, 0) == Py_None)) {
@@ -539,36 +608,12 @@ static int sink_open(Sink *k, PyObject *sink) {
         }
         return 0;
     }
-    if (!PyTuple_CheckExact(sink) || PyTuple_GET_SIZE(sink) != 5 || !PyCapsule_CheckExact(PyTuple_GET_ITEM(sink, 0))
-        || PyCapsule_GetDestructor(PyTuple_GET_ITEM(sink, 0)) != ring_free) {
-        PyErr_SetString(PyExc_TypeError, "event sink: (ring(block), position, capacity, ts_us, tenant)");
+    if (Py_TYPE(sink) != &RingType) {
+        PyErr_SetString(PyExc_TypeError, "event sink: the collector's ring(), or (list, unread, db, tenant)");
         return -1;
     }
-    Py_buffer *ring = PyCapsule_GetPointer(PyTuple_GET_ITEM(sink, 0), RING_CAPSULE);
-    Py_ssize_t position = PyLong_AsSsize_t(PyTuple_GET_ITEM(sink, 1));
-    Py_ssize_t capacity = PyLong_AsSsize_t(PyTuple_GET_ITEM(sink, 2));
-    int overflow = 0;
-    long long ts_us = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(sink, 3), &overflow);
-    long tenant = PyLong_AsLong(PyTuple_GET_ITEM(sink, 4));
-    if (PyErr_Occurred())
-        return -1;
-    if (overflow || capacity <= 0 || capacity > ring->len / RING_EVENT_BYTES || position < 0 || position >= capacity) {
-        PyErr_SetString(PyExc_ValueError, "event sink: a position inside a ring its block holds");
-        return -1;
-    }
-    char *b = ring->buf;
-    k->key_hash = (uint64_t *)b;
-    k->prefix_hash = (uint64_t *)(b + 8 * capacity);
-    k->suffix = (int64_t *)(b + 16 * capacity);
-    k->ts = (int64_t *)(b + 24 * capacity);
-    k->size = (uint32_t *)(b + 32 * capacity);
-    k->tenant = (uint16_t *)(b + 36 * capacity);
-    k->op = (uint8_t *)(b + 38 * capacity);
-    k->outcome = (uint8_t *)(b + 39 * capacity);
-    k->position = position;
-    k->capacity = capacity;
-    k->ts_us = ts_us;
-    k->tenant_id = (uint16_t)tenant;
+    k->ring = (Ring *)sink;
+    k->ts_us = now_ms * 1000;
     return 0;
 }
 
@@ -600,28 +645,30 @@ static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t si
         k->written++;
         return 0;
     }
+    Ring *r = k->ring;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(key);
     const Py_ssize_t n = PyBytes_GET_SIZE(key), cut = digits_start(p, n);
-    Py_ssize_t at = k->position;
+    Py_ssize_t at = r->position;
     /* the ring is far larger than the caches: ask for the lines a few events ahead now, so
      * the writes do not each wait for their line to be read in */
-    Py_ssize_t ahead = at + 16 < k->capacity ? at + 16 : at;
-    __builtin_prefetch(&k->key_hash[ahead], 1);
-    __builtin_prefetch(&k->prefix_hash[ahead], 1);
-    __builtin_prefetch(&k->suffix[ahead], 1);
-    __builtin_prefetch(&k->ts[ahead], 1);
-    __builtin_prefetch(&k->size[ahead], 1);
+    Py_ssize_t ahead = at + 16 < r->capacity ? at + 16 : at;
+    __builtin_prefetch(&r->key_hash[ahead], 1);
+    __builtin_prefetch(&r->prefix_hash[ahead], 1);
+    __builtin_prefetch(&r->suffix[ahead], 1);
+    __builtin_prefetch(&r->ts[ahead], 1);
+    __builtin_prefetch(&r->size[ahead], 1);
     uint64_t h, ph;
     key_hashes(p, n, cut, &h, &ph);
-    k->key_hash[at] = h;
-    k->prefix_hash[at] = cut == n ? h : ph;
-    k->suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
-    k->ts[at] = k->ts_us;
-    k->op[at] = (uint8_t)op;
-    k->outcome[at] = (uint8_t)outcome;
-    k->size[at] = (uint32_t)size;
-    k->tenant[at] = k->tenant_id;
-    k->position = at + 1 == k->capacity ? 0 : at + 1;
+    r->key_hash[at] = h;
+    r->prefix_hash[at] = cut == n ? h : ph;
+    r->suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
+    r->ts[at] = k->ts_us;
+    r->op[at] = (uint8_t)op;
+    r->outcome[at] = (uint8_t)outcome;
+    r->size[at] = (uint32_t)size;
+    r->tenant[at] = r->tenant_id;
+    r->position = at + 1 == r->capacity ? 0 : at + 1;
+    r->written++;
     k->written++;
     return 0;
 }
@@ -863,7 +910,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     }
     Sink sink, *events = NULL;
     if (sink_arg != Py_None) {
-        if (sink_open(&sink, sink_arg) < 0)
+        if (sink_open(&sink, sink_arg, now_ms) < 0)
             return NULL;
         events = &sink;
     }
@@ -1137,7 +1184,7 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"run", fast_run, METH_VARARGS, run_doc},
     {"mget", fast_mget, METH_VARARGS, mget_doc},
-    {"ring", fast_ring, METH_O, ring_doc},
+    {"ring", fast_ring, METH_VARARGS, ring_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1150,6 +1197,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__fastpath(void) {
     for (uint64_t w = 1; w <= SALTS; w++)
         salts[w - 1] = mix64(w * GOLDEN);
+    if (PyType_Ready(&RingType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

@@ -14,9 +14,10 @@ command, or that C refuses (an expired key, a non-integer INCR, a write under WA
 maxmemory...), and ``run_batch``'s normal path runs it and everything after it.
 
 It applies where ``FastRuns`` runs do (see pipeline.py: nothing may need one command's own
-path) and, further, only without an access hook (origin, open collector window,
-prefetcher: their events and loads stay on the paths that record them) and without CLIENT
-NO-TOUCH.
+path) and, further, only without CLIENT NO-TOUCH and without an access hook, or with one that
+only records (an open collector window, no origin, no prefetcher): C then writes the GET and
+MGET events into the collector's ring, as a pipeline's run does, and a batch keeps to one ACL
+user (its tenant id). Origin loads and the prefetcher's events stay on the paths that do them.
 """
 from __future__ import annotations
 
@@ -47,11 +48,13 @@ class LoneBatch:
     def run(self, pending: list[tuple[Connection, list[Any]]]) -> list[tuple[Connection, list[Any]]]:
         """Run the leading lone plain commands of ``pending``; return the entries left (in order)."""
         fast = self.fast
-        if native is None or self.server.access_hook is not None or not fast.allowed_globally():
+        hook = self.server.access_hook
+        if native is None or not fast.allowed_globally():
             return pending
         kinds = fast.kinds
         argvs, outs, conns = [], [], []
-        db = resp = None  # the batch's database and protocol version (its first command's)
+        db = resp = ring = None  # the batch's database, protocol version and event sink (its first command's)
+        user = None  # with the ring and other ACL users than default: the batch's user (its tenant)
         for conn, commands in pending:
             client = conn.client
             # FastRuns.client_allowed and no CLIENT NO-TOUCH in one flag (Client.update_plain):
@@ -68,17 +71,23 @@ class LoneBatch:
             if not kind:
                 break
             if db is None:
+                if hook is not None:
+                    ring = fast.lone_ring(hook, client)
+                    if ring is None:
+                        return pending
+                    if self.server.acl.has_users():  # else every client is default (one tenant)
+                        user = client.user
                 db, resp = client.db, client.resp
-            elif client.db is not db or client.resp != resp:
+            elif client.db is not db or client.resp != resp or (user is not None and client.user != user):
                 break
             argvs.append(argv)
             outs.append(client.output)
             conns.append(conn)
         if len(argvs) < MIN_LONE:
             return pending
-        return pending[self._run(db.store, resp == 3, argvs, outs, conns):]
+        return pending[self._run(db.store, resp == 3, argvs, outs, conns, ring):]
 
-    def _run(self, store: Any, resp3: bool, argvs: list, outs: list, conns: list) -> int:
+    def _run(self, store: Any, resp3: bool, argvs: list, outs: list, conns: list, ring: Any) -> int:
         """One C call for the batch; how many of its commands ran (the first refused one and
         those after it are left to the normal path). Its per-tick Python is kept short: at
         -P 1 most ticks hold one or a few commands."""
@@ -89,7 +98,7 @@ class LoneBatch:
         began = _perf_ns()
         result = native.run(argvs, 0, len(argvs), self.kinds, view, ks.source_clock(),
                             _TOUCH if ks.maxmemory or ks.watchers else _TOUCH_WRITES,
-                            NULL3 if resp3 else NULL_BULK, _WRONGTYPE, None, store, outs)
+                            NULL3 if resp3 else NULL_BULK, _WRONGTYPE, ring, store, outs)
         elapsed_ns = _perf_ns() - began
         ran = result[0]
         if not ran:

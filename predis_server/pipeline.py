@@ -77,6 +77,10 @@ class FastRuns:
         self._tenant_source: Any = None  # the hook's tenant_of that _tenant_ids came from
         # this tick's event sink when no observer reads events (run_batch resets it each tick)
         self.quiet_sink: tuple | None = None
+        # the collector's ring while it is the only observer, its tenant set for ring_user's
+        # runs (the access hook resets it whenever observers change: observers_changed)
+        self.collector_ring: Any = None
+        self.ring_user: Any = None
         self._tenant_ids: dict[str | None, int] = {}
 
     def kind_of(self, name: bytes) -> int:
@@ -295,28 +299,25 @@ class FastRuns:
         options = (0 if client.no_touch else native.OPT_TOUCH) \
             | (0 if ks.maxmemory or ks.watchers else native.OPT_WRITES)
         hook = self.server.access_hook
-        sink = collector = None
+        sink = None
         if hook is not None:
             if hook.loader is not None and not hook.in_exec:
                 options |= native.OPT_STOP_AT_MISS
             if hook.observing:
-                sink = self.quiet_sink  # decided at this tick's first run (see below)
-                if sink is None:
-                    sink, collector = self._event_sink(hook, client, now)
+                # the collector's ring as it stands (events the Python path queued go in
+                # first, so the ring keeps the order), or the sink decided at this tick's
+                # first run, or a new decision
+                sink = self.collector_ring
+                if sink is None or client.user != self.ring_user or hook.events:
+                    sink = self.quiet_sink or self._event_sink(hook, client, now)
         null = NULL3 if client.resp == 3 else NULL_BULK
         end = min(len(commands), start + RUN_CHUNK)
         began = _perf_ns()
-        if collector is None:
-            result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink, store)
-        else:
-            with collector._lock:
-                result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink,
-                                    store)
-                collector.written += result[9]
-        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, recorded, mgets = result
+        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, recorded, mgets = native.run(
+            commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink, store)
         if not ran:
             return 0
-        if sink is not None and collector is None and sink[0] is None:
+        if sink is not None and sink is self.quiet_sink:
             hook.prefetcher.skipped(recorded)
         client.output.append(reply)
         if sets or incrs:
@@ -328,24 +329,43 @@ class FastRuns:
         stats.keyspace_misses += misses
         return ran
 
-    def _event_sink(self, hook: Any, client: Client, now: int) -> tuple[Any, Any]:
-        """(sink, collector) for a run's GET events: the collector's ring when it is the only
-        observer (events the Python path queued go in first, so the ring keeps the order);
-        else the hook's list for the prefetcher; or, when nobody would read them, a sink that
-        only counts them (and still defers first reads of prefetched entries), kept for the
-        rest of the tick: the budget's clock and the collector's window move between ticks."""
+    def _event_sink(self, hook: Any, client: Client, now: int) -> Any:
+        """The sink for a run's GET events: the collector's ring when it is the only observer
+        (events the Python path queued go in first, so the ring keeps the order), kept with
+        this client's tenant set until observers change or another user's run comes; else the
+        hook's list for the prefetcher; or, when nobody would read them, a sink that only
+        counts them (and still defers first reads of prefetched entries), kept for the rest
+        of the tick: the budget's clock and the collector's window move between ticks."""
         collector = hook.event_sink(now)
         if collector is not None:
             hook.flush()
-            return collector.native_sink(now * 1000, self._tenant(hook, client)), collector
+            ring = collector.native_ring()
+            ring.tenant = self._tenant(hook, client)
+            self.collector_ring, self.ring_user = ring, client.user
+            return ring
         prefetcher = hook.prefetcher
         recording = hook.services.collector
         if prefetcher is not None and not prefetcher.wants_events() \
                 and (recording is None or not recording.window_open(now / 1000)):
             self.quiet_sink = (None, prefetcher.unread, 0, 0)
-            return self.quiet_sink, None
+            return self.quiet_sink
         return (hook.batch(), None if prefetcher is None else prefetcher.unread, client.db.id,
-                self._tenant(hook, client)), None
+                self._tenant(hook, client))
+
+    def lone_ring(self, hook: Any, client: Client) -> Any:
+        """The collector's ring for a batch of lone commands (lone_batch.py) when recording is
+        all the access hook does (no origin to load misses, no prefetcher to tell), its tenant
+        set to ``client``'s user (the batch keeps to that user); None otherwise."""
+        if hook.loader is not None or hook.prefetcher is not None or not hook.observing:
+            return None
+        ring = self.collector_ring
+        if ring is None or client.user != self.ring_user or hook.events:
+            ring = self._event_sink(hook, client, self.keyspace.source_clock())
+        return ring if ring is self.collector_ring else None
+
+    def observers_changed(self) -> None:
+        """The access hook's observers or their settings changed: decide event sinks afresh."""
+        self.quiet_sink = self.collector_ring = self.ring_user = None
 
     def _tenant(self, hook: Any, client: Client) -> int:
         """The run's tenant id (runs only happen with tenants by ACL user): asked of

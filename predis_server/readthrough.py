@@ -361,7 +361,7 @@ class PredictionServices:
         self.server.access_hook = self.hook if needed else None
         fast_runs = getattr(self.server, "fast_runs", None)
         if fast_runs is not None:
-            fast_runs.quiet_sink = None  # observers changed: decide the event sink afresh
+            fast_runs.observers_changed()
         if self.window_handle is not None:
             self.window_handle.cancel()
             self.window_handle = None

@@ -79,15 +79,20 @@ class InProcess:
                 "commands": commands, "used_memory": store.used_memory()}
 
 
+def _switch_c_off(monkeypatch) -> None:
+    """The Python path: no C extension anywhere (until monkeypatch.undo)."""
+    for module, name in ((pipeline, "native"), (fastpath, "native"), (parser, "net"),
+                         (lone_batch, "native"), (lone_batch, "net")):
+        monkeypatch.setattr(module, name, None)
+
+
 def _both(monkeypatch, run, backend: str = "cpu", collector: bool = False, prefetch: bool = False):
     """run(InProcess) with the C path, then without it; both results. Backend "arena" is
     the GPU store's layout over NumPy (gpu/cuda.py ArenaStore); "gpu" the same on CUDA.
     Both check that what the C path staged reaches the device copy."""
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     with_native = run(InProcess(backend, collector, prefetch))
-    for module, name in ((pipeline, "native"), (fastpath, "native"), (parser, "net"),
-                         (lone_batch, "native"), (lone_batch, "net")):
-        monkeypatch.setattr(module, name, None)
+    _switch_c_off(monkeypatch)
     without = run(InProcess(backend, collector, prefetch))
     monkeypatch.undo()
     return with_native, without
@@ -221,9 +226,11 @@ def test_collector_key_codes_of_key_shapes(monkeypatch):
 
 @needs_native
 def test_ring_sink_is_checked():
-    """A sink that is not a ring handle, a capacity its block cannot hold or a position outside
-    the ring is refused before anything is written; ring() takes only a writable, aligned
-    block, and holds it while the handle lives."""
+    """A run writes events into the collector's ring handle itself: at written % capacity,
+    with the run's time and the handle's tenant, advancing the handle's count (which the
+    collector's own count is). A sink that is not such a handle is refused before anything
+    is written; ring() takes only a writable, aligned block that holds its capacity, and
+    holds the block while the handle lives; written and tenant take only what they can hold."""
     import gc
     import weakref
 
@@ -242,41 +249,99 @@ def test_ring_sink_is_checked():
         pipeline.native = type("Native", (), {"run": staticmethod(spying_run), **{
             n: getattr(fastpath.native, n) for n in ("OPT_TOUCH", "OPT_WRITES", "OPT_STOP_AT_MISS")}})
         server.pipeline([("GET", b"k")] * 2)
+        ring = calls[-1][9]
+        assert ring is collector.native_ring() and collector.written == ring.written == 2
+        assert collector.arrays["size"][:2].tolist() == [1, 1]
+        assert collector.arrays["ts"][:2].tolist() == [server.now * 1000] * 2
+        # the count set from Python places the next events; the tenant set is theirs
+        collector.written = collector.capacity + 5
+        ring.tenant = 7
+        server.pipeline([("GET", b"k"), ("GET", b"none")])
+        assert ring.written == collector.capacity + 7
+        assert collector.arrays["tenant"][5:7].tolist() == [7, 7]
+        assert collector.arrays["outcome"][5:7].tolist() == [0, 1]
     finally:
         pipeline.native = pipeline_native
-    good = calls[-1][9]
-    assert good[1:3] == (0, collector.capacity) and collector.written == 2
-    assert collector.arrays["size"][:2].tolist() == [1, 1]
     base = list(calls[-1])
-    small = fastpath.native.ring(np.zeros(16 * 40, dtype=np.uint8))
-    for bad, error in [((collector._block,) + good[1:], TypeError),
-                       ((small,) + good[1:], ValueError),
-                       ((good[0], collector.capacity) + good[2:], ValueError),
-                       ((good[0], -1) + good[2:], ValueError),
-                       ((good[0], 0, 0) + good[3:], ValueError),
-                       ((good[0], 0, collector.capacity + 1) + good[3:], ValueError),
-                       ((good[0], "0") + good[2:], TypeError),
-                       (good[:4], TypeError)]:
+    for bad in [collector._block, (ring, 0, collector.capacity, 0, 0), (ring,), "ring"]:
         before = collector._block.copy()
         base[9] = bad
-        with pytest.raises(error):
+        with pytest.raises(TypeError):
             real_run(*base)
-        assert np.array_equal(before, collector._block)
+        assert np.array_equal(before, collector._block) and ring.written == collector.capacity + 7
+    for name, value in [("written", -1), ("tenant", -1), ("tenant", 65536)]:
+        with pytest.raises(ValueError):
+            setattr(ring, name, value)
+    with pytest.raises(TypeError):
+        ring.written = "0"
+    assert ring.written == collector.capacity + 7 and ring.tenant == 7
     with pytest.raises(BufferError):
-        fastpath.native.ring(b"\0" * 640)
+        fastpath.native.ring(b"\0" * 640, 16)
     with pytest.raises(ValueError):
-        fastpath.native.ring(memoryview(np.zeros(648, dtype=np.uint8))[1:])
+        fastpath.native.ring(memoryview(np.zeros(648, dtype=np.uint8))[1:], 16)
+    for capacity in (0, -1, 17):
+        with pytest.raises(ValueError):
+            fastpath.native.ring(np.zeros(640, dtype=np.uint8), capacity)
     block = np.zeros(640, dtype=np.uint8)
-    ring = fastpath.native.ring(block)
+    small = fastpath.native.ring(block, 16)
     with pytest.raises(ValueError):
         block.resize(1280)  # exported while the handle lives
     held = weakref.ref(block)
     del block
     gc.collect()
     assert held() is not None
-    del ring
+    del small
     gc.collect()
     assert held() is None
+
+
+@needs_native
+def test_ring_events_carry_each_runs_user(monkeypatch):
+    """Pipelined GET runs of two ACL users (tenant-mode user), in one tick and over ticks,
+    with single GETs (the Python path's queued events) in between: the C path keeps the ring
+    from run to run and sets its tenant when the user changes; the ring holds the Python
+    path's events, in its order, each with its reader's tenant."""
+    def run():
+        config = Config()
+        config.collector_sampling = 1.0
+        server = in_process_server(config)
+        server.prediction._reconfigure()
+        admin, _ = connect(server)
+        conns = {}
+        for user in ("alice", "bob"):
+            admin.data_received(encode_command("ACL", "SETUSER", user, "on", f">{user}-pw", "+@all", "~*", "&*"))
+            server.run_batch()
+            conns[user] = connect(server)
+            conns[user][0].data_received(encode_command("AUTH", user, f"{user}-pw"))
+            server.run_batch()
+        admin.data_received(b"".join(encode_command("SET", f"k{i}", "v" * i) for i in range(8)))
+        server.run_batch()
+        for tick in range(6):
+            order = ("alice", "bob") if tick % 2 else ("bob", "alice")
+            for n, user in enumerate(order):
+                keys = [f"k{(tick + n + i) % 10}" for i in range(5 + tick)]  # k8, k9: misses
+                requests = [encode_command("GET", key) for key in keys]
+                if tick == 3 and user == "alice":
+                    requests = [encode_command("GET", "k1")]  # one command: the Python path
+                conns[user][0].data_received(b"".join(requests))
+            server.run_batch()
+        server.access_hook.flush()
+        collector = server.prediction.collector
+        tenant = {user: server.mlops.tenant_id(user, b"") for user in conns}
+        events = {name: collector.arrays[name][:collector.written].tolist() for name in collector.arrays
+                  if name != "ts"}
+        assert not server.executor.acl.enforcing  # users that may run anything: runs go on
+        ring_used = server.fast_runs.collector_ring is not None
+        return tenant, collector.written, events, [conns[user][1].take() for user in conns], ring_used
+
+    with_native = run()
+    _switch_c_off(monkeypatch)
+    without = run()
+    tenant = with_native[0]
+    assert len(set(tenant.values())) == 2 and 0 not in tenant.values()
+    assert with_native[:4] == without[:4]
+    assert with_native[4] and not without[4]  # the C path wrote into the ring
+    assert set(with_native[2]["tenant"]) == set(tenant.values())
 
 
 @needs_native
