@@ -27,6 +27,7 @@ _SCORED = ("expire_at", "last_access", "lfu_count", "lfu_time", "reuse", "flags"
 _IN_CLASS = BLOCK - 1  # (n + _IN_CLASS) | _IN_CLASS is equal for lengths of one size class
 CLOCK_MASK = 0xFFFFFFFF  # last_access keeps the low 32 bits of the ms clock, as Redis keeps 24 of s
 _INT_OBJECT_BYTES = sys.getsizeof(10**6)  # a slot number above the small-int cache
+_BYTES_HEADER = sys.getsizeof(b"")  # sys.getsizeof(key) is this plus len(key): no call per new key
 _META_DTYPES = {
     "expire_at": np.int64,
     "last_access": np.uint32,  # ms clock modulo 2**32 (wraps every 49.7 days; see with_access_times)
@@ -112,7 +113,7 @@ class NumpyStore(StoreBackend):
             self._keys.append(key)
         self._index[key] = slot
         self._live[slot] = True
-        self._data_bytes += sys.getsizeof(key)
+        self._data_bytes += _BYTES_HEADER + len(key)
         return slot
 
     def _open_slabs(self) -> ValueSlabs:
@@ -132,7 +133,7 @@ class NumpyStore(StoreBackend):
 
     def _drop(self, key: bytes, slot: int) -> None:
         del self._index[key]
-        self._data_bytes -= sys.getsizeof(key)
+        self._data_bytes -= _BYTES_HEADER + len(key)
         self._forget_value(slot)
         if self._exp[slot]:
             self._volatile -= 1

@@ -51,7 +51,7 @@ class ValueSlabs:
 
     def store(self, value: bytes) -> int:
         """Copy ``value`` (at most PACKED_MAX bytes) in; its location, 0 if the region is full."""
-        cls = size_class(len(value))
+        cls = (len(value) + BLOCK - 1) & -BLOCK or BLOCK  # size_class, inlined (once a new key)
         free = self._free.get(cls)
         if free:
             loc = free.pop()
