@@ -29,11 +29,11 @@ LFU with history (TinyLFU's idea) where the model adds what the past alone does 
 Admission (same policy): once memory is full, a demand-loaded key whose count is below a
 quantile of the cached keys' reuse is answered but not stored (``AdmissionFilter``).
 
-Precision gate: where the model's guesses are mostly wrong (Zipf web traffic: nothing
-sequential to learn), prefetching only spends memory and origin reads. Each time at least
-``GATE_MIN_OUTCOMES`` prefetches have been read or wasted since the last look, their precision
-moves the effective threshold (``gate``): below ``PRECISION_TARGET`` it halves the distance to
-1, well above it it steps back toward ``threshold``.
+Precision control (``models.precision_control``, config ``prefetch-precision-floor``): where
+the model's guesses are mostly wrong (Zipf web traffic: nothing sequential to learn),
+prefetching only spends memory and origin reads. Each ``reconcile`` hands the used / wasted
+counts to ``control``: recent precision below the floor raises the effective threshold toward
+1, then pauses issuing (probing now and then, backing off); good precision brings it back.
 
 Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
 (evicted, expired or overwritten before any read), late (a client missed while the
@@ -70,15 +70,12 @@ from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
 from .frequency import ADMIT_WHEN_FULL, AdmissionFilter, FrequencySketch
 from .keycodes import key_codes, prefix_of
+from .precision_control import DEFAULT_FLOOR, PrecisionControl
 from .ranker import RankerService
 
 log = logging.getLogger("predis.prefetch")
 
 SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
-PRECISION_TARGET = 0.5  # issue 5's target: at least half of the prefetched entries read
-GATE_MIN_OUTCOMES = 32  # read-or-wasted prefetches a precision reading needs
-GATE_MAX = 0.98         # the gate never closes completely: the best guesses still probe
-GATE_STEP_DOWN = 0.05
 BUDGET_BURST = 0.01     # CPU seconds of learning an idle spell may bank (a few ticks' worth)
 IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spare (see observe)
 BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
@@ -106,7 +103,7 @@ class Prefetcher:
     def __init__(self, server: Any, loader: OriginLoader | None, ranker: RankerService,
                  threshold: float = 0.5, max_inflight: int = 64, memory_share: float = 0.2,
                  ttl_ms: int = 0, budget_fraction: float = 0.04, max_candidates: int = 512,
-                 stream_floor: int = 0) -> None:
+                 stream_floor: int = 0, precision_floor: float = DEFAULT_FLOOR) -> None:
         self.server = server
         self.loader = loader
         self.ranker = ranker
@@ -118,8 +115,7 @@ class Prefetcher:
         self.budget_fraction = budget_fraction
         self.max_candidates = max_candidates
         self.stream_floor = stream_floor
-        self.gate = threshold                        # effective threshold (precision gate)
-        self.gate_seen = (0, 0)                      # (used, wasted) at the gate's last reading
+        self.control = PrecisionControl(threshold, precision_floor)  # effective threshold, pauses
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
@@ -139,7 +135,7 @@ class Prefetcher:
         self.issued = self.stored = self.used = self.wasted = self.late = 0
         self.events_seen = self.events_learned = 0
         self.candidates_scored = 0
-        self.skipped_inflight = self.skipped_memory = 0
+        self.skipped_inflight = self.skipped_memory = self.skipped_precision = 0
         self.learn_seconds = 0.0
         self.last_reconcile = 0.0
         # MLOps hooks
@@ -315,18 +311,6 @@ class Prefetcher:
         count = float(self.frequency.estimate(key_codes([key])[0])[0])
         return self.admission.admits(count, store.reuse[:n], live[:n])
 
-    def _adapt_gate(self) -> None:
-        """Move the effective threshold by the precision of the prefetches decided since the last look."""
-        used, wasted = self.used - self.gate_seen[0], self.wasted - self.gate_seen[1]
-        if used + wasted < GATE_MIN_OUTCOMES:
-            return
-        self.gate_seen = (self.used, self.wasted)
-        precision = used / (used + wasted)
-        if precision < PRECISION_TARGET:
-            self.gate = min(GATE_MAX, self.gate + (1.0 - self.gate) / 2)
-        elif precision >= PRECISION_TARGET + 0.15:
-            self.gate = max(self.threshold, self.gate - GATE_STEP_DOWN)
-
     def _rank(self, rows: list[tuple[int, int, int, tuple]], triggers: list[tuple[int, int]]) -> None:
         seen: set[tuple[int, bytes]] = set()
         keys: list[bytes] = []
@@ -392,7 +376,7 @@ class Prefetcher:
         order = np.argsort(-scores, kind="stable").tolist()
         present_keys: dict[int, list[bytes]] = {}
         present_scores: dict[int, list[float]] = {}
-        bar = max(self.threshold, self.gate)
+        bar = self.control.effective_bar
         # without reuse scores or shadow figures only absent keys scoring >= bar matter; the
         # order is by score, so the rest (on a busy server with little to learn, nearly all)
         # need no lookup
@@ -414,7 +398,7 @@ class Prefetcher:
                 continue
             self._issue(db, key, None if split is None or shadow is not None or tenant_scored else
                         (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM))
-            bar = max(self.threshold, self.gate)  # _issue may reconcile, which moves the gate
+            bar = self.control.effective_bar  # _issue may reconcile, which moves the bar
         if present_keys and every_row and self._scores_reuse():
             for db_id, ks in present_keys.items():
                 counts = self.frequency.estimate(key_codes(ks)[0])
@@ -435,6 +419,9 @@ class Prefetcher:
             if self.unread_bytes >= self.memory_share * maxmemory:
                 self.skipped_memory += 1
                 return
+        if not self.control.allows(time.monotonic()):
+            self.skipped_precision += 1  # recent prefetches were mostly wasted: paused or probing
+            return
         self.inflight += 1
         self.issued += 1
         if arm is not None:
@@ -507,7 +494,7 @@ class Prefetcher:
             self.key_arm.pop(key, None)
         if self.key_arm and getattr(getattr(self.server, "mlops", None), "abtest", None) is None:
             self.key_arm.clear()  # the test ended: its arms no longer matter
-        self._adapt_gate()
+        self.control.reading(self.used, self.wasted, self.last_reconcile)
 
     # -- MLOps hooks (A/B arms, promotion watch) ------------------------------------------------
     def _split_ranker(self, keys: list[bytes]) -> SplitRanker | None:

@@ -232,6 +232,10 @@ OPTIONS: list[Option] = [
     Option("prefetch-stream-floor", "int", 0, True,
            "Streams that continued this many times are prefetched whatever the model scores "
            "(heuristic floor for scans absent from the training data; 0 = the model decides).", minimum=0),
+    Option("prefetch-precision-floor", "float", 0.5, True,
+           "Least share of recent prefetches read: below it the prefetcher raises its threshold, "
+           "then pauses issuing (probing now and then) until its precision recovers (0 = never throttle).",
+           minimum=0, maximum=1),
 ]
 
 _BY_NAME: dict[str, Option] = {}

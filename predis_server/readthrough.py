@@ -226,7 +226,7 @@ class PredictionServices:
         for name in ("origin", "origin-timeout"):
             c.watch(name, lambda _v: self._open_origin())
         for name in ("origin-ttl", "origin-error-reply", "prefetch-threshold", "prefetch-max-inflight",
-                     "prefetch-memory-share", "prefetch-stream-floor"):
+                     "prefetch-memory-share", "prefetch-stream-floor", "prefetch-precision-floor"):
             c.watch(name, lambda _v: self._apply_prefetch_limits())
         for name in ("prefetch-enabled", "collector-sampling", "collector-export-dir", "models-dir"):
             c.watch(name, lambda _v: self._reconfigure())
@@ -304,7 +304,9 @@ class PredictionServices:
         if p is not None:
             c = self.config
             if p.threshold != c.prefetch_threshold:
-                p.threshold = p.gate = c.prefetch_threshold  # a new threshold restarts the precision gate
+                p.threshold = c.prefetch_threshold
+                p.control.reset(c.prefetch_threshold)  # a new threshold restarts the precision control
+            p.control.floor = c.prefetch_precision_floor
             p.max_inflight = c.prefetch_max_inflight
             p.memory_share = c.prefetch_memory_share
             p.ttl_ms = self.ttl_ms

@@ -1,4 +1,5 @@
-"""The prefetcher's two self-corrections: reuse counts for allkeys-predictive, the precision gate."""
+"""Reuse counts for allkeys-predictive and the prefetcher's unread-bytes accounting (the precision
+control has its own tests: test_precision_control.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +10,7 @@ import pytest
 import redis
 from servers import predis_process, sqlite_origin
 
-from models.prefetch import GATE_MAX, GATE_MIN_OUTCOMES, Prefetcher
+from models.prefetch import Prefetcher
 from models.ranker import RankerService
 
 
@@ -24,31 +25,6 @@ def _gate_prefetcher(threshold=0.5):
     loop = asyncio.new_event_loop()
     server = SimpleNamespace(loop=loop, keyspace=SimpleNamespace(maxmemory=0, dbs=[]))
     return Prefetcher(server, None, RankerService(), threshold=threshold), loop
-
-
-def test_low_precision_raises_the_gate_and_good_precision_lowers_it_back():
-    p, loop = _gate_prefetcher()
-    try:
-        p.used, p.wasted = 4, GATE_MIN_OUTCOMES  # 11% read: web-like guessing
-        p._adapt_gate()
-        assert p.gate == pytest.approx(0.75)
-        p.wasted += GATE_MIN_OUTCOMES
-        p._adapt_gate()
-        assert p.gate == pytest.approx(0.875)
-        for _ in range(20):
-            p.wasted += GATE_MIN_OUTCOMES
-            p._adapt_gate()
-        assert p.gate == GATE_MAX  # never shut: the most confident guesses still get tried
-        for _ in range(40):
-            p.used += GATE_MIN_OUTCOMES  # every prefetch read again
-            p._adapt_gate()
-        assert p.gate == pytest.approx(0.5)  # back to the configured threshold, not below
-        p.used += GATE_MIN_OUTCOMES - 1
-        before = p.gate
-        p._adapt_gate()  # too few outcomes for a reading: no move
-        assert p.gate == before
-    finally:
-        loop.close()
 
 
 def test_predictive_policy_keeps_frequently_read_keys_over_recent_once_read_ones(origin_path):

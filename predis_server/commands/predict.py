@@ -6,6 +6,7 @@ section builder, ``prediction_info``.
 from __future__ import annotations
 
 import json
+import time
 
 from ..errors import CommandError
 from ..replies import OK, Map
@@ -85,6 +86,10 @@ def prediction_info(server) -> list[tuple[str, object]]:
         ("prefetch_coverage", f"{used / (used + misses):.4f}" if used + misses else "0.0000"),
         ("prefetch_skipped_inflight", p.skipped_inflight if p is not None else 0),
         ("prefetch_skipped_memory", p.skipped_memory if p is not None else 0),
+        ("prefetch_skipped_precision", p.skipped_precision if p is not None else 0),
+        ("prefetch_threshold_effective", f"{p.control.effective_bar:.4f}" if p is not None else "0.0000"),
+        ("prefetch_paused", int(p.control.paused(time.monotonic())) if p is not None else 0),
+        ("prefetch_pauses", p.control.pauses if p is not None else 0),
         ("prefetch_events_seen", p.events_seen if p is not None else 0),
         ("prefetch_events_learned", p.events_learned if p is not None else 0),
         ("origin", server.config.origin or ""),
