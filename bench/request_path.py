@@ -24,6 +24,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 
@@ -169,6 +170,8 @@ def main() -> int:
         print(f"{test:9s} -P {pipeline:<3d} {best * 1e6:7.2f} µs CPU per request")
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                 text=True, check=False).stdout.strip() or "unknown",
         "command": " ".join(["python", "bench/request_path.py", *sys.argv[1:]]),
         "c_fast_path": native is not None,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -180,7 +183,7 @@ def main() -> int:
     with open(os.path.join(args.out, stem + ".json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
     lines = [f"# Predis request path, CPU per request without sockets ({'C fast path' if native else 'Python path'})",
-             "", f"- date: {report['date']}", f"- command: `{report['command']}`"
+             "", f"- date: {report['date']}; commit: {report['commit']}", f"- command: `{report['command']}`"
              + ("" if native is not None else " with PREDIS_NATIVE=no"),
              f"- machine: {report['machine']}; Python {report['python']}",
              "- 50 in-process connections, one pipeline each per tick; parse, batch, execute, encode, flush",
