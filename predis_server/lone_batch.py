@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 _perf_ns = time.perf_counter_ns
 _WRONGTYPE_MESSAGE = _WRONGTYPE[1:-2].decode()
+# each fast kind and where native.run's result tuple counts its commands
+_KIND_COUNT_AT = ((GET, 2), (SET, 3), (INCR, 4), (MGET, 10))
 _TOUCH, _TOUCH_WRITES = (native.OPT_TOUCH, native.OPT_TOUCH | native.OPT_WRITES) if native else (0, 0)
 MIN_LONE = 2  # fewer lone commands in a tick: the normal path (a C call's setup would not pay)
 
@@ -124,28 +126,18 @@ class LoneBatch:
                 client.last_command = argvs[i][0]
                 client.last_interaction = now_s
                 dirty.add(conn)
-        _, _, gets, sets, incrs, hits, misses, wrong, staged, _, mgets = result
+        _, _, _, sets, incrs, hits, misses, wrong, staged, _, _ = result
         if sets or incrs:
             store.native_written(staged)
-        # commandstats, errorstats and the command counter (FastRuns.count, unrolled: a
-        # tuple of the four kinds built per tick cost more than the counting)
+        # commandstats, errorstats and the command counter (FastRuns.count's work, without
+        # building its lists per tick)
         rows = self.fast.rows
-        if gets:
-            row = rows[GET]
-            row.calls += gets
-            row.usec += elapsed_ns * gets // ran // 1000
-        if sets:
-            row = rows[SET]
-            row.calls += sets
-            row.usec += elapsed_ns * sets // ran // 1000
-        if incrs:
-            row = rows[INCR]
-            row.calls += incrs
-            row.usec += elapsed_ns * incrs // ran // 1000
-        if mgets:
-            row = rows[MGET]
-            row.calls += mgets
-            row.usec += elapsed_ns * mgets // ran // 1000
+        for kind, at in _KIND_COUNT_AT:
+            count = result[at]
+            if count:
+                row = rows[kind]
+                row.calls += count
+                row.usec += elapsed_ns * count // ran // 1000
         stats = self.stats
         stats.total_commands_processed += ran
         if hits:
