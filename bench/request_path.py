@@ -11,7 +11,7 @@ pipelined GET's CPU time: two servers (collector off, and at R) whose ticks alte
 machine noise hits both alike (``collector_cost``).
 ``bench/collector_bench.py`` reports it next to its redis-benchmark figures.
 
-    python bench/request_path.py [--rounds 40] [--out bench/results]
+    python bench/request_path.py [--rounds 40] [--out bench/results] [--untuned-malloc]
     python bench/request_path.py --collector-sampling 1 [--blocks 15]
 """
 from __future__ import annotations
@@ -133,11 +133,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40, help="ticks per measurement")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    parser.add_argument("--untuned-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (predis_server/malloc_tuning.py's effect)")
     parser.add_argument("--collector-sampling", type=float, default=None,
                         help="measure the collector's cost at this sampling rate instead")
     parser.add_argument("--blocks", type=int, default=15, help="samples per server (--collector-sampling)")
     args = parser.parse_args()
-    tune_malloc()  # as predis-server does at start-up (predis_server/cli.py)
+    if not args.untuned_malloc:
+        tune_malloc()  # as predis-server does at start-up (predis_server/cli.py)
     if args.collector_sampling is not None:
         for pipeline in (16, 1):
             row = collector_cost(args.collector_sampling, pipeline, args.blocks)
@@ -178,7 +181,8 @@ def main() -> int:
         "python": platform.python_version(),
         "rows": rows,
     }
-    stem = "request_path" if native is not None else "request_path_python"
+    stem = ("request_path" if native is not None else "request_path_python") \
+        + ("_untuned_malloc" if args.untuned_malloc else "")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, stem + ".json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
@@ -186,7 +190,8 @@ def main() -> int:
              "", f"- date: {report['date']}; commit: {report['commit']}", f"- command: `{report['command']}`"
              + ("" if native is not None else " with PREDIS_NATIVE=no"),
              f"- machine: {report['machine']}; Python {report['python']}",
-             "- 50 in-process connections, one pipeline each per tick; parse, batch, execute, encode, flush",
+             "- 50 in-process connections, one pipeline each per tick; parse, batch, execute, encode, flush"
+             + ("; glibc malloc left untuned" if args.untuned_malloc else "; glibc malloc tuned as predis-server tunes it"),
              "", "| test | pipeline | CPU µs per request |", "|---|---|---|"]
     lines += [f"| {row['test']} | {row['pipeline']} | {row['cpu_us_per_request']} |" for row in rows]
     with open(os.path.join(args.out, stem + ".md"), "w", encoding="utf-8") as handle:

@@ -420,9 +420,6 @@ class ArenaStore(NumpyStore):
             return
         loc = self.value_loc[slots]
         packed = loc != 0
-        if packed.all():
-            gather_segments(self._region, loc.astype(np.int64) * BLOCK, host, at, lens)
-            return
         if packed.any():
             gather_segments(self._region, loc[packed].astype(np.int64) * BLOCK, host, at[packed], lens[packed])
         values = self._values

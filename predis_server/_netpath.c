@@ -14,6 +14,7 @@
 #include <string.h>
 
 static PyObject *str_feed, *str_gets, *str_write, *str_is_closing;
+static PyObject *empty;  /* b"": the separator that joins a connection's replies */
 
 /* The Python parser takes a chunk that declares an array of a million elements or more
  * (protocol/parser.py's _BIG_ARRAY_HEADER, "\*[0-9]{7}"): hiredis would allocate it at once. */
@@ -109,9 +110,6 @@ static PyObject *net_write_outputs(PyObject *self, PyObject *const *args, Py_ssi
     }
     PyObject *outputs = args[0], *transports = args[1];
     Py_ssize_t total = 0, writes = 0;
-    static PyObject *empty = NULL;
-    if (empty == NULL && (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
-        return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(outputs); i++) {
         PyObject *output = PyList_GET_ITEM(outputs, i);
         if (!PyList_CheckExact(output)) {
@@ -170,7 +168,8 @@ PyMODINIT_FUNC PyInit__netpath(void) {
     if ((str_feed = PyUnicode_InternFromString("feed")) == NULL
         || (str_gets = PyUnicode_InternFromString("gets")) == NULL
         || (str_write = PyUnicode_InternFromString("write")) == NULL
-        || (str_is_closing = PyUnicode_InternFromString("is_closing")) == NULL)
+        || (str_is_closing = PyUnicode_InternFromString("is_closing")) == NULL
+        || (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

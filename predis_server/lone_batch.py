@@ -25,16 +25,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .fastpath import native, net
-from .pipeline import _WRONGTYPE, GET, INCR, MGET, SET, SLOWLOG_FLOOR_US, FastRuns
+from .pipeline import _WRONGTYPE, SLOWLOG_FLOOR_US, FastRuns
 from .protocol.encoder import NULL3, NULL_BULK
 
 if TYPE_CHECKING:
     from .protocol.connection import Connection
 
 _perf_ns = time.perf_counter_ns
-_WRONGTYPE_MESSAGE = _WRONGTYPE[1:-2].decode()
-# each fast kind and where native.run's result tuple counts its commands
-_KIND_COUNT_AT = ((GET, 2), (SET, 3), (INCR, 4), (MGET, 10))
 _TOUCH, _TOUCH_WRITES = (native.OPT_TOUCH, native.OPT_TOUCH | native.OPT_WRITES) if native else (0, 0)
 MIN_LONE = 2  # fewer lone commands in a tick: the normal path (a C call's setup would not pay)
 
@@ -106,49 +103,23 @@ class LoneBatch:
         if not ran:
             return 0
         now_s = time.time()
+        transports = []
+        for i in range(ran):
+            conn = conns[i]
+            client = conn.client
+            client.last_command = argvs[i][0]
+            client.last_interaction = now_s
+            transports.append(conn.transport)
         if net is not None:  # the replies go out now, one write a connection (no later flush)
-            transports = []
-            for i in range(ran):
-                conn = conns[i]
-                client = conn.client
-                client.last_command = argvs[i][0]
-                client.last_interaction = now_s
-                transports.append(conn.transport)
-            written, writes = net.write_outputs(outs if ran == len(outs) else outs[:ran], transports)
+            written, writes = net.write_outputs(outs[:ran], transports)
             stats = self.stats
             stats.total_net_output_bytes += written
             stats.total_writes_processed += writes
         else:
-            dirty = self.server.dirty
-            for i in range(ran):
-                conn = conns[i]
-                client = conn.client
-                client.last_command = argvs[i][0]
-                client.last_interaction = now_s
-                dirty.add(conn)
-        _, _, _, sets, incrs, hits, misses, wrong, staged, _, _ = result
-        if sets or incrs:
-            store.native_written(staged)
-        # commandstats, errorstats and the command counter (FastRuns.count's work, without
-        # building its lists per tick)
-        rows = self.fast.rows
-        for kind, at in _KIND_COUNT_AT:
-            count = result[at]
-            if count:
-                row = rows[kind]
-                row.calls += count
-                row.usec += elapsed_ns * count // ran // 1000
-        stats = self.stats
-        stats.total_commands_processed += ran
-        if hits:
-            stats.keyspace_hits += hits
-        if misses:
-            stats.keyspace_misses += misses
-        if wrong:  # WRONGTYPE replies (C gives them to GETs only): failed calls, errorstats
-            rows[GET].failed_calls += wrong
-            for _ in range(wrong):
-                stats.count_error(_WRONGTYPE_MESSAGE)
-        average_us = elapsed_ns // ran // 1000
+            self.server.dirty.update(conns[:ran])
+        if result[3] or result[4]:  # SETs or INCRs: what C staged (the GPU store uploads it)
+            store.native_written(result[8])
+        average_us = self.fast.count_native(result, elapsed_ns)
         if average_us >= SLOWLOG_FLOOR_US:  # batches run only with no finer slow-log threshold
             self.fast.slow_log(average_us, [(conns[i].client, argvs[i]) for i in range(ran)])
         return ran

@@ -60,6 +60,9 @@ NOT_FAST, GET, SET, INCR, MGET = 0, 1, 2, 3, 4  # MGET: only in the C path (the 
 _HANDLERS = {GET: strings.get, SET: strings.set_, INCR: strings.incr, MGET: strings.mget}
 incr_by = strings.incr_by
 _WRONGTYPE = encode_error(errors.WRONGTYPE)
+_WRONGTYPE_MESSAGE = _WRONGTYPE[1:-2].decode()
+# each fast kind and where native.run's result tuple counts its commands
+_NATIVE_COUNT_AT = ((GET, 2), (SET, 3), (INCR, 4), (MGET, 10))
 _OOM = encode_error(errors.OOM)
 
 
@@ -278,7 +281,7 @@ class FastRuns:
         ran = i - start
         if not ran:
             return 0
-        self._account(client, commands, start, ran, counts, failed, error_replies, elapsed_ns)
+        self._account(client, commands, start, ran, self.count(counts, failed, error_replies, elapsed_ns, ran))
         ks.stats.keyspace_hits += hits
         ks.stats.keyspace_misses += misses
         return ran
@@ -313,8 +316,8 @@ class FastRuns:
         null = NULL3 if client.resp == 3 else NULL_BULK
         end = min(len(commands), start + RUN_CHUNK)
         began = _perf_ns()
-        ran, reply, gets, sets, incrs, hits, misses, wrong, staged, recorded, mgets = native.run(
-            commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink, store)
+        result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink, store)
+        ran, reply, _, sets, incrs, _, _, _, staged, recorded, _ = result
         if not ran:
             return 0
         if sink is not None and sink is self.quiet_sink:
@@ -322,11 +325,7 @@ class FastRuns:
         client.output.append(reply)
         if sets or incrs:
             store.native_written(staged)
-        self._account(client, commands, start, ran, [0, gets, sets, incrs, mgets], [0, wrong, 0, 0, 0],
-                      [_WRONGTYPE] * wrong, _perf_ns() - began)
-        stats = ks.stats
-        stats.keyspace_hits += hits
-        stats.keyspace_misses += misses
+        self._account(client, commands, start, ran, self.count_native(result, _perf_ns() - began))
         return ran
 
     def _event_sink(self, hook: Any, client: Client, now: int) -> Any:
@@ -382,11 +381,9 @@ class FastRuns:
                 self._tenant_ids[client.user] = tenant
         return tenant
 
-    def _account(self, client: Client, commands: list[Any], start: int, ran: int,
-                 counts: list[int], failed: list[int], error_replies: list[bytes],
-                 elapsed_ns: int) -> None:
-        """commandstats, errorstats, the command counter and the slow log, once per run."""
-        average_us = self.count(counts, failed, error_replies, elapsed_ns, ran)
+    def _account(self, client: Client, commands: list[Any], start: int, ran: int, average_us: int) -> None:
+        """A counted run's last command and slow log entries (``average_us``: from ``count``
+        or ``count_native``)."""
         client.last_command = commands[start + ran - 1][0]
         if average_us >= SLOWLOG_FLOOR_US:  # runs happen only with no finer slow-log threshold
             self.slow_log(average_us, [(client, argv) for argv in commands[start:start + ran]])
@@ -407,6 +404,29 @@ class FastRuns:
         stats.total_commands_processed += ran
         for reply in error_replies:
             stats.count_error(reply[1:-2].decode())
+        return elapsed_ns // ran // 1000
+
+    def count_native(self, result: tuple, elapsed_ns: int) -> int:
+        """``count`` for a ``native.run`` result tuple, without building its lists (once a
+        tick at -P 1), plus the run's keyspace hits and misses; the average time in µs.
+        C answers WRONGTYPE only to GETs."""
+        ran = result[0]
+        rows = self.rows
+        for kind, at in _NATIVE_COUNT_AT:
+            count = result[at]
+            if count:
+                cmd = rows[kind]
+                cmd.calls += count
+                cmd.usec += elapsed_ns * count // ran // 1000
+        stats = self.stats
+        stats.total_commands_processed += ran
+        stats.keyspace_hits += result[5]
+        stats.keyspace_misses += result[6]
+        wrong = result[7]
+        if wrong:
+            rows[GET].failed_calls += wrong
+            for _ in range(wrong):
+                stats.count_error(_WRONGTYPE_MESSAGE)
         return elapsed_ns // ran // 1000
 
     def slow_log(self, average_us: int, commands: Any) -> None:

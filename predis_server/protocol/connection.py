@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from ..client import Client
 from ..errors import ProtocolError
 from .encoder import encode_error
-from ..fastpath import net
-from .parser import HIREDIS_ERRORS, RequestParser
+from .parser import RequestParser
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -75,13 +74,8 @@ class Connection(asyncio.Protocol):
         commands: list = []
         parser = self.parser
         try:
-            if parser.ready and client.authenticated:  # RequestParser.receive, inlined
-                try:
-                    size = net.receive(parser.reader, data, commands)
-                except HIREDIS_ERRORS:
-                    size = None
-                if size != len(data):
-                    parser.finish_receive(data, commands, 0, size)
+            if parser.ready and client.authenticated:  # hiredis, in one C call
+                parser.receive(data, commands)
             else:  # the stricter limits before AUTH; a request split across reads
                 parser.feed(data, commands, not client.authenticated)
         except ProtocolError as exc:
@@ -90,11 +84,8 @@ class Connection(asyncio.Protocol):
                 commands.append(None)  # close without a reply, as Redis does
             else:
                 commands.append(exc)
-        if commands:  # server.enqueue, inlined: once a request at -P 1
-            server.pending.append((self, commands))
-            if not server.batch_scheduled:
-                server.batch_scheduled = True
-                server.loop.call_soon(server.run_batch)
+        if commands:
+            server.enqueue(self, commands)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.client is not None:

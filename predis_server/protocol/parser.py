@@ -28,9 +28,12 @@ except ImportError:  # pragma: no cover - exercised only where hiredis is missin
 INLINE_MAX_SIZE = 64 * 1024  # PROTO_INLINE_MAX_SIZE
 MAX_MULTIBULK_LEN = 2**31 - 1  # INT_MAX, as in Redis 7
 
+# hiredis refuses a chunk (ProtocolError) or hands back a non-request (ValueError from the drain)
+HIREDIS_ERRORS = (hiredis.ProtocolError, ValueError) if hiredis is not None else (ValueError,)
 # hiredis allocates an array's list as soon as it reads the header ("*3000000000" would reserve
 # 24 GB of address space and make every GC pass crawl over it), so chunks that declare arrays
 # of a million elements or more anywhere go to the Python parser, which allocates nothing ahead.
+# (_netpath.c's receive applies the same test.)
 _BIG_ARRAY_HEADER = re.compile(rb"\*[0-9]{7}")
 _ONLY_BYTES = frozenset((bytes,))
 
@@ -261,19 +264,15 @@ class RequestParser:
         self.ready = self.reader is not None and net is not None
 
     def receive(self, data: bytes, out: list[list[bytes]]) -> None:
-        """``feed`` for an authenticated client while ``ready``, minus the checks it implies
-        (Connection.data_received inlines it: once a request at -P 1)."""
+        """``feed`` for an authenticated client while ``ready`` (Connection.data_received's
+        common case: one C call), minus the checks that state implies."""
         start = len(out)
         try:
             size = net.receive(self.reader, data, out)
         except HIREDIS_ERRORS:
             size = None
-        if size != len(data):  # else every byte was in complete requests: hiredis is between requests
-            self.finish_receive(data, out, start, size)
-
-    def finish_receive(self, data: bytes, out: list[list[bytes]], start: int, size: int | None) -> None:
-        """After ``net.receive`` took ``size`` bytes of ``data`` (None: hiredis refused them,
-        -1: none) in complete requests, appended to ``out`` from ``start``: the rest."""
+        if size == len(data):
+            return  # every byte in complete requests: hiredis is between requests
         slow = self.slow
         slow.unauthenticated = False  # it may have parsed for this client before AUTH
         self.ready = False  # until the Python parser is idle again (not if it raises)
@@ -306,24 +305,13 @@ class RequestParser:
         if reader is None or slow.unauthenticated:
             slow.feed(data, out)
             return
-        if slow._remaining or slow.pos < len(slow.buf):  # not slow.idle(), inlined
+        if not slow.idle():
             # Finish the request split across reads exactly, then go back to hiredis.
             data = slow.feed(data, out, stop_after_one=True)
             if not data:
                 return
-        start = len(out)
         if net is not None:  # the checks, the feed and the loop below in one C call (_netpath.c)
-            try:
-                size = net.receive(reader, data, out)
-            except (hiredis.ProtocolError, ValueError):
-                self._reparse(data, out, start)
-                return
-            if size == len(data):
-                return  # every byte in complete requests: hiredis is between requests
-            if size < 0:
-                slow.feed(data, out)
-                return
-            self._after_partial(data, out, start, size)
+            self.receive(data, out)
             return
         # A big array header is the chunk's first line or follows a CRLF; the two C-level
         # checks spare the regex on every single-command read.
@@ -331,6 +319,7 @@ class RequestParser:
                                 and _BIG_ARRAY_HEADER.search(data) is not None):
             slow.feed(data, out)
             return
+        start = len(out)
         append = out.append
         empty = 0
         try:
@@ -353,13 +342,14 @@ class RequestParser:
                     append(cmd)
                 else:
                     empty += 1  # "*0" requests are skipped, as Redis does
-        except (hiredis.ProtocolError, ValueError):
+        except HIREDIS_ERRORS:
             self._reparse(data, out, start)
             return
         self._after_partial(data, out, start, 4 * empty + _canonical_size(out, start))
 
     def _after_partial(self, data: bytes, out: list[list[bytes]], start: int, consumed: int) -> None:
-        """hiredis stopped before the chunk's end (``consumed`` bytes in complete requests)."""
+        """hiredis took the chunk's first ``consumed`` bytes as complete requests: whatever it
+        holds of the rest (a request cut by the read) goes to the Python parser."""
         reader = self.reader
         slow = self.slow
         if not reader.has_data():
@@ -388,9 +378,6 @@ class RequestParser:
         del out[start:]
         self.reader = hiredis.Reader()
         self.slow.feed(data, out)
-
-
-HIREDIS_ERRORS = (hiredis.ProtocolError, ValueError) if hiredis is not None else (ValueError,)
 
 
 def _canonical_size(commands: list[list[bytes]], start: int) -> int:
