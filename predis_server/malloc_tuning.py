@@ -4,8 +4,8 @@ glibc serves each allocation of 128 KiB or more with its own ``mmap`` and gives 
 ``munmap`` when freed, and trims the heap's free top above 128 KiB (both thresholds move up
 only as far as the largest block freed so far). A pipelined MGET of 100 keys builds a 175 KB
 reply per connection per tick, so every tick paid page faults on fresh pages and the
-unmapping (bench/request_path.py's MGET-100 at -P 16, with and without ``tune_malloc``:
-14.1 against 11.1 µs CPU per MGET on the 2-core VM of bench/results). Redis's jemalloc keeps freed
+unmapping (bench/request_path.py's MGET-100 at -P 16: 13.0 µs CPU per MGET with
+``--untuned-malloc``, 9.4 µs tuned; bench/results/request_path*.md). Redis's jemalloc keeps freed
 pages for reuse and purges them after a delay; these settings give glibc the same habit
 within bounds: blocks up to MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD of
 free heap top is kept for the next tick. Blocks above (big values) still get their own
