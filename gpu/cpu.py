@@ -77,7 +77,10 @@ class NumpyStore(StoreBackend):
         self._slabs: ValueSlabs | None = None
         self._region = None
         self._free: list[int] = []
-        self._data_bytes = 0  # keys + object values (packed values: self._slabs)
+        # keys + object values (packed values: self._slabs), in an array the C fast path adds
+        # its new keys to (_fastpath.c insert_new)
+        self.counts = np.zeros(1, dtype=np.int64)
+        self._count = memoryview(self.counts)
         self._volatile = 0
         self._capacity = 0
         for name, dtype in _META_DTYPES.items():
@@ -102,6 +105,14 @@ class NumpyStore(StoreBackend):
         self._flags = memoryview(self.flags)
         self._live = memoryview(self.live)
 
+    @property
+    def _data_bytes(self) -> int:
+        return self._count[0]
+
+    @_data_bytes.setter
+    def _data_bytes(self, value: int) -> None:
+        self._count[0] = value
+
     def _new_slot(self, key: bytes) -> int:
         if self._free:
             slot = self._free.pop()
@@ -113,7 +124,7 @@ class NumpyStore(StoreBackend):
             self._keys.append(key)
         self._index[key] = slot
         self._live[slot] = True
-        self._data_bytes += _BYTES_HEADER + len(key)
+        self._count[0] += _BYTES_HEADER + len(key)
         return slot
 
     def _open_slabs(self) -> ValueSlabs:
@@ -282,9 +293,13 @@ class NumpyStore(StoreBackend):
         return view
 
     def _build_native_view(self) -> tuple:
-        # the memoryviews: the C side takes their buffers faster than the arrays'
+        # the memoryviews: the C side takes their buffers faster than the arrays'. Then what
+        # a new key's insert writes (as set() does for one): the key list, the free slots,
+        # live, the LFU fields, the byte count and the slabs' state and free lists.
+        slabs = self._slabs
         return (self._index, self._values, self._exp, self._atime, self._loc, self._size,
-                self._flags, self._region)
+                self._flags, self._region, self._keys, self._free, self._live, self._lfu,
+                self._lfu_t, self._count, slabs and slabs._state, slabs and slabs.free)
 
     # -- batch operations -----------------------------------------------------------------
     def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:

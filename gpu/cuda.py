@@ -17,7 +17,7 @@ Layout
   (packed lookups and gathers of many keys) and whole-keyspace scoring:
   ``device_metadata()`` copies the metadata arrays to the device in one transfer each.
 
-Writes are staged by slot: ``set`` (and the C path's in-place overwrites) change the host
+Writes are staged by slot: ``set`` (and the C path's in-place overwrites and new keys) change the host
 copy and flag the slot in ``stage_flags`` (its value to upload, its key to insert), listing
 it once per sync; the value itself stays where the host keeps it (short strings in the
 packed region), so the stage holds no objects. The next ``sync`` allocates the device blocks
@@ -33,7 +33,12 @@ nothing else: each write reserves an upper bound of the space it will take
 allocation of a sync always fits. A string replacing one of the same size class keeps its
 device block. ``sync`` runs before every device read, when the stage passes a threshold,
 and at the end of an event-loop tick (``flush()``) once the oldest staged write is
-SYNC_INTERVAL_S old, so one sync serves the writes of many ticks.
+SYNC_INTERVAL_S old, so one sync serves the writes of many ticks. The C path reserves a new
+key's space from ``dev_counts`` (the room above the arena's reservations, kept by the
+``_reserved`` setter) and leaves the write to ``set`` when the room is too small.
+
+The first CupyStore of a process runs ``warm_up`` on a scratch store: CuPy's lazily built
+kernels are made at start-up rather than in the first clients' writes.
 """
 from __future__ import annotations
 
@@ -134,7 +139,12 @@ class ArenaStore(NumpyStore):
         # monotonic time of the oldest change not yet on the device, 0.0 when none: the
         # event loop's end of tick (predis_server/batching.py) reads only this
         self.staged_since = 0.0
-        self._reserved = 0  # arena bytes the stage's deferred allocations may take (upper bound)
+        # arena bytes the stage's deferred allocations may take (an upper bound), and the room
+        # left above them (capacity - top - reserved): the C fast path reserves a new key's
+        # space from that room (_fastpath.c insert_new) and leaves the write to set() without it
+        self.dev_counts = np.zeros(2, dtype=np.int64)
+        self._dev_count = memoryview(self.dev_counts)
+        self._reserved = 0
         # The slots flagged in stage_flags since the last sync, each listed once: by the C
         # path in its log ([0] the count, then the slots), by Python writes in a list.
         self._set_stage_log(np.zeros(STAGE_LOG_FIRST + 1, dtype=np.int64))
@@ -164,6 +174,16 @@ class ArenaStore(NumpyStore):
         self._voff, self._vlen = memoryview(self.val_off), memoryview(self.val_len)
         self._sflags = memoryview(self.stage_flags)
 
+    @property
+    def _reserved(self) -> int:
+        return self._dev_count[0]
+
+    @_reserved.setter
+    def _reserved(self, value: int) -> None:
+        count, arena = self._dev_count, self.arena
+        count[0] = value
+        count[1] = arena.capacity - arena.top - value
+
     def _set_stage_log(self, log: np.ndarray) -> None:
         self._stage_log = log
         self._log = memoryview(log)
@@ -181,7 +201,8 @@ class ArenaStore(NumpyStore):
         """The CPU store's view plus the stage flags, the device blocks and the stage log: the
         C path stages what it overwrites in place, as ``set`` does for a same-class string
         (block kept)."""
-        return (*super()._build_native_view(), self._sflags, self._voff, self._vlen, self._log)
+        return (*super()._build_native_view(), self._sflags, self._voff, self._vlen, self._log,
+                self._dev_count)
 
     def native_written(self, staged_bytes: int) -> None:
         """After the C path staged writes: the bookkeeping ``set`` does for each."""
@@ -189,7 +210,8 @@ class ArenaStore(NumpyStore):
             self.staged_since = time.monotonic()
         self._staged_bytes += staged_bytes
         listed = self._log[0]
-        if listed >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES:
+        if listed >= STAGE_MAX_ITEMS or self._staged_bytes >= STAGE_MAX_BYTES \
+                or self._dev_count[0] >= STAGE_MAX_BYTES:
             self.sync()
         elif 2 * listed >= len(self._stage_log) - 1 and len(self._stage_log) - 1 < STAGE_LOG_MAX:
             # half full: a larger log now, so later runs never find it full (a full log sends
@@ -535,11 +557,41 @@ class ArenaStore(NumpyStore):
         self._alloc(64)
 
 
+def warm_up(store: ArenaStore) -> None:
+    """Every device path once on an empty scratch ``store``: new keys of many size classes
+    (slot arrays and index grow, the table is rebuilt), a sync, overwrites into other size
+    classes, a hash, a big value, deletes (index removals), another sync, a packed lookup
+    and gather, and bulk eviction scoring. CuPy compiles (or loads from its disk cache) the
+    kernels behind fancy indexing, casts and reductions on their first use, and the first
+    pinned upload buffer is an allocation: in a fresh process that is about half a second
+    of CPU the first clients' writes would pay (bench/results/store/store_bench.md)."""
+    from .interface import EvictionPolicy
+
+    keys = [b"warm-up:%d" % i for i in range(600)]
+    for i, key in enumerate(keys):
+        store.set(key, b"v" * (i % 300), 0)
+    store.sync()
+    for key in keys[:200]:
+        store.set(key, b"w" * 500, 0)
+    store.set(b"warm-up:hash", {b"field": b"value"}, 0)
+    store.set(b"warm-up:big", b"b" * BIG_VALUE, 0)
+    for key in keys[200:300]:
+        store.delete(key)
+    store.sync()
+    packed = b"".join(keys[300:400])
+    lengths = np.array([len(k) for k in keys[300:400]], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    store.get_many_packed(np.frombuffer(packed, dtype=np.uint8), offsets, lengths, 0)
+    store.evict(300, EvictionPolicy.ALLKEYS_LRU, 5, 1)
+    store.clear()
+
+
 class CupyStore(ArenaStore):
     """ArenaStore on a CUDA device through CuPy RawKernels."""
 
     name = "gpu"
     _kernels = None
+    _warmed = False  # warm_up ran in this process
 
     def __init__(self, capacity: int = 64) -> None:
         import cupy
@@ -550,6 +602,9 @@ class CupyStore(ArenaStore):
             CupyStore._kernels = CudaKernels(cupy)
         self._upload_done = None  # the event after the last upload (its buffer is reused)
         super().__init__(cupy, CupyStore._kernels, capacity)
+        if not CupyStore._warmed:  # at start-up (the keyspace's first store), not in a client's write
+            CupyStore._warmed = True
+            warm_up(CupyStore())
 
     def _upload_buffer(self, nbytes: int) -> np.ndarray:
         if self._upload_done is not None:  # the last sync's copy has read the buffer (mostly

@@ -19,9 +19,14 @@ from __future__ import annotations
 import mmap
 from array import array
 
+import numpy as np
+
 BLOCK = 4
 PACKED_MAX = 1024  # longer values stay Python objects: their header is a small share
 RESERVE = BLOCK << 32  # 16 GiB of address space (locations are uint32 block numbers)
+# ValueSlabs.state: the bump pointer, the region's end (both in blocks) and the live bytes,
+# in one int64 array so that the C fast path (_fastpath.c) packs new keys' values as store does
+TOP, LIMIT, USED = 0, 1, 2
 
 
 def size_class(length: int) -> int:
@@ -44,33 +49,38 @@ def _reserve() -> mmap.mmap:
 class ValueSlabs:
     def __init__(self) -> None:
         self.region = _reserve()
-        self._free: dict[int, array] = {}  # size class -> free locations (4 bytes each)
-        self._top = 1  # next unused block; block 0 stays unused
-        self._limit = len(self.region) // BLOCK
-        self.used_bytes = 0  # size classes of the live packed values
+        self.free: dict[int, array] = {}  # size class -> free locations (4 bytes each)
+        self.state = np.array([1, len(self.region) // BLOCK, 0], dtype=np.int64)  # block 0 unused
+        self._state = memoryview(self.state)  # item access several times cheaper than NumPy's
+
+    @property
+    def used_bytes(self) -> int:
+        """Size classes of the live packed values."""
+        return self._state[USED]
 
     def store(self, value: bytes) -> int:
         """Copy ``value`` (at most PACKED_MAX bytes) in; its location, 0 if the region is full."""
         cls = (len(value) + BLOCK - 1) & -BLOCK or BLOCK  # size_class, inlined (once a new key)
-        free = self._free.get(cls)
+        free = self.free.get(cls)
+        state = self._state
         if free:
             loc = free.pop()
         else:
-            loc = self._top
-            if loc + cls // BLOCK > self._limit:
+            loc = state[TOP]
+            if loc + cls // BLOCK > state[LIMIT]:
                 return 0
-            self._top = loc + cls // BLOCK
+            state[TOP] = loc + cls // BLOCK
         off = loc * BLOCK
         self.region[off: off + len(value)] = value
-        self.used_bytes += cls
+        state[USED] += cls
         return loc
 
     def release(self, loc: int, length: int) -> None:
         cls = size_class(length)
-        self.used_bytes -= cls
-        free = self._free.get(cls)
+        self._state[USED] -= cls
+        free = self.free.get(cls)
         if free is None:
-            self._free[cls] = array("I", (loc,))
+            self.free[cls] = array("I", (loc,))
         else:
             free.append(loc)
 
@@ -78,7 +88,7 @@ class ValueSlabs:
         """Bytes the packed values use, as an allocator counts them (Redis's used_memory):
         live blocks and the free lists' entries. Freed blocks wait for reuse and still count
         in RSS, as jemalloc's do in Redis's mem_fragmentation_ratio."""
-        return self.used_bytes + sum(v.itemsize * len(v) for v in self._free.values())
+        return self.used_bytes + sum(v.itemsize * len(v) for v in self.free.values())
 
     def close(self) -> None:
         self.region.close()

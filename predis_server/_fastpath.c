@@ -7,8 +7,9 @@
  * that expired, an INCR on a non-integer, a miss the origin must load, the first read of a
  * prefetched entry) they stop before, and the caller runs that command the Python way. The
  * only Python they call is the store's own set() and native_view(), for writes that need a
- * new slot, a larger block or a TTL cleared; after it the view is opened again and keys are
- * looked up again. The index never changes otherwise while they run.
+ * larger block, a TTL cleared or a new key that insert_new cannot place (arrays or region
+ * full, a long value); after it the view is opened again and keys are looked up again. A new
+ * key insert_new places is the only other change to the index while they run.
  *
  * One file on purpose (about 1,000 lines): the helpers the command loop calls per key (slot
  * lookup, packed reads, reply writes, event writes) are static in one translation unit, so
@@ -22,110 +23,140 @@
 #include <string.h>
 
 #define BLOCK 4                 /* gpu/slabs.py BLOCK */
+#define PACKED_MAX 1024         /* gpu/slabs.py PACKED_MAX */
 #define IN_CLASS (BLOCK - 1)    /* (n + IN_CLASS) | IN_CLASS is equal within one size class */
 #define CLOCK_MASK 0xFFFFFFFFu  /* gpu/cpu.py CLOCK_MASK */
+#define LFU_INIT_VAL 5          /* gpu/cpu.py LFU_INIT_VAL */
+enum { SLAB_TOP = 0, SLAB_LIMIT = 1, SLAB_USED = 2 };  /* gpu/slabs.py ValueSlabs.state */
+enum { DEV_RESERVED = 0, DEV_ROOM = 1 };  /* gpu/cuda.py ArenaStore.dev_counts */
+#define BASE_ITEMS 16           /* the CPU store's view; the GPU store's adds 5 */
 
 enum { K_GET = 1, K_SET = 2, K_INCR = 3, K_MGET = 4 };  /* predis_server/pipeline.py kinds */
 enum { OPT_WRITES = 1, OPT_STOP_AT_MISS = 2, OPT_TOUCH = 4 };
-enum { STAGE_VALUE = 1, STAGE_LISTED = 4 };  /* gpu/cuda.py stage_flags bits */
+enum { STAGE_VALUE = 1, STAGE_INSERT = 2, STAGE_LISTED = 4 };  /* gpu/cuda.py stage_flags bits */
 
 /* The store, as its native_view() hands it over. */
 typedef struct {
     PyObject *index;   /* dict key -> slot */
     PyObject *values;  /* dict slot -> value object (values not packed) */
-    Py_buffer exp, atime, loc, size, flags, region, stage_flags, dev_off, dev_len, stage_log;
+    PyObject *keys;    /* list slot -> key (None: free) */
+    PyObject *free_slots;  /* list of free slots, the next one last */
+    PyObject *slab_free;   /* dict size class -> array of free locations (None: no slabs yet) */
+    Py_buffer exp, atime, loc, size, flags, region, live, lfu, lfu_time, counts, slab_state,
+              stage_flags, dev_off, dev_len, stage_log, dev_counts;
     int held;          /* buffers acquired so far (released in reverse) */
     Py_ssize_t nslots;
     int64_t *exp_p;
     uint32_t *atime_p, *loc_p, *size_p;
-    uint8_t *flags_p;
+    uint8_t *flags_p, *live_p, *lfu_p;
+    uint16_t *lfu_time_p;
+    int64_t *counts_p;      /* [0] bytes of keys and object values (gpu/cpu.py counts) */
+    int64_t *slab_state_p;  /* SLAB_TOP, SLAB_LIMIT, SLAB_USED; NULL before the first value */
     char *region_p;
     Py_ssize_t region_len;
     /* the GPU store (NULL for the CPU store): per slot its stage flags and device block
-     * (offset, length); the stage log: [0] the number of slots listed, then the slots */
+     * (offset, length); the stage log: [0] the number of slots listed, then the slots;
+     * DEV_RESERVED, DEV_ROOM of the arena */
     uint8_t *stage_flags_p;
-    int64_t *dev_off_p, *dev_len_p, *stage_log_p;
+    int64_t *dev_off_p, *dev_len_p, *stage_log_p, *dev_counts_p;
     Py_ssize_t stage_log_cap;
     PyObject *source;  /* the tuple it was opened from (a reference: compared by identity) */
 } View;
 
 static void view_release(View *v) {
-    Py_buffer *bufs[] = {&v->exp, &v->atime, &v->loc, &v->size, &v->flags, &v->region,
-                         &v->stage_flags, &v->dev_off, &v->dev_len, &v->stage_log};
+    Py_buffer *bufs[] = {&v->exp, &v->atime, &v->loc, &v->size, &v->flags, &v->region, &v->live,
+                         &v->lfu, &v->lfu_time, &v->counts, &v->slab_state, &v->stage_flags,
+                         &v->dev_off, &v->dev_len, &v->stage_log, &v->dev_counts};
     for (int i = v->held - 1; i >= 0; i--)
         PyBuffer_Release(bufs[i]);
     v->held = 0;
     Py_CLEAR(v->source);
 }
 
+/* Take buffer i of the tuple (writable, items of width bytes, at least min_items); -1 with
+ * the view released on failure. An optional one may be None (left unset). */
+static int view_buffer(View *v, PyObject *tuple, Py_ssize_t i, Py_buffer *buf, Py_ssize_t width,
+                       Py_ssize_t min_items, int optional) {
+    PyObject *obj = PyTuple_GET_ITEM(tuple, i);
+    if (optional && obj == Py_None) {
+        v->held++;  /* an unset Py_buffer (obj NULL) is released as a no-op */
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, buf, PyBUF_WRITABLE) < 0) {
+        view_release(v);
+        return -1;
+    }
+    v->held++;
+    if (buf->itemsize != width || buf->len / width < min_items) {
+        view_release(v);
+        PyErr_SetString(PyExc_TypeError, "store view: an array too short or of the wrong width");
+        return -1;
+    }
+    return 0;
+}
+
 static int view_open(View *v, PyObject *tuple) {
     memset(v, 0, sizeof(*v));
-    if (!PyTuple_CheckExact(tuple) || (PyTuple_GET_SIZE(tuple) != 8 && PyTuple_GET_SIZE(tuple) != 12)) {
-        PyErr_SetString(PyExc_TypeError, "store view must be an 8-tuple (or 12 with a stage)");
+    if (!PyTuple_CheckExact(tuple)
+        || (PyTuple_GET_SIZE(tuple) != BASE_ITEMS && PyTuple_GET_SIZE(tuple) != BASE_ITEMS + 5)) {
+        PyErr_SetString(PyExc_TypeError, "store view: a 16-tuple (21 with a stage)");
         return -1;
     }
     v->index = PyTuple_GET_ITEM(tuple, 0);
     v->values = PyTuple_GET_ITEM(tuple, 1);
-    if (!PyDict_CheckExact(v->index) || !PyDict_CheckExact(v->values)) {
-        PyErr_SetString(PyExc_TypeError, "store view: index and values must be dicts");
+    v->keys = PyTuple_GET_ITEM(tuple, 8);
+    v->free_slots = PyTuple_GET_ITEM(tuple, 9);
+    v->slab_free = PyTuple_GET_ITEM(tuple, 15);
+    if (!PyDict_CheckExact(v->index) || !PyDict_CheckExact(v->values) || !PyList_CheckExact(v->keys)
+        || !PyList_CheckExact(v->free_slots) || (v->slab_free != Py_None && !PyDict_CheckExact(v->slab_free))) {
+        PyErr_SetString(PyExc_TypeError, "store view: index, values, keys, free slots or slab lists of the wrong type");
         return -1;
     }
     Py_buffer *bufs[] = {&v->exp, &v->atime, &v->loc, &v->size, &v->flags};
     Py_ssize_t widths[] = {8, 4, 4, 4, 1};
+    for (int i = 0; i < 5; i++)
+        if (view_buffer(v, tuple, 2 + i, bufs[i], widths[i], 0, 0) < 0)
+            return -1;
     v->nslots = PY_SSIZE_T_MAX;
     for (int i = 0; i < 5; i++) {
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(tuple, 2 + i), bufs[i], PyBUF_WRITABLE) < 0) {
-            view_release(v);
-            return -1;
-        }
-        v->held++;
-        if (bufs[i]->itemsize != widths[i]) {
-            view_release(v);
-            PyErr_SetString(PyExc_TypeError, "store view: metadata array of the wrong width");
-            return -1;
-        }
         Py_ssize_t n = bufs[i]->len / widths[i];
         if (n < v->nslots)
             v->nslots = n;
     }
+    if (view_buffer(v, tuple, 7, &v->region, 1, 0, 1) < 0
+        || view_buffer(v, tuple, 10, &v->live, 1, v->nslots, 0) < 0
+        || view_buffer(v, tuple, 11, &v->lfu, 1, v->nslots, 0) < 0
+        || view_buffer(v, tuple, 12, &v->lfu_time, 2, v->nslots, 0) < 0
+        || view_buffer(v, tuple, 13, &v->counts, 8, 1, 0) < 0
+        || view_buffer(v, tuple, 14, &v->slab_state, 8, 3, 1) < 0)
+        return -1;
     v->exp_p = v->exp.buf;
     v->atime_p = v->atime.buf;
     v->loc_p = v->loc.buf;
     v->size_p = v->size.buf;
     v->flags_p = v->flags.buf;
-    PyObject *region = PyTuple_GET_ITEM(tuple, 7);
-    if (region != Py_None) {
-        if (PyObject_GetBuffer(region, &v->region, PyBUF_WRITABLE) < 0) {
-            view_release(v);
-            return -1;
-        }
-        v->region_p = v->region.buf;
-        v->region_len = v->region.len;
-    }
-    v->held++;  /* an unset Py_buffer (obj NULL) is released as a no-op */
-    if (PyTuple_GET_SIZE(tuple) == 12) {
+    v->region_p = v->region.buf;
+    v->region_len = v->region.buf ? v->region.len : 0;
+    v->live_p = v->live.buf;
+    v->lfu_p = v->lfu.buf;
+    v->lfu_time_p = v->lfu_time.buf;
+    v->counts_p = v->counts.buf;
+    v->slab_state_p = v->slab_state.buf;
+    if (PyTuple_GET_SIZE(tuple) > BASE_ITEMS) {
         /* the GPU store: values written in place are flagged and listed for the next upload,
-         * their device blocks kept */
-        Py_buffer *dev[] = {&v->stage_flags, &v->dev_off, &v->dev_len, &v->stage_log};
-        Py_ssize_t dev_widths[] = {1, 8, 8, 8};
-        for (int i = 0; i < 4; i++) {
-            if (PyObject_GetBuffer(PyTuple_GET_ITEM(tuple, 8 + i), dev[i], PyBUF_WRITABLE) < 0) {
-                view_release(v);
-                return -1;
-            }
-            v->held++;
-            Py_ssize_t n = dev[i]->len / dev_widths[i];
-            if (dev[i]->itemsize != dev_widths[i] || (i < 3 ? n < v->nslots : n < 2)) {
-                view_release(v);
-                PyErr_SetString(PyExc_TypeError, "store view: stage arrays too short or of the wrong width");
-                return -1;
-            }
-        }
+         * their device blocks kept; new keys reserve their device space from the room */
+        if (view_buffer(v, tuple, BASE_ITEMS, &v->stage_flags, 1, v->nslots, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 1, &v->dev_off, 8, v->nslots, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 2, &v->dev_len, 8, v->nslots, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 3, &v->stage_log, 8, 2, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 4, &v->dev_counts, 8, 2, 0) < 0)
+            return -1;
         v->stage_flags_p = v->stage_flags.buf;
         v->dev_off_p = v->dev_off.buf;
         v->dev_len_p = v->dev_len.buf;
         v->stage_log_p = v->stage_log.buf;
         v->stage_log_cap = v->stage_log.len / 8 - 1;
+        v->dev_counts_p = v->dev_counts.buf;
     }
     Py_INCREF(tuple);
     v->source = tuple;
@@ -808,6 +839,112 @@ done:
     return (int)result;
 }
 
+/* SET (or INCR) of an absent key to a short string, as the store's set() does it for one:
+ * a slot (the last free one, else a new one below the arrays' capacity), the value packed in
+ * the slabs (the last free block of its size class, else the bump pointer), the metadata of a
+ * new key, the byte counts; the GPU store's stage flags, log and a reservation of the key's
+ * and value's device space (gpu/arena.py size_bound) from the arena's room. The new slot, or
+ * -1 when set() must do it (no slabs yet or full, the arrays full, a long value, no room or
+ * log space on the GPU store), -2 on error (out of memory). *slot_obj: borrowed. */
+static Py_ssize_t insert_new(View *v, PyObject *key, const char *data, Py_ssize_t n,
+                             long long now_ms, Py_ssize_t *staged_bytes, PyObject **slot_obj) {
+    if (n > PACKED_MAX || v->slab_state_p == NULL || v->region_p == NULL)
+        return -1;
+    int64_t *slabs = v->slab_state_p;
+    Py_ssize_t cls = n ? (n + BLOCK - 1) & -BLOCK : BLOCK, blocks = cls / BLOCK;
+    PyObject *bucket = NULL;  /* the class's free blocks, if any */
+    if (PyDict_GET_SIZE(v->slab_free)) {
+        PyObject *cls_obj = PyLong_FromSsize_t(cls);
+        if (cls_obj == NULL)
+            return -2;
+        bucket = PyDict_GetItemWithError(v->slab_free, cls_obj);
+        Py_DECREF(cls_obj);
+        if (bucket == NULL && PyErr_Occurred())
+            return -2;
+        if (bucket != NULL) {
+            Py_ssize_t free_blocks = PyObject_Size(bucket);
+            if (free_blocks < 0)
+                return -2;
+            if (free_blocks == 0)
+                bucket = NULL;
+        }
+    }
+    if (bucket == NULL && slabs[SLAB_TOP] + blocks > slabs[SLAB_LIMIT])
+        return -1;  /* the region is full: set() keeps the value as an object */
+    Py_ssize_t free_slots = PyList_GET_SIZE(v->free_slots), slot;
+    if (free_slots) {
+        slot = PyLong_AsSsize_t(PyList_GET_ITEM(v->free_slots, free_slots - 1));
+        if (slot < 0 || slot >= v->nslots || slot >= PyList_GET_SIZE(v->keys)) {
+            PyErr_Clear();
+            return -1;
+        }
+    } else {
+        slot = PyList_GET_SIZE(v->keys);
+        if (slot >= v->nslots)
+            return -1;  /* set() grows the arrays */
+    }
+    Py_ssize_t klen = PyBytes_GET_SIZE(key), need = 0;
+    if (v->stage_flags_p != NULL) {
+        need = klen + n + ((klen + n) >> 2) + 48;  /* size_bound(klen) + size_bound(n) */
+        if (v->dev_counts_p[DEV_ROOM] < need
+            || (!v->stage_flags_p[slot] && v->stage_log_p[0] >= v->stage_log_cap))
+            return -1;
+    }
+    /* the fallible steps first: until the index holds the key nothing else has changed */
+    PyObject *slot_int = PyLong_FromSsize_t(slot);
+    if (slot_int == NULL)
+        return -2;
+    if (PyDict_SetItem(v->index, key, slot_int) < 0) {
+        Py_DECREF(slot_int);
+        return -2;
+    }
+    Py_DECREF(slot_int);  /* the index holds it */
+    *slot_obj = PyDict_GetItem(v->index, key);
+    int failed;
+    if (free_slots) {
+        Py_INCREF(key);
+        failed = PyList_SetItem(v->keys, slot, key) < 0
+            || PyList_SetSlice(v->free_slots, free_slots - 1, free_slots, NULL) < 0;
+    } else {
+        failed = PyList_Append(v->keys, key) < 0;
+    }
+    Py_ssize_t loc;
+    if (!failed && bucket != NULL) {
+        PyObject *popped = PyObject_CallMethod(bucket, "pop", NULL);
+        loc = popped ? PyLong_AsSsize_t(popped) : -1;
+        Py_XDECREF(popped);
+        failed = loc < 0;
+    } else {
+        loc = slabs[SLAB_TOP];
+    }
+    if (failed || (loc + blocks) * BLOCK > v->region_len) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "insert_new: a slab location outside the region");
+        return -2;  /* out of memory in a list, or a corrupt free list: the run fails */
+    }
+    if (bucket == NULL)
+        slabs[SLAB_TOP] = loc + blocks;
+    slabs[SLAB_USED] += cls;
+    memcpy(v->region_p + loc * BLOCK, data, n);
+    v->loc_p[slot] = (uint32_t)loc;
+    v->size_p[slot] = (uint32_t)n;
+    v->atime_p[slot] = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
+    v->live_p[slot] = 1;
+    v->lfu_p[slot] = LFU_INIT_VAL;
+    v->lfu_time_p[slot] = (uint16_t)((now_ms / 60000) & 0xFFFF);
+    v->counts_p[0] += PyBytes_Type.tp_basicsize + klen;  /* sys.getsizeof(key), as set() counts */
+    if (v->stage_flags_p != NULL) {
+        if (!v->stage_flags_p[slot])  /* a slot freed since the sync stays listed once */
+            v->stage_log_p[1 + v->stage_log_p[0]++] = slot;
+        v->stage_flags_p[slot] = STAGE_VALUE | STAGE_INSERT | STAGE_LISTED;
+        v->dev_len_p[slot] = n;
+        v->dev_counts_p[DEV_RESERVED] += need;
+        v->dev_counts_p[DEV_ROOM] -= need;
+        *staged_bytes += n;
+    }
+    return slot;
+}
+
 /* A write the C path cannot do in place (a new key, a larger block, a TTL to clear) goes to
  * the store's own ``set(key, value, now_ms, 0, keep_ttl)``; the store may grow its arrays or
  * open its region, so the view is opened again from ``store.native_view()``, and keys looked
@@ -856,10 +993,56 @@ static int store_set(PyObject *store, View *v, PyObject *key, PyObject *value,
 }
 
 #define PREPASS 64  /* commands whose slots are looked up ahead (pipeline.py RUN_CHUNK) */
+
 /* The slot of command i's key: from the look-ahead when it covered i. */
 #define SLOT_OF(i, key, obj_out) \
     ((i) - start < looked ? (*(obj_out) = ahead_obj[(i) - start], ahead_slot[(i) - start]) \
                           : slot_of(&v, (key), (obj_out)))
+
+/* After command `at` inserted key: later commands looked up ahead as missing that name it
+ * find the new slot (the rest of the look-ahead stays valid: nothing else changed). */
+static void ahead_inserted(PyObject *commands, Py_ssize_t start, Py_ssize_t at, Py_ssize_t looked,
+                           Py_ssize_t *ahead_slot, PyObject **ahead_obj, PyObject *key,
+                           Py_ssize_t slot, PyObject *slot_obj) {
+    Py_ssize_t n = PyBytes_GET_SIZE(key);
+    for (Py_ssize_t k = at - start + 1; k < looked; k++) {
+        if (ahead_slot[k] != -1)
+            continue;
+        PyObject *other = PyList_GET_ITEM(PyList_GET_ITEM(commands, start + k), 1);
+        if (other == key || (PyBytes_GET_SIZE(other) == n
+                             && memcmp(PyBytes_AS_STRING(other), PyBytes_AS_STRING(key), n) == 0)) {
+            ahead_slot[k] = slot;
+            ahead_obj[k] = slot_obj;
+        }
+    }
+}
+
+/* A write the C path does not do in place: a new key's in C (insert_new) when it can, else
+ * (or for an existing key) through the store's set() (store_set). value may be NULL (made
+ * from data when set() needs it). 1 done, 0 the Python path takes the command, -1 error. */
+static int insert_or_set(View *v, PyObject *store, int is_new, PyObject *commands, Py_ssize_t start,
+                         Py_ssize_t i, Py_ssize_t *looked, Py_ssize_t *ahead_slot, PyObject **ahead_obj,
+                         PyObject *key, PyObject *value, const char *data, Py_ssize_t n, int keep_ttl,
+                         long long now_ms, PyObject **now_obj, Py_ssize_t *staged_bytes) {
+    if (is_new) {
+        PyObject *slot_obj = NULL;
+        Py_ssize_t slot = insert_new(v, key, data, n, now_ms, staged_bytes, &slot_obj);
+        if (slot == -2)
+            return -1;
+        if (slot >= 0) {
+            ahead_inserted(commands, start, i, *looked, ahead_slot, ahead_obj, key, slot, slot_obj);
+            return 1;
+        }
+    }
+    if (value != NULL)
+        return store_set(store, v, key, value, now_ms, now_obj, keep_ttl, looked);
+    PyObject *made = PyBytes_FromStringAndSize(data, n);
+    if (made == NULL)
+        return -1;
+    int done = store_set(store, v, key, made, now_ms, now_obj, keep_ttl, looked);
+    Py_DECREF(made);
+    return done;
+}
 
 PyDoc_STRVAR(run_doc,
 "run(commands, start, end, kinds, view, now_ms, options, null, wrongtype[, sink[, store[, outs]]])\n"
@@ -932,8 +1115,9 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     Py_ssize_t gets = 0, sets = 0, incrs = 0, mgets = 0, hits = 0, misses = 0, wrong = 0, staged_bytes = 0, i;
     /* Every key's slot first, with its metadata prefetched: on a large keyspace each lookup
      * and each array read is a cache miss, and done one command at a time they queue up.
-     * Looked up ahead, the misses of different keys overlap. The index cannot change
-     * during the run (this function never adds or removes a key), so the slots stay valid. */
+     * Looked up ahead, the misses of different keys overlap. The slots stay valid: no key
+     * goes during the run, a key insert_new adds is noted (ahead_inserted), and after the
+     * store's set() the keys are looked up again. */
     Py_ssize_t ahead = end - start < PREPASS ? end - start : PREPASS, looked = 0;
     Py_ssize_t ahead_slot[PREPASS];
     PyObject *ahead_obj[PREPASS];
@@ -1046,7 +1230,9 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
              * clears a TTL, which the store counts); otherwise the store's own set */
             if (slot < 0 || !v.loc_p[slot] || v.exp_p[slot] || !same_class(n, v.size_p[slot])
                 || !stage_allows(&v, slot)) {
-                int done = store_set(store, &v, key, value, now_ms, &now_obj, 0, &looked);
+                int done = insert_or_set(&v, store, slot < 0, commands, start, i, &looked, ahead_slot,
+                                         ahead_obj, key, value, PyBytes_AS_STRING(value), n, 0, now_ms,
+                                         &now_obj, &staged_bytes);
                 if (done < 0)
                     goto error;
                 if (!done)
@@ -1084,11 +1270,9 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 new_n = format_ll(digits, value + 1);
             }
             if (slot < 0 || !same_class(new_n, n)) {  /* a new key or a larger block: the store's set */
-                PyObject *stored = PyBytes_FromStringAndSize(digits, new_n);
-                if (stored == NULL)
-                    goto error;
-                int done = store_set(store, &v, key, stored, now_ms, &now_obj, 1, &looked);
-                Py_DECREF(stored);
+                int done = insert_or_set(&v, store, slot < 0, commands, start, i, &looked, ahead_slot,
+                                         ahead_obj, key, NULL, digits, new_n, 1, now_ms, &now_obj,
+                                         &staged_bytes);
                 if (done < 0)
                     goto error;
                 if (!done)

@@ -66,8 +66,12 @@ class InProcess:
         for key in keys:
             value = store.get(key, self.now, touch=False)
             if value is not None:
+                slot = store._index[key]
                 found[key] = (value if type(value) is bytes else sorted(value.items()),
-                              store.get_expire(key), store.idle_ms(key, self.now))
+                              store.get_expire(key), store.idle_ms(key, self.now),
+                              # where it lives and its new-key fields: insert_new places it as set() does
+                              slot, int(store.value_loc[slot]), int(store.lfu_count[slot]),
+                              int(store.lfu_time[slot]), bool(store.live[slot]))
                 if device and type(value) is bytes:
                     slot = store._index[key]
                     off, length = int(store.d_val_off[slot]), int(store.d_val_len[slot])
@@ -75,8 +79,13 @@ class InProcess:
         now = self._command_counts()
         commands = {name: (now[name][0] - self.counted[name][0], now[name][1] - self.counted[name][1])
                     for name in now}
+        slabs = store._slabs
+        layout = {"free_slots": list(store._free), "slots": len(store._keys),
+                  "slabs": slabs and (slabs.state.tolist(), {c: list(f) for c, f in slabs.free.items() if f})}
+        if device:
+            layout["arena"] = (store.arena.top, store.arena.live_bytes, store.dev_counts.tolist())
         return {"keys": found, "hits": stats.keyspace_hits, "misses": stats.keyspace_misses,
-                "commands": commands, "used_memory": store.used_memory()}
+                "commands": commands, "used_memory": store.used_memory(), "layout": layout}
 
 
 def _switch_c_off(monkeypatch) -> None:
@@ -502,3 +511,62 @@ def test_c_path_overwrites_beyond_its_stage_log_reach_the_device(monkeypatch, lo
         assert len(store._stage_log) - 1 == STAGE_LOG_FIRST
     state = server.state(keys)  # syncs and checks the device copy of every value
     assert all(state["keys"][k][0] == b"new-%05d" % i for i, k in enumerate(keys))
+
+
+@needs_native
+@pytest.mark.parametrize("backend", ["cpu", "arena", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_new_keys_are_inserted_in_c(monkeypatch, backend):
+    """New keys' SETs and INCRs stay in C (insert_new) once the store has its slabs: no call
+    of the store's set(), the same replies, values, layout and (GPU store) reservation and
+    stage as the Python path; a key inserted ahead of a later command in the same run is
+    found by it (the look-ahead is updated), and a freed slot and slab block are reused."""
+    batches = [
+        [("SET", b"first", b"opens the slabs")],
+        [("SET", b"new%d" % i, b"x" * (i % 40)) for i in range(30)]
+        + [("SET", b"n", b"v"), ("GET", b"n"), ("INCR", b"c"), ("INCR", b"c"), ("GET", b"c"),
+           ("MGET", b"n", b"new3"), ("SET", b"n", b"w")],
+        [("DEL", b"new5")],
+        [("SET", b"again", b"x" * 5), ("GET", b"again")],  # takes new5's slot and block
+    ]
+
+    def run(server: InProcess):
+        store = server.server.keyspace.dbs[0].store
+        sets = []
+        real_set = type(store).set
+        monkeypatch.setattr(type(store), "set", lambda self, *a, **k: (sets.append(a[0]), real_set(self, *a, **k))[1])
+        replies = [server.pipeline(batch) for batch in batches]
+        staged = {"reserved": store._reserved, "staged_bytes": store._staged_bytes,
+                  "stage_flags": store.stage_flags[: len(store._keys)].tolist()} if hasattr(store, "sync") else {}
+        return replies, sets, staged, server.state([b"first", b"n", b"c", b"again", b"new5", b"new3"])
+
+    monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
+    with_native = run(InProcess(backend))
+    assert with_native[1] == [b"first"]  # only the slabs' opening write went through set()
+    assert with_native[0][1].endswith(b"+OK\r\n$1\r\nv\r\n:1\r\n:2\r\n$1\r\n2\r\n*2\r\n$1\r\nv\r\n$3\r\nxxx\r\n+OK\r\n")
+    assert with_native[0][3] == b"+OK\r\n$5\r\nxxxxx\r\n"
+    layout = with_native[3]
+    assert layout["keys"][b"again"][3] == 6  # new5's slot (first is 0, new0.. from 1)
+    _switch_c_off(monkeypatch)
+    without = run(InProcess(backend))
+    monkeypatch.undo()
+    assert with_native[0] == without[0] and with_native[2:] == without[2:]
+
+
+@needs_native
+def test_c_path_new_key_without_device_room_gets_oom(monkeypatch):
+    """insert_new takes a new key's device space from the arena's room; with too little
+    room it leaves the write to set(), which tries to grow the arena: when the device has no
+    memory the SET gets -OOM, the keys already stored stay, and later writes that fit work."""
+    monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
+    server = InProcess("arena")
+    assert server.pipeline([("SET", b"kept", b"safe"), ("SET", b"other", b"x")]) == b"+OK\r\n" * 2
+    store = server.server.keyspace.dbs[0].store
+    store.sync()
+    arena = store.arena
+    arena.top = arena.capacity - 8  # the arena is all but full ...
+    store._reserved = 0  # (the room follows top as a sync leaves it)
+    assert store.dev_counts[1] == 8
+    monkeypatch.setattr(arena, "_allocate", lambda nbytes: (_ for _ in ()).throw(gpu.StoreFull("no room")))
+    reply = server.pipeline([("SET", b"new", b"v" * 100), ("SET", b"kept", b"same"), ("GET", b"kept")])
+    assert reply.startswith(b"-OOM ") and reply.endswith(b"+OK\r\n$4\r\nsame\r\n")
+    assert store.get(b"new", START_MS) is None and len(store) == 2

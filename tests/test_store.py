@@ -244,12 +244,12 @@ def test_cpu_store_packs_short_strings_and_reuses_freed_blocks():
     store.set(b"a", b"z" * 300, NOW)  # another class: old block freed, new one taken
     assert slabs.used_bytes == 300
     store.set(b"b", b"w" * 97, NOW)  # reuses the 100-byte block "a" left
-    assert slabs._top * 4 == 4 + 100 + 300
+    assert slabs.state[0] * 4 == 4 + 100 + 300  # TOP: the bump pointer
     store.set(b"h", {b"field": b"v"}, NOW)  # not a string: stays an object
     store.set(b"big", b"q" * 5000, NOW)  # longer than PACKED_MAX: stays an object
     assert b"q" * 5000 in store._values.values()
     assert store.get_many([b"a", b"b", b"h", b"big"], NOW) == [b"z" * 300, b"w" * 97, {b"field": b"v"}, b"q" * 5000]
-    slabs._limit = slabs._top  # the region is full: new values fall back to objects
+    slabs.state[1] = slabs.state[0]  # LIMIT = TOP: the region is full, new values fall back to objects
     store.set(b"c", b"new", NOW)
     assert store.get(b"c", NOW) == b"new" and b"new" in store._values.values()
     store.delete(b"a")
@@ -517,3 +517,17 @@ def test_alloc_many_matches_one_by_one_allocation():
             one.free(singles[i], lengths[i])
             many.free(batch[i], lengths[i])
             del live[batch[i]]
+
+
+def test_warm_up_runs_every_device_path_and_leaves_the_store_empty(device_store):
+    """The GPU store warms CuPy's kernels at start-up on a scratch store (gpu/cuda.py
+    warm_up): it must go through syncs, removals, a packed lookup and eviction without
+    error, and leave nothing behind."""
+    from gpu.cuda import warm_up
+
+    warm_up(device_store)
+    assert len(device_store) == 0 and device_store.used_memory() == type(device_store)().used_memory()
+    assert not device_store._stage_list and device_store._log[0] == 0 and not device_store.staged_since
+    device_store.set(b"k", b"v", NOW)
+    device_store.sync()
+    assert device_store.get(b"k", NOW) == b"v"
