@@ -320,7 +320,7 @@ static int stage_allows(View *v, Py_ssize_t slot) {
     if (v->stage_flags_p == NULL)
         return 1;
     uint8_t f = v->stage_flags_p[slot];
-    return (v->dev_off_p[slot] >= 0 || (f & STAGE_VALUE))
+    return ((f & STAGE_VALUE) || v->dev_off_p[slot] >= 0)
         && ((f & STAGE_LISTED) || v->stage_log_p[0] < v->stage_log_cap);
 }
 
@@ -1141,6 +1141,11 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             __builtin_prefetch(&v.size_p[slot]);
             __builtin_prefetch(&v.atime_p[slot], 1);
             __builtin_prefetch(&v.flags_p[slot], 1);
+            if (v.stage_flags_p != NULL) {  /* the GPU store's stage: three more arrays a write reads */
+                __builtin_prefetch(&v.stage_flags_p[slot], 1);
+                __builtin_prefetch(&v.dev_off_p[slot]);
+                __builtin_prefetch(&v.dev_len_p[slot], 1);
+            }
         }
     }
     for (Py_ssize_t k = 0; k < looked; k++) {
