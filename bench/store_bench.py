@@ -163,10 +163,39 @@ def run_batches(max_batch: int) -> dict:
 
 
 # -- the server under redis-benchmark ------------------------------------------------------
+# With --pin, every server (its threads) runs on SERVER_CORES and redis-benchmark on
+# CLIENT_CORES: on a shared VM, unpinned rounds of one configuration vary by up to 50%
+# (bench/results/store/ab_servers.md), more than the backends differ.
+PIN: dict[str, set[int]] = {}
+
+
+def pin_cores(spec: str) -> dict[str, set[int]]:
+    """``"auto"``: the server on core 2, the client on cores 4-7 where there are 8 or more;
+    ``"S:C1-C2"`` explicit; ``"no"``: no pinning."""
+    if spec == "no" or (spec == "auto" and (os.cpu_count() or 1) < 8):
+        return {}
+    if spec == "auto":
+        spec = "2:4-7"
+
+    def cores(part: str) -> set[int]:
+        low, _, high = part.partition("-")
+        return set(range(int(low), int(high or low) + 1))
+
+    server, client = spec.split(":")
+    return {"server": cores(server), "client": cores(client)}
+
+
+def _pin_process(pid: int) -> None:
+    if PIN:
+        for task in os.listdir(f"/proc/{pid}/task"):  # every thread, not only the main one
+            os.sched_setaffinity(int(task), PIN["server"])
+
+
 def _redis_benchmark(port: int, args: list[str]) -> float:
     binary = shutil.which("redis-benchmark")
-    out = subprocess.run([binary, "-p", str(port), "--csv", *args], capture_output=True, text=True,
-                         timeout=300)
+    client = PIN.get("client")
+    out = subprocess.run([binary, "-p", str(port), "--csv", *args], check=False, capture_output=True, text=True,
+                         timeout=300, preexec_fn=(lambda: os.sched_setaffinity(0, client)) if client else None)
     rates = []
     for line in out.stdout.splitlines():
         cells = [c.strip('"') for c in line.split(",")]
@@ -214,12 +243,14 @@ def run_servers(requests: int, rounds: int = 1) -> tuple[dict, dict]:
     results: dict = {}
     if shutil.which("redis-server"):
         with redis_process() as server:
+            _pin_process(server.process.pid)
             results["redis-server"] = bench_server(server.port, requests, server.process.pid)
             print("redis-server", results["redis-server"], flush=True)
     runs: dict[str, list[dict]] = {}
     for round_no in range(rounds):
         for backend in ["cpu", "gpu"] if gpu_available() else ["cpu"]:
             with predis_process("--store-backend", backend) as server:
+                _pin_process(server.process.pid)
                 row = bench_server(server.port, requests, server.process.pid)
             runs.setdefault(f"predis-{backend}", []).append(row)
             print(f"predis-{backend} round {round_no}", row, flush=True)
@@ -233,8 +264,12 @@ def _cell(column: str, value: float) -> str:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Store benchmark\n\nDevice: {report['device']}  \nHost: {report['host']}  \n"
-             f"Date: {report['date']}\n"]
+    pin = report.get("pin") or {}
+    pinned = (f"servers pinned to cores {sorted(pin['server'])}, redis-benchmark to {sorted(pin['client'])}"
+              if pin else "not pinned")
+    lines = [(f"# Store benchmark\n\nDevice: {report['device']}  \nHost: {report['host']}  \n"
+              f"Date: {report['date']}  \nCommit: {report.get('commit', '?')}  \n"
+              f"Command: `{report.get('command', '')}`  \nCores: {pinned}\n")]
     for name, res in report["batches"].items():
         lines.append(f"\n## {name} backend ({res['keys']:,} keys loaded at {res['load_keys_per_s']:,.0f} keys/s; "
                      f"used_memory {res['used_memory'] / 1e6:,.1f} MB)\n")
@@ -260,6 +295,15 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=ROOT, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = os.path.join(ROOT, "COMMIT")  # a tree copied without .git (the device machine)
+        return open(commit).read().strip() if os.path.exists(commit) else "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))
@@ -267,9 +311,13 @@ def main() -> None:
     parser.add_argument("--no-server", action="store_true")
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3, help="server rounds per backend (median)")
+    parser.add_argument("--pin", default="auto", help="SERVER:CLIENT cores (e.g. 2:4-7), auto or no")
     args = parser.parse_args()
+    PIN.update(pin_cores(args.pin))
     report = {"device": device_name(), "host": f"{platform.node()} {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+              f"Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "commit": _commit(), "command": " ".join(["python", "bench/store_bench.py", *sys.argv[1:]]),
+              "pin": {k: sorted(v) for k, v in PIN.items()}}
     report["batches"] = run_batches(args.max_batch)
     if not args.no_server:
         report["servers"], report["server_rounds"] = run_servers(args.requests, args.rounds)
