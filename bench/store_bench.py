@@ -296,12 +296,41 @@ def markdown(report: dict) -> str:
 
 
 def _commit() -> str:
+    marker = os.path.join(ROOT, "COMMIT")  # a tree exported with `git archive` (the device machine)
+    if os.path.exists(marker):
+        with open(marker) as handle:
+            return handle.read().strip()
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=ROOT, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        commit = os.path.join(ROOT, "COMMIT")  # a tree copied without .git (the device machine)
-        return open(commit).read().strip() if os.path.exists(commit) else "unknown"
+        return "unknown"
+
+
+def pool_rounds(paths: list[str]) -> str:
+    """Markdown of the GPU/CPU ratio of every server round in several runs' JSON files: per
+    metric the median and geometric mean of the per-round ratios, and how many are >= 1."""
+    ratios: dict[str, list[float]] = {}
+    sources = []
+    for path in paths:
+        with open(path) as handle:
+            report = json.load(handle)
+        rounds = report.get("server_rounds", {})
+        pairs = list(zip(rounds.get("predis-cpu", []), rounds.get("predis-gpu", [])))
+        sources.append(f"- `{os.path.basename(path)}`: {len(pairs)} rounds, {report.get('date')}, "
+                       f"commit {report.get('commit', 'see the file')}")
+        for cpu, gpu in pairs:
+            for metric, value in cpu.items():
+                if value and metric in gpu:
+                    ratios.setdefault(metric, []).append(gpu[metric] / value)
+    lines = ["# GPU / CPU backend, every server round pooled\n",
+             f"Command: `python bench/store_bench.py --pool {' '.join(os.path.basename(p) for p in paths)}`\n",
+             *sources, "", "| metric | rounds | median GPU/CPU | geometric mean | rounds >= 1.0 |",
+             "|---|---|---|---|---|"]
+    for metric, values in sorted(ratios.items()):
+        lines.append(f"| {metric} | {len(values)} | {statistics.median(values):.2f}x | "
+                     f"{statistics.geometric_mean(values):.2f}x | {sum(v >= 1 for v in values)} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -312,7 +341,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3, help="server rounds per backend (median)")
     parser.add_argument("--pin", default="auto", help="SERVER:CLIENT cores (e.g. 2:4-7), auto or no")
+    parser.add_argument("--pool", nargs="+", default=None,
+                        help="store_bench.json files: pool their server rounds (writes store_rounds.md in --out)")
     args = parser.parse_args()
+    if args.pool:
+        text = pool_rounds(args.pool)
+        with open(os.path.join(args.out, "store_rounds.md"), "w") as handle:
+            handle.write(text)
+        print(text)
+        return
     PIN.update(pin_cores(args.pin))
     report = {"device": device_name(), "host": f"{platform.node()} {os.cpu_count()} cores, "
               f"Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
