@@ -70,7 +70,7 @@ from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
 from .frequency import ADMIT_WHEN_FULL, AdmissionFilter, FrequencySketch
 from .keycodes import key_codes, prefix_of
-from .precision_control import DEFAULT_FLOOR, PrecisionControl
+from .precision_control import DEFAULT_FLOOR, PrecisionControl, SelectionGate, candidate_classes
 from .ranker import RankerService
 
 log = logging.getLogger("predis.prefetch")
@@ -116,6 +116,9 @@ class Prefetcher:
         self.max_candidates = max_candidates
         self.stream_floor = stream_floor
         self.control = PrecisionControl(threshold, precision_floor)  # effective threshold, pauses
+        self.selection = SelectionGate()  # which candidate classes are worth prefetching
+        self.pending_class: dict[bytes, int] = {}  # in-flight prefetch -> its candidate class
+        self.unread_class: dict[bytes, int] = {}   # unread prefetched key -> its candidate class
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
@@ -332,7 +335,9 @@ class Prefetcher:
             raw.append(columns)
         if not keys:
             return
-        features = candidate_features(raw_matrix(raw))
+        matrix = raw_matrix(raw)
+        features = candidate_features(matrix)
+        classes = candidate_classes(matrix)
         floor = stream_floor(features, self.stream_floor)
         self.recent_features.append(features)
         if len(self.recent_features) > 32:
@@ -345,7 +350,8 @@ class Prefetcher:
         def done(scores: np.ndarray) -> None:
             started = time.thread_time()  # acting on the scores is learning's work too: charged
             try:
-                self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned)
+                self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned,
+                          classes)
             finally:
                 self._charge(time.thread_time() - started)
 
@@ -368,8 +374,10 @@ class Prefetcher:
         return TenantRanker(split if split is not None else self.ranker.active, owned)
 
     def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray,
-             split: SplitRanker | None = None, owned: np.ndarray | None = None) -> None:
-        """``owned``: rows a tenant's own model scored (no A/B arm's merit or shadow figure)."""
+             split: SplitRanker | None = None, owned: np.ndarray | None = None,
+             classes: np.ndarray | None = None) -> None:
+        """``owned``: rows a tenant's own model scored (no A/B arm's merit or shadow figure);
+        ``classes``: each row's candidate class (``SelectionGate``; None: not gated)."""
         self.candidates_scored += len(keys)
         shadow = split.shadow_scores if split is not None else None
         keyspace = self.server.keyspace
@@ -397,14 +405,15 @@ class Prefetcher:
             if score < bar or not fetching:
                 continue
             self._issue(db, key, None if split is None or shadow is not None or tenant_scored else
-                        (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM))
+                        (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM),
+                        None if classes is None else int(classes[i]))
             bar = self.control.effective_bar  # _issue may reconcile, which moves the bar
         if present_keys and every_row and self._scores_reuse():
             for db_id, ks in present_keys.items():
                 counts = self.frequency.estimate(key_codes(ks)[0])
                 keyspace.dbs[db_id].store.set_reuse_scores(ks, (counts + np.asarray(present_scores[db_id])).tolist())
 
-    def _issue(self, db: Any, key: bytes, arm: str | None = None) -> None:
+    def _issue(self, db: Any, key: bytes, arm: str | None = None, cls: int | None = None) -> None:
         assert self.loader is not None
         if key in self.loader.inflight:
             return
@@ -419,9 +428,13 @@ class Prefetcher:
             if self.unread_bytes >= self.memory_share * maxmemory:
                 self.skipped_memory += 1
                 return
+        if cls is not None and not self.selection.allows(cls, self.control.floor):
+            return  # candidates like this one were mostly wasted (counted in selection.skipped)
         if not self.control.allows(time.monotonic()):
             self.skipped_precision += 1  # recent prefetches were mostly wasted: paused or probing
             return
+        if cls is not None:
+            self.pending_class[key] = cls
         self.inflight += 1
         self.issued += 1
         if arm is not None:
@@ -432,6 +445,7 @@ class Prefetcher:
 
     def _loaded(self, future: asyncio.Future, db: Any, key: bytes) -> None:
         self.inflight -= 1
+        cls = self.pending_class.pop(key, None)
         if future.cancelled() or future.exception() is not None:
             return
         value = future.result()
@@ -449,7 +463,10 @@ class Prefetcher:
         if earlier is not None:
             self.unread_bytes -= earlier[1]
             self.wasted += 1
+            self._class_outcome(key, False)
         self.unread[key] = (db.id, size)
+        if cls is not None:
+            self.unread_class[key] = cls
         self.unread_bytes += size
         self.stored += 1
         keyspace = self.server.keyspace
@@ -467,12 +484,14 @@ class Prefetcher:
         if db.store.is_prefetched(key):
             db.store.mark_prefetched(key, False)
             self.used += 1
+            self._class_outcome(key, True)
             if arm is not None:
                 abtest = getattr(getattr(self.server, "mlops", None), "abtest", None)
                 if abtest is not None:
                     abtest.record_prefetches(arm, 0, 1)
             return True
         self.wasted += 1  # overwritten by a client write, then read: not the prefetch's merit
+        self._class_outcome(key, False)
         return False
 
     def on_demand_load(self, db: Any, key: bytes) -> None:
@@ -482,6 +501,7 @@ class Prefetcher:
             self.unread_bytes -= entry[1]
             db.store.mark_prefetched(key, False)
             self.late += 1
+            self.unread_class.pop(key, None)  # late: neither read in time nor wasted (as in precision)
 
     def reconcile(self) -> None:
         """Count prefetched entries that left the store (evicted, expired, overwritten) unread."""
@@ -491,10 +511,16 @@ class Prefetcher:
         for key in gone:
             self.unread_bytes -= self.unread.pop(key)[1]
             self.wasted += 1
+            self._class_outcome(key, False)
             self.key_arm.pop(key, None)
         if self.key_arm and getattr(getattr(self.server, "mlops", None), "abtest", None) is None:
             self.key_arm.clear()  # the test ended: its arms no longer matter
         self.control.reading(self.used, self.wasted, self.last_reconcile)
+
+    def _class_outcome(self, key: bytes, used: bool) -> None:
+        cls = self.unread_class.pop(key, None)
+        if cls is not None:
+            self.selection.outcome(cls, used)
 
     # -- MLOps hooks (A/B arms, promotion watch) ------------------------------------------------
     def _split_ranker(self, keys: list[bytes]) -> SplitRanker | None:
