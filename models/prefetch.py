@@ -37,7 +37,9 @@ counts to ``control``: recent precision below the floor raises the effective thr
 
 Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
 (evicted, expired or overwritten before any read), late (a client missed while the
-prefetch was in flight).
+prefetch was in flight), absent (the origin had no such key: not in ``wasted``, which is
+what the cache held unread, but wasted for the precision control and the candidate's class,
+and the key is not prefetched again for ``ABSENT_SECONDS``; ``skipped_absent`` counts those).
 
 MLOps hooks (no-ops unless ``server.mlops`` has them): while ``server.mlops.abtest`` runs,
 ``abtest.arm(key)`` picks the model that scores each candidate (champion: the active model;
@@ -81,6 +83,12 @@ IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spa
 BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
 RATE_PERIOD = 0.02      # seconds between two readings of the loop thread's busy share
 LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest only seen/counted)
+# Keys the origin answered "not found" to a prefetch are not prefetched again for a while: stride
+# candidates run past the ends of what the origin holds (database: 1.55x the origin reads of no
+# prefetching at 10%, most of them such keys). Bounded (oldest forgotten first) and timed, as the
+# origin may gain the key; client misses still read it.
+ABSENT_KEYS = 16384
+ABSENT_SECONDS = 60.0
 _PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
 _perf = time.perf_counter
 
@@ -119,6 +127,7 @@ class Prefetcher:
         self.selection = SelectionGate()  # which candidate classes are worth prefetching
         self.pending_class: dict[bytes, int] = {}  # in-flight prefetch -> its candidate class
         self.unread_class: dict[bytes, int] = {}   # unread prefetched key -> its candidate class
+        self.absent_keys: dict[bytes, float] = {}  # prefetched, not in the origin -> monotonic time then
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
@@ -136,6 +145,7 @@ class Prefetcher:
         self.recent_features: list[np.ndarray] = []   # for shadow scoring at model reload
         # counters
         self.issued = self.stored = self.used = self.wasted = self.late = 0
+        self.absent = self.skipped_absent = 0  # prefetches the origin had no value for; not retried
         self.events_seen = self.events_learned = 0
         self.candidates_scored = 0
         self.skipped_inflight = self.skipped_memory = self.skipped_precision = 0
@@ -417,6 +427,13 @@ class Prefetcher:
         assert self.loader is not None
         if key in self.loader.inflight:
             return
+        if self.absent_keys:
+            seen_absent = self.absent_keys.get(key)
+            if seen_absent is not None:
+                if time.monotonic() - seen_absent < ABSENT_SECONDS:
+                    self.skipped_absent += 1
+                    return
+                del self.absent_keys[key]
         if self.inflight >= self.max_inflight:
             self.skipped_inflight += 1
             return
@@ -449,8 +466,11 @@ class Prefetcher:
         if future.cancelled() or future.exception() is not None:
             return
         value = future.result()
-        if value is None or db.peek(key) is not None:
-            return  # not in the origin, or a client wrote/loaded it meanwhile
+        if value is None:
+            self._absent(key, cls)
+            return
+        if db.peek(key) is not None:
+            return  # a client wrote/loaded it meanwhile
         expire_at = db.clock() + self.ttl_ms if self.ttl_ms else 0
         try:
             db.set(key, value, expire_at)
@@ -515,7 +535,20 @@ class Prefetcher:
             self.key_arm.pop(key, None)
         if self.key_arm and getattr(getattr(self.server, "mlops", None), "abtest", None) is None:
             self.key_arm.clear()  # the test ended: its arms no longer matter
-        self.control.reading(self.used, self.wasted, self.last_reconcile)
+        self.control.reading(self.used, self.wasted + self.absent, self.last_reconcile)
+
+    def _absent(self, key: bytes, cls: int | None) -> None:
+        """The origin has no ``key``: an origin read spent for nothing, so the precision control
+        (``reconcile``) and the key's class count it as wasted (``prefetches_wasted`` stays what
+        the cache held unread), and the key is not prefetched again for ABSENT_SECONDS."""
+        self.absent += 1
+        if cls is not None:
+            self.selection.outcome(cls, False)
+        absent = self.absent_keys
+        absent.pop(key, None)  # re-inserted: the dict's order stays oldest-first
+        absent[key] = time.monotonic()
+        if len(absent) > ABSENT_KEYS:
+            del absent[next(iter(absent))]
 
     def _class_outcome(self, key: bytes, used: bool) -> None:
         cls = self.unread_class.pop(key, None)
