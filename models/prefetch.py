@@ -26,6 +26,11 @@ Predicted reuse for ``allkeys-predictive``: every access is counted in a ``Frequ
 a scored candidate already cached gets count + the model's probability. So the policy is an
 LFU with history (TinyLFU's idea) where the model adds what the past alone does not show.
 
+Recency fallback: where the served model's recorded holdout AUC is below ``MIN_HOLDOUT_AUC``
+(it could not rank unseen accesses, so its past is no guide), allkeys-predictive writes no
+reuse scores and admits every load: keys are evicted by recency, as under allkeys-lru
+(``recency_only``; prefetched entries too, their unread penalty cancelled until read).
+
 Admission (same policy): once memory is full, a demand-loaded key whose count is below a
 quantile of the cached keys' reuse is answered but not stored (``AdmissionFilter``).
 
@@ -47,7 +52,7 @@ challenger: ``abtest.challenger_ranker`` or the registry's copy of ``challenger_
 per-arm lookups, hits, prefetches, uses and inference latencies go to ``abtest.record_*``; in
 shadow mode both models score every candidate, only the champion acts, and each arm's
 would-be prefetches (absent keys scoring >= threshold) count as used when read while still
-among the last 2-4 x ``SHADOW_HORIZON`` would-be prefetches. While ``server.mlops.watch`` watches a promotion, each tick's
+among the last 2-4 x ``SHADOW_HORIZON`` would-be prefetches (``models.batch_rankers.MlopsHooks``). While ``server.mlops.watch`` watches a promotion, each tick's
 lookups, hits and the champion's prefetch deltas go to ``watch.observe``.
 
 Tenants: events are (key, op, outcome, size, db, tenant) (5-tuples: tenant 0). A candidate
@@ -66,8 +71,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpu.interface import EvictionPolicy
+from gpu.scoring import PREFETCHED_UNREAD_PENALTY
 
-from .batch_rankers import CHALLENGER_ARM, CHAMPION_ARM, SplitRanker, TenantRanker, stream_floor
+from .batch_rankers import CHALLENGER_ARM, CHAMPION_ARM, MlopsHooks, SplitRanker, TenantRanker, stream_floor
 from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
 from .frequency import ADMIT_WHEN_FULL, AdmissionFilter, FrequencySketch
@@ -77,7 +83,6 @@ from .ranker import RankerService
 
 log = logging.getLogger("predis.prefetch")
 
-SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
 BUDGET_BURST = 0.01     # CPU seconds of learning an idle spell may bank (a few ticks' worth)
 IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spare (see observe)
 BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
@@ -87,6 +92,13 @@ LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest 
 # candidates run past the ends of what the origin holds (database: 1.55x the origin reads of no
 # prefetching at 10%, most of them such keys). Bounded (oldest forgotten first) and timed, as the
 # origin may gain the key; client misses still read it.
+# allkeys-predictive orders keys by predicted reuse (sketch count + the model's probability) and
+# admits loads by it. Where the model could not rank its own holdout (models.train's holdout AUC
+# below this; 0.5 is chance) the future is not what the past shows (ml-training's epochs: AUC
+# 0.43, and the policy's frequency order lost to plain LRU, 0.80x at 10% where allkeys-lru with
+# prefetching had 1.32x): the policy then orders by recency alone (``recency_only``). 0.6 leaves
+# a margin over chance for the holdout's noise; the bench's informative models are at 0.79-0.98.
+MIN_HOLDOUT_AUC = 0.6
 ABSENT_KEYS = 16384
 ABSENT_SECONDS = 60.0
 _PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
@@ -107,7 +119,7 @@ if TYPE_CHECKING:
     from predis_server.origin import OriginLoader
 
 
-class Prefetcher:
+class Prefetcher(MlopsHooks):
     def __init__(self, server: Any, loader: OriginLoader | None, ranker: RankerService,
                  threshold: float = 0.5, max_inflight: int = 64, memory_share: float = 0.2,
                  ttl_ms: int = 0, budget_fraction: float = 0.04, max_candidates: int = 512,
@@ -128,6 +140,8 @@ class Prefetcher:
         self.pending_class: dict[bytes, int] = {}  # in-flight prefetch -> its candidate class
         self.unread_class: dict[bytes, int] = {}   # unread prefetched key -> its candidate class
         self.absent_keys: dict[bytes, float] = {}  # prefetched, not in the origin -> monotonic time then
+        self.recency_only = False  # allkeys-predictive falls back to LRU order (MIN_HOLDOUT_AUC)
+        self.judged_model: Any = None  # the ranker recency_only was decided for
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
@@ -168,7 +182,7 @@ class Prefetcher:
         if _perf() >= self.budget_back_at:
             return True
         server = self.server
-        if getattr(server.keyspace, "policy", None) is _PREDICTIVE:
+        if getattr(server.keyspace, "policy", None) is _PREDICTIVE and not self.recency_only:
             return True
         mlops = getattr(server, "mlops", None)
         return mlops is not None and (getattr(mlops, "abtest", None) is not None
@@ -280,7 +294,37 @@ class Prefetcher:
 
     # -- predicted reuse (allkeys-predictive) ---------------------------------------------------
     def _scores_reuse(self) -> bool:
-        return getattr(self.server.keyspace, "policy", None) is _PREDICTIVE
+        if getattr(self.server.keyspace, "policy", None) is not _PREDICTIVE:
+            return False
+        if self.ranker.active is not self.judged_model:
+            self._judge_model()
+        return not self.recency_only
+
+    def _recency_order(self) -> bool:
+        """allkeys-predictive in its recency fallback: prefetched entries need their reuse set so
+        that the unread penalty (gpu.scoring) cancels and they take their place by recency."""
+        return self.recency_only and getattr(self.server.keyspace, "policy", None) is _PREDICTIVE
+
+    def _judge_model(self) -> None:
+        """Recency only where the served model's recorded holdout AUC is below MIN_HOLDOUT_AUC
+        (no record, e.g. the heuristic ranker: the predictive order stands)."""
+        active = self.judged_model = self.ranker.active
+        holdout = (getattr(active, "metrics", None) or {}).get("holdout") or {}
+        auc = holdout.get("auc")
+        recency = auc is not None and float(auc) < MIN_HOLDOUT_AUC
+        if recency and not self.recency_only:
+            for db in self.server.keyspace.dbs:  # scores written so far would still order keys
+                reuse = getattr(db.store, "reuse", None)
+                if reuse is not None:
+                    reuse[:] = 0.0
+            log.info("model %s: holdout AUC %.2f < %.2f, allkeys-predictive evicts by recency",
+                     getattr(active, "version", "?"), float(auc), MIN_HOLDOUT_AUC)
+        self.recency_only = recency
+
+    def _clear_recency_reuse(self, db: Any, key: bytes) -> None:
+        """A prefetched entry read or overwritten: back to reuse 0, a key like any other."""
+        if self._recency_order():
+            db.store.set_reuse_scores([key], [0.0])
 
     def _count_accesses(self, events: list[tuple], key_hash: np.ndarray) -> None:
         """Count every access (budget or not: counting is what the eviction order rests on).
@@ -477,7 +521,11 @@ class Prefetcher:
         except Exception:  # OOM under noeviction: a prefetch is optional
             return
         db.store.mark_prefetched(key, True)
-        self.on_stored(db, key)
+        if self._recency_order():
+            # reuse - penalty = 0: by recency like every other key, as under allkeys-lru
+            db.store.set_reuse_scores([key], [PREFETCHED_UNREAD_PENALTY])
+        else:
+            self.on_stored(db, key)
         size = len(value)
         earlier = self.unread.pop(key, None)  # evicted unread, not yet reconciled: bytes gone
         if earlier is not None:
@@ -503,6 +551,7 @@ class Prefetcher:
         arm = self.key_arm.pop(key, None) if self.key_arm else None
         if db.store.is_prefetched(key):
             db.store.mark_prefetched(key, False)
+            self._clear_recency_reuse(db, key)
             self.used += 1
             self._class_outcome(key, True)
             if arm is not None:
@@ -511,6 +560,7 @@ class Prefetcher:
                     abtest.record_prefetches(arm, 0, 1)
             return True
         self.wasted += 1  # overwritten by a client write, then read: not the prefetch's merit
+        self._clear_recency_reuse(db, key)
         self._class_outcome(key, False)
         return False
 
@@ -520,6 +570,7 @@ class Prefetcher:
         if entry is not None:
             self.unread_bytes -= entry[1]
             db.store.mark_prefetched(key, False)
+            self._clear_recency_reuse(db, key)
             self.late += 1
             self.unread_class.pop(key, None)  # late: neither read in time nor wasted (as in precision)
 
@@ -529,7 +580,9 @@ class Prefetcher:
         dbs = self.server.keyspace.dbs
         gone = [k for k, (db_id, _) in self.unread.items() if not dbs[db_id].store.is_prefetched(k)]
         for key in gone:
+            db_id = self.unread[key][0]
             self.unread_bytes -= self.unread.pop(key)[1]
+            self._clear_recency_reuse(dbs[db_id], key)  # overwritten (evicted: its slot is reset)
             self.wasted += 1
             self._class_outcome(key, False)
             self.key_arm.pop(key, None)
@@ -554,91 +607,6 @@ class Prefetcher:
         cls = self.unread_class.pop(key, None)
         if cls is not None:
             self.selection.outcome(cls, used)
-
-    # -- MLOps hooks (A/B arms, promotion watch) ------------------------------------------------
-    def _split_ranker(self, keys: list[bytes]) -> SplitRanker | None:
-        abtest = getattr(getattr(self.server, "mlops", None), "abtest", None)
-        if abtest is None or getattr(abtest, "decision", "running") != "running":
-            return None
-        challenger = self._challenger_ranker(abtest)
-        if challenger is None:
-            return None
-        if abtest.shadow:
-            mask = None
-        else:
-            mask = np.fromiter((abtest.arm(k) == CHALLENGER_ARM for k in keys), dtype=bool, count=len(keys))
-        return SplitRanker(self.ranker.active, challenger, mask, abtest)
-
-    def _challenger_ranker(self, abtest: Any) -> Any:
-        ranker = getattr(abtest, "challenger_ranker", None)
-        if ranker is not None:
-            return ranker
-        version = str(abtest.challenger_version)
-        if version not in self.challenger_rankers:
-            self.challenger_rankers.clear()
-            try:
-                from .ranker import OnnxRanker
-
-                self.challenger_rankers[version] = OnnxRanker(self.server.mlops.get_registry().fetch(version))
-            except Exception:  # no registry copy: the champion serves every arm, recorded as such
-                self.challenger_rankers[version] = None
-        return self.challenger_rankers[version]
-
-    def _shadow_note(self, key: bytes, champion_would: bool, challenger_would: bool) -> None:
-        bits = (1 if champion_would else 0) | (2 if challenger_would else 0)
-        if not bits:
-            return
-        abtest = self.server.mlops.abtest
-        pending = self.shadow_pending
-        earlier = pending.pop(key, 0)  # re-inserted: the dict's order stays oldest-first
-        new = bits & ~earlier
-        if new & 1:
-            abtest.record_prefetches(CHAMPION_ARM, 1, 0)
-        if new & 2:
-            abtest.record_prefetches(CHALLENGER_ARM, 1, 0)
-        pending[key] = earlier | bits
-        if len(pending) > 4 * SHADOW_HORIZON:
-            for stale in list(pending)[:len(pending) - 2 * SHADOW_HORIZON]:
-                del pending[stale]
-
-    def _mlops_outcomes(self, mlops: Any, events: list[tuple]) -> None:
-        """Per-arm lookups/hits (and shadow uses) for the A/B test; the champion's figures for the watch."""
-        abtest = getattr(mlops, "abtest", None)
-        if abtest is not None and getattr(abtest, "decision", "running") != "running":
-            abtest = None
-        lookups = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
-        hits = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
-        if abtest is not None:
-            shadow = abtest.shadow
-            pending = self.shadow_pending
-            for event in events:  # (key, op, outcome, size, db[, tenant])
-                key = event[0]
-                arm = abtest.arm(key)
-                lookups[arm] += 1
-                if event[2] != 1:
-                    hits[arm] += 1
-                if shadow and pending:
-                    bits = pending.pop(key, 0)
-                    if bits & 1:
-                        abtest.record_prefetches(CHAMPION_ARM, 0, 1)
-                    if bits & 2:
-                        abtest.record_prefetches(CHALLENGER_ARM, 0, 1)
-            for arm in (CHAMPION_ARM, CHALLENGER_ARM):
-                if lookups[arm]:
-                    abtest.record_lookups(arm, lookups[arm], hits[arm])
-        else:
-            lookups[CHAMPION_ARM] = len(events)
-            hits[CHAMPION_ARM] = sum(1 for e in events if e[2] != 1)
-        watch = getattr(mlops, "watch", None)
-        if watch is not None and getattr(watch, "verdict", "watching") == "watching":
-            stored, used = self.watch_fed
-            if abtest is not None and not abtest.shadow:
-                # the challenger arm's prefetches are not the champion's
-                prefetched, prefetch_used = 0, 0
-            else:
-                prefetched, prefetch_used = self.stored - stored, self.used - used
-            self.watch_fed = (self.stored, self.used)
-            watch.observe(lookups[CHAMPION_ARM], hits[CHAMPION_ARM], prefetched, prefetch_used)
 
     @property
     def precision(self) -> float:

@@ -168,3 +168,78 @@ def test_keys_the_origin_lacks_count_as_wasted_and_are_not_prefetched_again(rig)
     _prefetch(rig, [b"k1"], None)
     assert loader.reads == MIN_OUTCOMES + 1 and p.stored == 1
 
+
+# -- allkeys-predictive falls back to recency when the model could not predict its holdout --------
+def _policy_rig(auc):
+    from gpu.interface import EvictionPolicy
+    from models.ranker import HeuristicRanker
+
+    now = [1_000_000]
+    keyspace = Keyspace(1, NumpyStore, Stats(), clock=lambda: now[0])
+    keyspace.policy = EvictionPolicy.ALLKEYS_PREDICTIVE
+    ranker = RankerService()
+    model = HeuristicRanker()
+    model.metrics = {"holdout": {"auc": auc}}  # as models.train records it in metrics.json
+    ranker.swap(model)
+    p = Prefetcher(SimpleNamespace(loop=None, keyspace=keyspace), None, ranker)
+    return p, keyspace, now
+
+
+def _read(p, keyspace, now, key, times=1):
+    from models.keycodes import key_codes
+
+    db = keyspace.dbs[0]
+    if db.peek(key) is None:
+        db.set(key, b"v" * 32)
+    for _ in range(times):
+        db.lookup_read(key)
+        p._count_accesses([(key, 0, 0, 32, 0)], key_codes([key])[0])
+    now[0] += 1000
+
+
+def _victim(keyspace):
+    from gpu.interface import EvictionPolicy
+
+    return keyspace.dbs[0].store.evict(1, EvictionPolicy.ALLKEYS_PREDICTIVE, 64, keyspace.clock())
+
+
+@pytest.mark.parametrize("auc, victim", [(0.95, b"new"), (0.43, b"old"), (None, b"new")])
+def test_predictive_eviction_falls_back_to_recency_for_an_uninformative_model(auc, victim):
+    # "old" was read often, then "new" once: by predicted reuse "new" goes; where the model's
+    # holdout AUC is below MIN_HOLDOUT_AUC the order is recency's (LRU), so "old" goes. No
+    # recorded AUC (the heuristic ranker) keeps the predictive order.
+    p, keyspace, now = _policy_rig(auc)
+    if auc is None:
+        p.ranker.active.metrics = {}
+    _read(p, keyspace, now, b"old", times=5)
+    _read(p, keyspace, now, b"new")
+    assert _victim(keyspace) == [victim]
+
+
+def test_recency_fallback_admits_every_load_and_orders_prefetched_entries_by_recency():
+    from gpu.interface import FLAG_PREFETCHED  # noqa: F401 (the flag the penalty reads)
+
+    p, keyspace, now = _policy_rig(0.43)
+    db = keyspace.dbs[0]
+    keyspace.maxmemory = 1  # "full": the admission filter would judge every load
+    for i in range(20):
+        _read(p, keyspace, now, b"hot%d" % i, times=8)
+    assert p.admits(db, b"never-read")
+    # a prefetched entry stored after every other key is the newest, not the first to go
+    loop = asyncio.new_event_loop()
+    try:
+        done = loop.create_future()
+        done.set_result(b"v" * 32)
+        p.inflight += 1
+        keyspace.maxmemory = 0
+        p._loaded(done, db, b"prefetched")
+        assert db.store.is_prefetched(b"prefetched")
+        assert _victim(keyspace) == [b"hot0"]
+        # once read it keeps no extra weight: it is evicted by its recency like any key
+        assert p.on_hit(db, b"prefetched")
+        now[0] += 1000
+        for i in range(1, 20):
+            db.lookup_read(b"hot%d" % i)
+        assert _victim(keyspace) == [b"prefetched"]
+    finally:
+        loop.close()
