@@ -85,3 +85,96 @@ class TenantRanker:
                 log.warning("tenant model %s failed; the global model scored its rows", ranker.version,
                             exc_info=True)
         return scores
+
+
+SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
+
+
+class MlopsHooks:
+    """The prefetcher's MLOps hooks (``models.prefetch.Prefetcher`` inherits them): the A/B
+    split of each batch, shadow would-be prefetches, per-arm outcomes and the promotion
+    watch's figures. They read the prefetcher's server, ranker, counters and hook state."""
+
+    def _split_ranker(self, keys: list[bytes]) -> SplitRanker | None:
+        abtest = getattr(getattr(self.server, "mlops", None), "abtest", None)
+        if abtest is None or getattr(abtest, "decision", "running") != "running":
+            return None
+        challenger = self._challenger_ranker(abtest)
+        if challenger is None:
+            return None
+        if abtest.shadow:
+            mask = None
+        else:
+            mask = np.fromiter((abtest.arm(k) == CHALLENGER_ARM for k in keys), dtype=bool, count=len(keys))
+        return SplitRanker(self.ranker.active, challenger, mask, abtest)
+
+    def _challenger_ranker(self, abtest: Any) -> Any:
+        ranker = getattr(abtest, "challenger_ranker", None)
+        if ranker is not None:
+            return ranker
+        version = str(abtest.challenger_version)
+        if version not in self.challenger_rankers:
+            self.challenger_rankers.clear()
+            try:
+                from .ranker import OnnxRanker
+
+                self.challenger_rankers[version] = OnnxRanker(self.server.mlops.get_registry().fetch(version))
+            except Exception:  # no registry copy: the champion serves every arm, recorded as such
+                self.challenger_rankers[version] = None
+        return self.challenger_rankers[version]
+
+    def _shadow_note(self, key: bytes, champion_would: bool, challenger_would: bool) -> None:
+        bits = (1 if champion_would else 0) | (2 if challenger_would else 0)
+        if not bits:
+            return
+        abtest = self.server.mlops.abtest
+        pending = self.shadow_pending
+        earlier = pending.pop(key, 0)  # re-inserted: the dict's order stays oldest-first
+        new = bits & ~earlier
+        if new & 1:
+            abtest.record_prefetches(CHAMPION_ARM, 1, 0)
+        if new & 2:
+            abtest.record_prefetches(CHALLENGER_ARM, 1, 0)
+        pending[key] = earlier | bits
+        if len(pending) > 4 * SHADOW_HORIZON:
+            for stale in list(pending)[:len(pending) - 2 * SHADOW_HORIZON]:
+                del pending[stale]
+
+    def _mlops_outcomes(self, mlops: Any, events: list[tuple]) -> None:
+        """Per-arm lookups/hits (and shadow uses) for the A/B test; the champion's figures for the watch."""
+        abtest = getattr(mlops, "abtest", None)
+        if abtest is not None and getattr(abtest, "decision", "running") != "running":
+            abtest = None
+        lookups = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
+        hits = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
+        if abtest is not None:
+            shadow = abtest.shadow
+            pending = self.shadow_pending
+            for event in events:  # (key, op, outcome, size, db[, tenant])
+                key = event[0]
+                arm = abtest.arm(key)
+                lookups[arm] += 1
+                if event[2] != 1:
+                    hits[arm] += 1
+                if shadow and pending:
+                    bits = pending.pop(key, 0)
+                    if bits & 1:
+                        abtest.record_prefetches(CHAMPION_ARM, 0, 1)
+                    if bits & 2:
+                        abtest.record_prefetches(CHALLENGER_ARM, 0, 1)
+            for arm in (CHAMPION_ARM, CHALLENGER_ARM):
+                if lookups[arm]:
+                    abtest.record_lookups(arm, lookups[arm], hits[arm])
+        else:
+            lookups[CHAMPION_ARM] = len(events)
+            hits[CHAMPION_ARM] = sum(1 for e in events if e[2] != 1)
+        watch = getattr(mlops, "watch", None)
+        if watch is not None and getattr(watch, "verdict", "watching") == "watching":
+            stored, used = self.watch_fed
+            if abtest is not None and not abtest.shadow:
+                # the challenger arm's prefetches are not the champion's
+                prefetched, prefetch_used = 0, 0
+            else:
+                prefetched, prefetch_used = self.stored - stored, self.used - used
+            self.watch_fed = (self.stored, self.used)
+            watch.observe(lookups[CHAMPION_ARM], hits[CHAMPION_ARM], prefetched, prefetch_used)

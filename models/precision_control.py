@@ -23,6 +23,8 @@ Deterministic: time is passed in by the caller (``time.monotonic()`` in the pref
 """
 from __future__ import annotations
 
+import numpy as np
+
 DEFAULT_FLOOR = 0.5     # issue 5's target: at least half of the prefetched entries read
 MIN_OUTCOMES = 32       # read-or-wasted prefetches a regular reading needs
 RECOVER_MARGIN = 0.15   # precision above the floor that lowers the bar / passes a probe
@@ -127,3 +129,114 @@ class PrecisionControl:
     def _pause(self, now: float) -> None:
         self.paused_until = now + self.backoff
         self.pauses += 1
+
+
+# -- selection: which candidates are worth a prefetch ---------------------------------------
+# Throttling (above) changes how many prefetches go out, not what share of them is read: on
+# Zipf web traffic every threshold's guesses are ~40% right. What does separate them there is
+# the candidate's past: a follower read often before is likely to be read again before it is
+# evicted, one read a few times is not (web, prefetch-lru at 5%, per log2 access-count bucket:
+# 3: 0.25, 4: 0.52, 6: 0.90, 7: 1.00 of the prefetches read). So candidates fall into classes,
+# followers by log2(1 + their access count), strides by log2(1 + the stream's confidence), and
+# within a source more evidence is taken to mean a likelier read: the gate learns a floor per
+# source, walking down from the most-read bucket and closing the first one (and every one
+# below it) whose precision is under floor + RECOVER_MARGIN. A bucket's precision is its own
+# outcomes plus CLASS_PRIOR pseudo-outcomes at the precision of the buckets above it, as a
+# workload like web issues a few dozen prefetches in all, too few to judge each bucket alone.
+# It acts only where prefetching as a whole would miss the floor: where it is precise
+# (gaming, hft, ml-training: 0.73-0.97 in the bench), selecting would only cost hits.
+CLASS_BUCKETS = 8           # log2 buckets per source: 0, 1, 2-3, ..., 127+
+CLASS_MIN_OUTCOMES = 12     # outcomes before a class alone (or all together) is judged
+CLASS_PRIOR = 6             # pseudo-outcomes at the precision of the buckets above (once they have that many)
+CLASS_WINDOW = 128          # a class's counts halve past this many: recent outcomes weigh more
+CLASS_PROBE_EVERY = 16      # a closed class still issues one candidate in this many (it may change)
+
+
+def candidate_classes(raw: np.ndarray) -> np.ndarray:
+    """Class of each raw candidate row (``models.candidates.RAW_COLUMNS``): followers
+    0..CLASS_BUCKETS-1 by their access count, strides CLASS_BUCKETS.. by stream confidence."""
+    is_stride = raw[:, 3] > 0
+    value = np.where(is_stride, raw[:, 4], raw[:, 6])
+    bucket = np.minimum(np.log2(1.0 + np.maximum(value, 0.0)).astype(np.int64), CLASS_BUCKETS - 1)
+    return bucket + np.where(is_stride, CLASS_BUCKETS, 0)
+
+
+class SelectionGate:
+    """Per-class outcome counts of issued prefetches and the decision to issue one of a class.
+
+    ``projected``: the precision prefetching would have if every class were issued as often as
+    its candidates come (each class's precision, shrunk toward the overall one by
+    CLASS_MIN_OUTCOMES pseudo-outcomes, weighted by its candidates seen); it does not move
+    when the gate closes a class, so closing one cannot reopen it by raising the figure.
+    Selection acts only while that is below the floor. A closed class's probes keep its figure
+    current, so it reopens when its reads improve.
+    """
+
+    def __init__(self) -> None:
+        n = 2 * CLASS_BUCKETS
+        self.used = np.zeros(n)
+        self.wasted = np.zeros(n)
+        self.seen = np.zeros(n)      # candidates that reached the issue decision, per class
+        self.tries = np.zeros(n, dtype=np.int64)
+        self.skipped = 0             # candidates not issued for their class
+        self._open: np.ndarray | None = None  # per class, for the target it was computed for
+        self._open_target = -1.0
+
+    def precision(self, cls: int) -> float | None:
+        decided = self.used[cls] + self.wasted[cls]
+        return None if decided < CLASS_MIN_OUTCOMES else float(self.used[cls] / decided)
+
+    def projected(self) -> float | None:
+        decided = self.used + self.wasted
+        total = decided.sum()
+        if total < CLASS_MIN_OUTCOMES or self.seen.sum() <= 0:
+            return None
+        overall = self.used.sum() / total
+        shrunk = (self.used + CLASS_MIN_OUTCOMES * overall) / (decided + CLASS_MIN_OUTCOMES)
+        return float((self.seen * shrunk).sum() / self.seen.sum())
+
+    def open_classes(self, floor: float) -> np.ndarray:
+        """Per class: issued (True) or closed, for a precision floor."""
+        if self._open is not None and self._open_target == floor:
+            return self._open
+        is_open = np.ones(2 * CLASS_BUCKETS, dtype=bool)
+        projected = self.projected()
+        target = floor + RECOVER_MARGIN
+        if projected is not None and projected < floor:
+            for source in (0, CLASS_BUCKETS):
+                above_used = above_decided = 0.0
+                for cls in range(source + CLASS_BUCKETS - 1, source - 1, -1):  # most evidence first
+                    used, decided = self.used[cls], self.used[cls] + self.wasted[cls]
+                    if above_decided >= CLASS_PRIOR:
+                        prior = above_used / above_decided
+                        estimate: float | None = (used + CLASS_PRIOR * prior) / (decided + CLASS_PRIOR)
+                    else:
+                        estimate = used / decided if decided >= CLASS_MIN_OUTCOMES else None
+                    if estimate is not None and estimate < target:
+                        is_open[source:cls + 1] = False  # this bucket and every one below it
+                        break
+                    above_used += used
+                    above_decided += decided
+        self._open, self._open_target = is_open, floor
+        return is_open
+
+    def allows(self, cls: int, floor: float) -> bool:
+        """Whether one candidate of ``cls`` may be issued (``floor`` 0: always)."""
+        self.seen[cls] += 1
+        if floor <= 0 or self.open_classes(floor)[cls]:
+            return True
+        self.tries[cls] += 1
+        if self.tries[cls] % CLASS_PROBE_EVERY == 0:
+            return True  # a probe: the class's outcomes keep coming, so it can reopen
+        self.skipped += 1
+        return False
+
+    def outcome(self, cls: int, used: bool) -> None:
+        if used:
+            self.used[cls] += 1
+        else:
+            self.wasted[cls] += 1
+        if self.used[cls] + self.wasted[cls] > CLASS_WINDOW:
+            self.used[cls] /= 2
+            self.wasted[cls] /= 2
+        self._open = None

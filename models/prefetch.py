@@ -26,6 +26,11 @@ Predicted reuse for ``allkeys-predictive``: every access is counted in a ``Frequ
 a scored candidate already cached gets count + the model's probability. So the policy is an
 LFU with history (TinyLFU's idea) where the model adds what the past alone does not show.
 
+Recency fallback: where the served model's recorded holdout AUC is below ``MIN_HOLDOUT_AUC``
+(it could not rank unseen accesses, so its past is no guide), allkeys-predictive writes no
+reuse scores and admits every load: keys are evicted by recency, as under allkeys-lru
+(``recency_only``; prefetched entries too, their unread penalty cancelled until read).
+
 Admission (same policy): once memory is full, a demand-loaded key whose count is below a
 quantile of the cached keys' reuse is answered but not stored (``AdmissionFilter``).
 
@@ -37,7 +42,9 @@ counts to ``control``: recent precision below the floor raises the effective thr
 
 Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
 (evicted, expired or overwritten before any read), late (a client missed while the
-prefetch was in flight).
+prefetch was in flight), absent (the origin had no such key: not in ``wasted``, which is
+what the cache held unread, but wasted for the precision control and the candidate's class,
+and the key is not prefetched again for ``ABSENT_SECONDS``; ``skipped_absent`` counts those).
 
 MLOps hooks (no-ops unless ``server.mlops`` has them): while ``server.mlops.abtest`` runs,
 ``abtest.arm(key)`` picks the model that scores each candidate (champion: the active model;
@@ -45,7 +52,7 @@ challenger: ``abtest.challenger_ranker`` or the registry's copy of ``challenger_
 per-arm lookups, hits, prefetches, uses and inference latencies go to ``abtest.record_*``; in
 shadow mode both models score every candidate, only the champion acts, and each arm's
 would-be prefetches (absent keys scoring >= threshold) count as used when read while still
-among the last 2-4 x ``SHADOW_HORIZON`` would-be prefetches. While ``server.mlops.watch`` watches a promotion, each tick's
+among the last 2-4 x ``SHADOW_HORIZON`` would-be prefetches (``models.batch_rankers.MlopsHooks``). While ``server.mlops.watch`` watches a promotion, each tick's
 lookups, hits and the champion's prefetch deltas go to ``watch.observe``.
 
 Tenants: events are (key, op, outcome, size, db, tenant) (5-tuples: tenant 0). A candidate
@@ -64,23 +71,36 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gpu.interface import EvictionPolicy
+from gpu.scoring import PREFETCHED_UNREAD_PENALTY
 
-from .batch_rankers import CHALLENGER_ARM, CHAMPION_ARM, SplitRanker, TenantRanker, stream_floor
+from .batch_rankers import CHALLENGER_ARM, CHAMPION_ARM, MlopsHooks, SplitRanker, TenantRanker, stream_floor
 from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
 from .frequency import ADMIT_WHEN_FULL, AdmissionFilter, FrequencySketch
 from .keycodes import key_codes, prefix_of
-from .precision_control import DEFAULT_FLOOR, PrecisionControl
+from .precision_control import DEFAULT_FLOOR, PrecisionControl, SelectionGate, candidate_classes
 from .ranker import RankerService
 
 log = logging.getLogger("predis.prefetch")
 
-SHADOW_HORIZON = 4096  # would-be (shadow) prefetches remembered: 2-4x this many
 BUDGET_BURST = 0.01     # CPU seconds of learning an idle spell may bank (a few ticks' worth)
 IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spare (see observe)
 BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
 RATE_PERIOD = 0.02      # seconds between two readings of the loop thread's busy share
 LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest only seen/counted)
+# Keys the origin answered "not found" to a prefetch are not prefetched again for a while: stride
+# candidates run past the ends of what the origin holds (database: 1.55x the origin reads of no
+# prefetching at 10%, most of them such keys). Bounded (oldest forgotten first) and timed, as the
+# origin may gain the key; client misses still read it.
+# allkeys-predictive orders keys by predicted reuse (sketch count + the model's probability) and
+# admits loads by it. Where the model could not rank its own holdout (models.train's holdout AUC
+# below this; 0.5 is chance) the future is not what the past shows (ml-training's epochs: AUC
+# 0.43, and the policy's frequency order lost to plain LRU, 0.80x at 10% where allkeys-lru with
+# prefetching had 1.32x): the policy then orders by recency alone (``recency_only``). 0.6 leaves
+# a margin over chance for the holdout's noise; the bench's informative models are at 0.79-0.98.
+MIN_HOLDOUT_AUC = 0.6
+ABSENT_KEYS = 16384
+ABSENT_SECONDS = 60.0
 _PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
 _perf = time.perf_counter
 
@@ -99,7 +119,7 @@ if TYPE_CHECKING:
     from predis_server.origin import OriginLoader
 
 
-class Prefetcher:
+class Prefetcher(MlopsHooks):
     def __init__(self, server: Any, loader: OriginLoader | None, ranker: RankerService,
                  threshold: float = 0.5, max_inflight: int = 64, memory_share: float = 0.2,
                  ttl_ms: int = 0, budget_fraction: float = 0.04, max_candidates: int = 512,
@@ -116,6 +136,12 @@ class Prefetcher:
         self.max_candidates = max_candidates
         self.stream_floor = stream_floor
         self.control = PrecisionControl(threshold, precision_floor)  # effective threshold, pauses
+        self.selection = SelectionGate()  # which candidate classes are worth prefetching
+        self.pending_class: dict[bytes, int] = {}  # in-flight prefetch -> its candidate class
+        self.unread_class: dict[bytes, int] = {}   # unread prefetched key -> its candidate class
+        self.absent_keys: dict[bytes, float] = {}  # prefetched, not in the origin -> monotonic time then
+        self.recency_only = False  # allkeys-predictive falls back to LRU order (MIN_HOLDOUT_AUC)
+        self.judged_model: Any = None  # the ranker recency_only was decided for
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
@@ -133,6 +159,7 @@ class Prefetcher:
         self.recent_features: list[np.ndarray] = []   # for shadow scoring at model reload
         # counters
         self.issued = self.stored = self.used = self.wasted = self.late = 0
+        self.absent = self.skipped_absent = 0  # prefetches the origin had no value for; not retried
         self.events_seen = self.events_learned = 0
         self.candidates_scored = 0
         self.skipped_inflight = self.skipped_memory = self.skipped_precision = 0
@@ -155,7 +182,7 @@ class Prefetcher:
         if _perf() >= self.budget_back_at:
             return True
         server = self.server
-        if getattr(server.keyspace, "policy", None) is _PREDICTIVE:
+        if getattr(server.keyspace, "policy", None) is _PREDICTIVE and not self.recency_only:
             return True
         mlops = getattr(server, "mlops", None)
         return mlops is not None and (getattr(mlops, "abtest", None) is not None
@@ -267,7 +294,37 @@ class Prefetcher:
 
     # -- predicted reuse (allkeys-predictive) ---------------------------------------------------
     def _scores_reuse(self) -> bool:
-        return getattr(self.server.keyspace, "policy", None) is _PREDICTIVE
+        if getattr(self.server.keyspace, "policy", None) is not _PREDICTIVE:
+            return False
+        if self.ranker.active is not self.judged_model:
+            self._judge_model()
+        return not self.recency_only
+
+    def _recency_order(self) -> bool:
+        """allkeys-predictive in its recency fallback: prefetched entries need their reuse set so
+        that the unread penalty (gpu.scoring) cancels and they take their place by recency."""
+        return self.recency_only and getattr(self.server.keyspace, "policy", None) is _PREDICTIVE
+
+    def _judge_model(self) -> None:
+        """Recency only where the served model's recorded holdout AUC is below MIN_HOLDOUT_AUC
+        (no record, e.g. the heuristic ranker: the predictive order stands)."""
+        active = self.judged_model = self.ranker.active
+        holdout = (getattr(active, "metrics", None) or {}).get("holdout") or {}
+        auc = holdout.get("auc")
+        recency = auc is not None and float(auc) < MIN_HOLDOUT_AUC
+        if recency and not self.recency_only:
+            for db in self.server.keyspace.dbs:  # scores written so far would still order keys
+                reuse = getattr(db.store, "reuse", None)
+                if reuse is not None:
+                    reuse[:] = 0.0
+            log.info("model %s: holdout AUC %.2f < %.2f, allkeys-predictive evicts by recency",
+                     getattr(active, "version", "?"), float(auc), MIN_HOLDOUT_AUC)
+        self.recency_only = recency
+
+    def _clear_recency_reuse(self, db: Any, key: bytes) -> None:
+        """A prefetched entry read or overwritten: back to reuse 0, a key like any other."""
+        if self._recency_order():
+            db.store.set_reuse_scores([key], [0.0])
 
     def _count_accesses(self, events: list[tuple], key_hash: np.ndarray) -> None:
         """Count every access (budget or not: counting is what the eviction order rests on).
@@ -332,7 +389,9 @@ class Prefetcher:
             raw.append(columns)
         if not keys:
             return
-        features = candidate_features(raw_matrix(raw))
+        matrix = raw_matrix(raw)
+        features = candidate_features(matrix)
+        classes = candidate_classes(matrix)
         floor = stream_floor(features, self.stream_floor)
         self.recent_features.append(features)
         if len(self.recent_features) > 32:
@@ -345,7 +404,8 @@ class Prefetcher:
         def done(scores: np.ndarray) -> None:
             started = time.thread_time()  # acting on the scores is learning's work too: charged
             try:
-                self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned)
+                self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned,
+                          classes)
             finally:
                 self._charge(time.thread_time() - started)
 
@@ -368,8 +428,10 @@ class Prefetcher:
         return TenantRanker(split if split is not None else self.ranker.active, owned)
 
     def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray,
-             split: SplitRanker | None = None, owned: np.ndarray | None = None) -> None:
-        """``owned``: rows a tenant's own model scored (no A/B arm's merit or shadow figure)."""
+             split: SplitRanker | None = None, owned: np.ndarray | None = None,
+             classes: np.ndarray | None = None) -> None:
+        """``owned``: rows a tenant's own model scored (no A/B arm's merit or shadow figure);
+        ``classes``: each row's candidate class (``SelectionGate``; None: not gated)."""
         self.candidates_scored += len(keys)
         shadow = split.shadow_scores if split is not None else None
         keyspace = self.server.keyspace
@@ -397,17 +459,25 @@ class Prefetcher:
             if score < bar or not fetching:
                 continue
             self._issue(db, key, None if split is None or shadow is not None or tenant_scored else
-                        (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM))
+                        (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM),
+                        None if classes is None else int(classes[i]))
             bar = self.control.effective_bar  # _issue may reconcile, which moves the bar
         if present_keys and every_row and self._scores_reuse():
             for db_id, ks in present_keys.items():
                 counts = self.frequency.estimate(key_codes(ks)[0])
                 keyspace.dbs[db_id].store.set_reuse_scores(ks, (counts + np.asarray(present_scores[db_id])).tolist())
 
-    def _issue(self, db: Any, key: bytes, arm: str | None = None) -> None:
+    def _issue(self, db: Any, key: bytes, arm: str | None = None, cls: int | None = None) -> None:
         assert self.loader is not None
         if key in self.loader.inflight:
             return
+        if self.absent_keys:
+            seen_absent = self.absent_keys.get(key)
+            if seen_absent is not None:
+                if time.monotonic() - seen_absent < ABSENT_SECONDS:
+                    self.skipped_absent += 1
+                    return
+                del self.absent_keys[key]
         if self.inflight >= self.max_inflight:
             self.skipped_inflight += 1
             return
@@ -419,9 +489,13 @@ class Prefetcher:
             if self.unread_bytes >= self.memory_share * maxmemory:
                 self.skipped_memory += 1
                 return
+        if cls is not None and not self.selection.allows(cls, self.control.floor):
+            return  # candidates like this one were mostly wasted (counted in selection.skipped)
         if not self.control.allows(time.monotonic()):
             self.skipped_precision += 1  # recent prefetches were mostly wasted: paused or probing
             return
+        if cls is not None:
+            self.pending_class[key] = cls
         self.inflight += 1
         self.issued += 1
         if arm is not None:
@@ -432,24 +506,35 @@ class Prefetcher:
 
     def _loaded(self, future: asyncio.Future, db: Any, key: bytes) -> None:
         self.inflight -= 1
+        cls = self.pending_class.pop(key, None)
         if future.cancelled() or future.exception() is not None:
             return
         value = future.result()
-        if value is None or db.peek(key) is not None:
-            return  # not in the origin, or a client wrote/loaded it meanwhile
+        if value is None:
+            self._absent(key, cls)
+            return
+        if db.peek(key) is not None:
+            return  # a client wrote/loaded it meanwhile
         expire_at = db.clock() + self.ttl_ms if self.ttl_ms else 0
         try:
             db.set(key, value, expire_at)
         except Exception:  # OOM under noeviction: a prefetch is optional
             return
         db.store.mark_prefetched(key, True)
-        self.on_stored(db, key)
+        if self._recency_order():
+            # reuse - penalty = 0: by recency like every other key, as under allkeys-lru
+            db.store.set_reuse_scores([key], [PREFETCHED_UNREAD_PENALTY])
+        else:
+            self.on_stored(db, key)
         size = len(value)
         earlier = self.unread.pop(key, None)  # evicted unread, not yet reconciled: bytes gone
         if earlier is not None:
             self.unread_bytes -= earlier[1]
             self.wasted += 1
+            self._class_outcome(key, False)
         self.unread[key] = (db.id, size)
+        if cls is not None:
+            self.unread_class[key] = cls
         self.unread_bytes += size
         self.stored += 1
         keyspace = self.server.keyspace
@@ -466,13 +551,17 @@ class Prefetcher:
         arm = self.key_arm.pop(key, None) if self.key_arm else None
         if db.store.is_prefetched(key):
             db.store.mark_prefetched(key, False)
+            self._clear_recency_reuse(db, key)
             self.used += 1
+            self._class_outcome(key, True)
             if arm is not None:
                 abtest = getattr(getattr(self.server, "mlops", None), "abtest", None)
                 if abtest is not None:
                     abtest.record_prefetches(arm, 0, 1)
             return True
         self.wasted += 1  # overwritten by a client write, then read: not the prefetch's merit
+        self._clear_recency_reuse(db, key)
+        self._class_outcome(key, False)
         return False
 
     def on_demand_load(self, db: Any, key: bytes) -> None:
@@ -481,7 +570,9 @@ class Prefetcher:
         if entry is not None:
             self.unread_bytes -= entry[1]
             db.store.mark_prefetched(key, False)
+            self._clear_recency_reuse(db, key)
             self.late += 1
+            self.unread_class.pop(key, None)  # late: neither read in time nor wasted (as in precision)
 
     def reconcile(self) -> None:
         """Count prefetched entries that left the store (evicted, expired, overwritten) unread."""
@@ -489,97 +580,33 @@ class Prefetcher:
         dbs = self.server.keyspace.dbs
         gone = [k for k, (db_id, _) in self.unread.items() if not dbs[db_id].store.is_prefetched(k)]
         for key in gone:
+            db_id = self.unread[key][0]
             self.unread_bytes -= self.unread.pop(key)[1]
+            self._clear_recency_reuse(dbs[db_id], key)  # overwritten (evicted: its slot is reset)
             self.wasted += 1
+            self._class_outcome(key, False)
             self.key_arm.pop(key, None)
         if self.key_arm and getattr(getattr(self.server, "mlops", None), "abtest", None) is None:
             self.key_arm.clear()  # the test ended: its arms no longer matter
-        self.control.reading(self.used, self.wasted, self.last_reconcile)
+        self.control.reading(self.used, self.wasted + self.absent, self.last_reconcile)
 
-    # -- MLOps hooks (A/B arms, promotion watch) ------------------------------------------------
-    def _split_ranker(self, keys: list[bytes]) -> SplitRanker | None:
-        abtest = getattr(getattr(self.server, "mlops", None), "abtest", None)
-        if abtest is None or getattr(abtest, "decision", "running") != "running":
-            return None
-        challenger = self._challenger_ranker(abtest)
-        if challenger is None:
-            return None
-        if abtest.shadow:
-            mask = None
-        else:
-            mask = np.fromiter((abtest.arm(k) == CHALLENGER_ARM for k in keys), dtype=bool, count=len(keys))
-        return SplitRanker(self.ranker.active, challenger, mask, abtest)
+    def _absent(self, key: bytes, cls: int | None) -> None:
+        """The origin has no ``key``: an origin read spent for nothing, so the precision control
+        (``reconcile``) and the key's class count it as wasted (``prefetches_wasted`` stays what
+        the cache held unread), and the key is not prefetched again for ABSENT_SECONDS."""
+        self.absent += 1
+        if cls is not None:
+            self.selection.outcome(cls, False)
+        absent = self.absent_keys
+        absent.pop(key, None)  # re-inserted: the dict's order stays oldest-first
+        absent[key] = time.monotonic()
+        if len(absent) > ABSENT_KEYS:
+            del absent[next(iter(absent))]
 
-    def _challenger_ranker(self, abtest: Any) -> Any:
-        ranker = getattr(abtest, "challenger_ranker", None)
-        if ranker is not None:
-            return ranker
-        version = str(abtest.challenger_version)
-        if version not in self.challenger_rankers:
-            self.challenger_rankers.clear()
-            try:
-                from .ranker import OnnxRanker
-
-                self.challenger_rankers[version] = OnnxRanker(self.server.mlops.get_registry().fetch(version))
-            except Exception:  # no registry copy: the champion serves every arm, recorded as such
-                self.challenger_rankers[version] = None
-        return self.challenger_rankers[version]
-
-    def _shadow_note(self, key: bytes, champion_would: bool, challenger_would: bool) -> None:
-        bits = (1 if champion_would else 0) | (2 if challenger_would else 0)
-        if not bits:
-            return
-        abtest = self.server.mlops.abtest
-        pending = self.shadow_pending
-        earlier = pending.pop(key, 0)  # re-inserted: the dict's order stays oldest-first
-        new = bits & ~earlier
-        if new & 1:
-            abtest.record_prefetches(CHAMPION_ARM, 1, 0)
-        if new & 2:
-            abtest.record_prefetches(CHALLENGER_ARM, 1, 0)
-        pending[key] = earlier | bits
-        if len(pending) > 4 * SHADOW_HORIZON:
-            for stale in list(pending)[:len(pending) - 2 * SHADOW_HORIZON]:
-                del pending[stale]
-
-    def _mlops_outcomes(self, mlops: Any, events: list[tuple]) -> None:
-        """Per-arm lookups/hits (and shadow uses) for the A/B test; the champion's figures for the watch."""
-        abtest = getattr(mlops, "abtest", None)
-        if abtest is not None and getattr(abtest, "decision", "running") != "running":
-            abtest = None
-        lookups = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
-        hits = {CHAMPION_ARM: 0, CHALLENGER_ARM: 0}
-        if abtest is not None:
-            shadow = abtest.shadow
-            pending = self.shadow_pending
-            for event in events:  # (key, op, outcome, size, db[, tenant])
-                key = event[0]
-                arm = abtest.arm(key)
-                lookups[arm] += 1
-                if event[2] != 1:
-                    hits[arm] += 1
-                if shadow and pending:
-                    bits = pending.pop(key, 0)
-                    if bits & 1:
-                        abtest.record_prefetches(CHAMPION_ARM, 0, 1)
-                    if bits & 2:
-                        abtest.record_prefetches(CHALLENGER_ARM, 0, 1)
-            for arm in (CHAMPION_ARM, CHALLENGER_ARM):
-                if lookups[arm]:
-                    abtest.record_lookups(arm, lookups[arm], hits[arm])
-        else:
-            lookups[CHAMPION_ARM] = len(events)
-            hits[CHAMPION_ARM] = sum(1 for e in events if e[2] != 1)
-        watch = getattr(mlops, "watch", None)
-        if watch is not None and getattr(watch, "verdict", "watching") == "watching":
-            stored, used = self.watch_fed
-            if abtest is not None and not abtest.shadow:
-                # the challenger arm's prefetches are not the champion's
-                prefetched, prefetch_used = 0, 0
-            else:
-                prefetched, prefetch_used = self.stored - stored, self.used - used
-            self.watch_fed = (self.stored, self.used)
-            watch.observe(lookups[CHAMPION_ARM], hits[CHAMPION_ARM], prefetched, prefetch_used)
+    def _class_outcome(self, key: bytes, used: bool) -> None:
+        cls = self.unread_class.pop(key, None)
+        if cls is not None:
+            self.selection.outcome(cls, used)
 
     @property
     def precision(self) -> float:

@@ -1,0 +1,245 @@
+"""Candidate selection (``SelectionGate``), absent-key handling and the predictive policy's
+fallback to recency: each on the real prefetcher, store, origin loader and ranker service."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from gpu.cpu import NumpyStore
+from models.candidates import RAW_COLUMNS
+from models.precision_control import (
+    CLASS_BUCKETS,
+    CLASS_MIN_OUTCOMES,
+    CLASS_PROBE_EVERY,
+    SelectionGate,
+    candidate_classes,
+)
+from models.prefetch import Prefetcher
+from models.ranker import RankerService
+from predis_server.keyspace import Keyspace
+from predis_server.origin.base import open_origin
+from predis_server.origin.loader import OriginLoader
+from predis_server.stats import Stats
+
+
+def _feed(gate: SelectionGate, cls: int, used: int, wasted: int, seen: int | None = None) -> None:
+    for i in range(used + wasted):
+        gate.outcome(cls, i < used)
+    gate.seen[cls] += used + wasted if seen is None else seen
+
+
+def _issuable(gate: SelectionGate, cls: int, tries: int = 64) -> int:
+    return sum(gate.allows(cls, 0.5) for _ in range(tries))
+
+
+def test_classes_split_followers_by_access_count_and_strides_by_confidence():
+    raw = np.zeros((4, len(RAW_COLUMNS)))
+    raw[0, 6] = 0             # follower read never before
+    raw[1, 6] = 40            # follower read 40 times
+    raw[2, [3, 4]] = 1, 1     # young stream
+    raw[3, [3, 4]] = 1, 500   # long stream
+    assert candidate_classes(raw).tolist() == [0, 5, CLASS_BUCKETS + 1, 2 * CLASS_BUCKETS - 1]
+
+
+def test_web_like_outcomes_close_the_rarely_read_class_and_keep_the_popular_one():
+    gate = SelectionGate()
+    popular, rare = 6, 1
+    _feed(gate, popular, used=16, wasted=4)   # 0.8
+    _feed(gate, rare, used=6, wasted=24)      # 0.2: together 0.44, below the floor
+    assert _issuable(gate, popular) == 64
+    # a closed class still probes, so its precision can be seen to change
+    assert _issuable(gate, rare) == 64 // CLASS_PROBE_EVERY
+    assert gate.skipped == 64 - 64 // CLASS_PROBE_EVERY
+    # fresh outcomes of the probes reopen it once they are good
+    _feed(gate, rare, used=40, wasted=0, seen=0)
+    assert _issuable(gate, rare) == 64
+
+
+def test_where_prefetching_is_precise_overall_no_class_is_closed():
+    gate = SelectionGate()
+    _feed(gate, 3, used=90, wasted=10, seen=900)   # most candidates: 0.9
+    _feed(gate, 0, used=4, wasted=8, seen=100)     # a minor class below the floor: 0.33
+    assert gate.projected() > 0.5
+    assert _issuable(gate, 0) == 64 and gate.skipped == 0
+
+
+def test_untried_classes_and_floor_zero_are_never_gated():
+    gate = SelectionGate()
+    _feed(gate, 2, used=0, wasted=CLASS_MIN_OUTCOMES - 1)
+    assert _issuable(gate, 2) == 64  # too few outcomes to judge
+    _feed(gate, 2, used=0, wasted=1)
+    assert _issuable(gate, 2) < 64
+    assert sum(gate.allows(2, 0.0) for _ in range(10)) == 10
+
+
+def test_a_few_outcomes_per_bucket_are_pooled_from_the_most_read_bucket_down():
+    # web issues a few dozen prefetches in all: no bucket alone reaches CLASS_MIN_OUTCOMES, but
+    # pooled from the most-read bucket down they show where reads stop paying
+    gate = SelectionGate()
+    _feed(gate, 7, used=5, wasted=0)
+    _feed(gate, 6, used=3, wasted=1)
+    _feed(gate, 3, used=2, wasted=7)
+    _feed(gate, 2, used=1, wasted=5)
+    assert all(gate.precision(c) is None for c in (2, 3, 6, 7))
+    assert _issuable(gate, 7) == 64 and _issuable(gate, 6) == 64
+    assert _issuable(gate, 3) == 64 // CLASS_PROBE_EVERY and _issuable(gate, 2) == 64 // CLASS_PROBE_EVERY
+    assert _issuable(gate, CLASS_BUCKETS + 2) == 64  # strides: no outcomes, their own pool
+
+
+def test_a_marginal_bucket_is_closed_even_under_a_precise_one():
+    # web, prefetch-lru: the most-read followers were nearly all read, those read 15-30 times
+    # about half; pooled together they pass floor + margin, judged on its own the half does not
+    gate = SelectionGate()
+    _feed(gate, 7, used=20, wasted=0)
+    _feed(gate, 4, used=24, wasted=24)
+    _feed(gate, 3, used=6, wasted=30)
+    assert gate.projected() < 0.5
+    assert _issuable(gate, 7) == 64
+    assert _issuable(gate, 4) == 64 // CLASS_PROBE_EVERY
+
+
+# -- the prefetcher with a real keyspace, origin loader and ranker service -------------------------
+@pytest.fixture()
+def rig(tmp_path):
+    for i in range(200):
+        (tmp_path / f"k{i}").write_bytes(b"v" * 64)
+    loop = asyncio.new_event_loop()
+    keyspace = Keyspace(1, NumpyStore, Stats())
+    loader = OriginLoader(open_origin(f"file://{tmp_path}"))
+    server = SimpleNamespace(loop=loop, keyspace=keyspace)
+    prefetcher = Prefetcher(server, loader, RankerService())
+    yield SimpleNamespace(loop=loop, keyspace=keyspace, db=keyspace.dbs[0], loader=loader, p=prefetcher)
+    prefetcher.ranker.close()
+    loop.close()
+
+
+def _prefetch(rig, keys: list[bytes], cls: int) -> None:
+    async def run():
+        for key in keys:
+            rig.p._issue(rig.db, key, None, cls)
+        while rig.p.inflight:
+            await asyncio.sleep(0.001)
+    rig.loop.run_until_complete(run())
+
+
+def test_the_prefetcher_learns_class_outcomes_and_stops_issuing_a_wasteful_class(rig):
+    p, db = rig.p, rig.db
+    popular, rare = 6, 0
+    keys = [b"k%d" % i for i in range(100)]
+    _prefetch(rig, keys[:20], popular)
+    _prefetch(rig, keys[20:60], rare)
+    assert p.issued == 60 and len(p.unread_class) == 60
+    for key in keys[:16] + keys[20:26]:   # read: 16 of 20 popular, 6 of 40 rare
+        assert p.on_hit(db, key)
+    for key in keys[16:20] + keys[26:60]:  # the rest evicted unread
+        db.delete(key)
+    p.reconcile()
+    assert p.selection.precision(popular) == pytest.approx(0.8)
+    assert p.selection.precision(rare) == pytest.approx(0.15)
+    assert not p.unread_class
+    issued = p.issued
+    _prefetch(rig, keys[60:76], rare)
+    assert p.issued - issued == 16 // CLASS_PROBE_EVERY  # only the probe went out
+    _prefetch(rig, keys[76:80], popular)
+    assert p.issued - issued == 16 // CLASS_PROBE_EVERY + 4
+
+
+def test_keys_the_origin_lacks_count_as_wasted_and_are_not_prefetched_again(rig):
+    from models.precision_control import MIN_OUTCOMES
+
+    p, loader = rig.p, rig.loader
+    stride = CLASS_BUCKETS + 2
+    missing = [b"nope%d" % i for i in range(MIN_OUTCOMES)]
+    _prefetch(rig, missing, stride)
+    assert loader.reads == MIN_OUTCOMES and p.absent == MIN_OUTCOMES and p.stored == 0
+    assert p.wasted == 0  # nothing was held unread in the cache
+    assert p.selection.precision(stride) == 0.0  # the class learned they were wasted reads
+    # the same keys again: no origin read (the stride class, now closed, is not asked either)
+    _prefetch(rig, missing, None)
+    assert loader.reads == MIN_OUTCOMES and p.skipped_absent == MIN_OUTCOMES
+    # the precision control sees them too: a reading of MIN_OUTCOMES wasted raises the bar
+    bar = p.control.effective_bar
+    p.reconcile()
+    assert p.control.effective_bar > bar
+    # a key that is there is still prefetched
+    _prefetch(rig, [b"k1"], None)
+    assert loader.reads == MIN_OUTCOMES + 1 and p.stored == 1
+
+
+# -- allkeys-predictive falls back to recency when the model could not predict its holdout --------
+def _policy_rig(auc):
+    from gpu.interface import EvictionPolicy
+    from models.ranker import HeuristicRanker
+
+    now = [1_000_000]
+    keyspace = Keyspace(1, NumpyStore, Stats(), clock=lambda: now[0])
+    keyspace.policy = EvictionPolicy.ALLKEYS_PREDICTIVE
+    ranker = RankerService()
+    model = HeuristicRanker()
+    model.metrics = {"holdout": {"auc": auc}}  # as models.train records it in metrics.json
+    ranker.swap(model)
+    p = Prefetcher(SimpleNamespace(loop=None, keyspace=keyspace), None, ranker)
+    return p, keyspace, now
+
+
+def _read(p, keyspace, now, key, times=1):
+    from models.keycodes import key_codes
+
+    db = keyspace.dbs[0]
+    if db.peek(key) is None:
+        db.set(key, b"v" * 32)
+    for _ in range(times):
+        db.lookup_read(key)
+        p._count_accesses([(key, 0, 0, 32, 0)], key_codes([key])[0])
+    now[0] += 1000
+
+
+def _victim(keyspace):
+    from gpu.interface import EvictionPolicy
+
+    return keyspace.dbs[0].store.evict(1, EvictionPolicy.ALLKEYS_PREDICTIVE, 64, keyspace.clock())
+
+
+@pytest.mark.parametrize("auc, victim", [(0.95, b"new"), (0.43, b"old"), (None, b"new")])
+def test_predictive_eviction_falls_back_to_recency_for_an_uninformative_model(auc, victim):
+    # "old" was read often, then "new" once: by predicted reuse "new" goes; where the model's
+    # holdout AUC is below MIN_HOLDOUT_AUC the order is recency's (LRU), so "old" goes. No
+    # recorded AUC (the heuristic ranker) keeps the predictive order.
+    p, keyspace, now = _policy_rig(auc)
+    if auc is None:
+        p.ranker.active.metrics = {}
+    _read(p, keyspace, now, b"old", times=5)
+    _read(p, keyspace, now, b"new")
+    assert _victim(keyspace) == [victim]
+
+
+def test_recency_fallback_admits_every_load_and_orders_prefetched_entries_by_recency():
+    from gpu.interface import FLAG_PREFETCHED  # noqa: F401 (the flag the penalty reads)
+
+    p, keyspace, now = _policy_rig(0.43)
+    db = keyspace.dbs[0]
+    keyspace.maxmemory = 1  # "full": the admission filter would judge every load
+    for i in range(20):
+        _read(p, keyspace, now, b"hot%d" % i, times=8)
+    assert p.admits(db, b"never-read")
+    # a prefetched entry stored after every other key is the newest, not the first to go
+    loop = asyncio.new_event_loop()
+    try:
+        done = loop.create_future()
+        done.set_result(b"v" * 32)
+        p.inflight += 1
+        keyspace.maxmemory = 0
+        p._loaded(done, db, b"prefetched")
+        assert db.store.is_prefetched(b"prefetched")
+        assert _victim(keyspace) == [b"hot0"]
+        # once read it keeps no extra weight: it is evicted by its recency like any key
+        assert p.on_hit(db, b"prefetched")
+        now[0] += 1000
+        for i in range(1, 20):
+            db.lookup_read(b"hot%d" % i)
+        assert _victim(keyspace) == [b"prefetched"]
+    finally:
+        loop.close()
