@@ -253,7 +253,12 @@ class AccessHook:
 class PrefetchLoads:
     """The loader as the prefetcher sees it: its loads are prefetch reads, which start only
     when no client's read waits (``OriginLoader``); ``inflight`` is the loader's own map, so a
-    client's miss on a key being prefetched joins that read."""
+    client's miss on a key being prefetched joins that read.
+
+    The prefetcher's done-callback runs as the read's first then-callback (``PrefetchRead``):
+    before the callback of a client that joined the read, as with plain future callbacks. So
+    the prefetch stores its value first and the client's load finds it there (counted as a
+    late prefetch, ``Prefetcher.on_demand_load``), not the other way round."""
 
     __slots__ = ("inflight", "loader")
 
@@ -261,11 +266,29 @@ class PrefetchLoads:
         self.loader = loader
         self.inflight = loader.inflight
 
-    def load(self, key: bytes) -> asyncio.Future:
-        return self.loader.load(key, prefetch=True)
+    def load(self, key: bytes) -> PrefetchRead | asyncio.Future:
+        future = self.loader.load(key, prefetch=True)
+        return future if future.done() else PrefetchRead(self.loader, key, future)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.loader, name)
+
+
+class PrefetchRead:
+    """A prefetch's future whose done-callbacks run as the loader's then-callbacks."""
+
+    __slots__ = ("future", "key", "loader")
+
+    def __init__(self, loader: Any, key: bytes, future: asyncio.Future) -> None:
+        self.loader, self.key, self.future = loader, key, future
+
+    def add_done_callback(self, fn: Any) -> None:
+        future = self.future
+        if future.done() or not self.loader.then(self.key, lambda _v, _e: fn(future)):
+            future.add_done_callback(fn)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.future, name)
 
 
 class PredictionServices:

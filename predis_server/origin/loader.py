@@ -14,8 +14,8 @@ Two classes of read, one queue each:
   one already running, it waits for the rest of that read (``shared``).
 
 A finished read is handed to the loop with one ``call_soon_threadsafe``; callbacks given as
-``load(..., then=fn)`` run right there (``fn(value, error)``), one loop iteration before
-the future's done-callbacks. ``when_demand_started(fn)`` runs ``fn`` on the loop once every
+``load(..., then=fn)`` or ``then(key, fn)`` run right there (``fn(value, error)``, in the
+order given), one loop iteration before the future's done-callbacks. ``when_demand_started(fn)`` runs ``fn`` on the loop once every
 queued demand read has been taken by a worker (the read access hook defers learning to then,
 so it does not hold the interpreter while a client's read waits to start).
 
@@ -163,6 +163,15 @@ class OriginLoader:
         else:
             self._prefetch.append(read)
         return future
+
+    def then(self, key: bytes, callback: Callable[[Any, BaseException | None], None]) -> bool:
+        """Add ``callback(value, error)`` to ``key``'s in-flight read (after those given
+        before); False when none is in flight."""
+        read = self._reads.get(key)
+        if read is None:
+            return False
+        read.then.append(callback)
+        return True
 
     def when_demand_started(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop once no demand read waits for a worker (soon, if none does)."""
@@ -336,18 +345,18 @@ class OriginLoader:
         self._answer(read, value, None)
 
     def _answer(self, read: _Read, value: Any, error: OriginError | None) -> None:
-        for fn in read.then:
-            try:
-                fn(value, error)
-            except Exception:
-                log.exception("origin load callback failed")
         future = read.future
-        if not future.done():
+        if not future.done():  # first: then-callbacks may read the future
             if error is None:
                 future.set_result(value)
             else:
                 future.set_exception(error)
                 future.exception()  # prefetches may drop a failure; clients get it through then/resume
+        for fn in read.then:  # in the order they were given: the read's starter first
+            try:
+                fn(value, error)
+            except Exception:
+                log.exception("origin load callback failed")
 
     def _forget(self, read: _Read) -> None:
         if self._reads.get(read.key) is read:
