@@ -287,6 +287,9 @@ class PrefetchRead:
         if future.done() or not self.loader.then(self.key, lambda _v, _e: fn(future)):
             future.add_done_callback(fn)
 
+    def __await__(self) -> Any:
+        return self.future.__await__()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.future, name)
 
