@@ -33,7 +33,8 @@ log = logging.getLogger("predis.readthrough")
 HIT, MISS, PREFETCHED_HIT = 0, 1, 2  # models.collector's outcome codes
 OP_GET, OP_MGET = 0, 1
 COLLECTOR_BATCH_S = 0.05
-LEARN_DEFER_S = 0.002    # learning waits at most this long for a client's origin read (_learn_check)
+LEARN_DEFER_S = 0.0      # learning waits at most this long for a client's origin read (_learn_check;
+                         # 0: learn right after each tick, as before the deferral)
 LEARN_NOW_EVENTS = 64    # a batch this large is learned at once
 
 
@@ -200,13 +201,13 @@ class AccessHook:
         if not self.events:
             return
         loader = self.loader
-        if loader is None or len(self.events) >= LEARN_NOW_EVENTS:
-            self._tick()
-        elif loader.demand_queued:
+        if loader is None or LEARN_DEFER_S <= 0 or len(self.events) >= LEARN_NOW_EVENTS or \
+                (loader.demand_running and not loader.demand_queued):
+            self._tick()  # a busy server, or a client already waits on the origin
+            return
+        if loader.demand_queued:
             self._learn_when_started()
-        elif loader.demand_running:
-            self._tick()  # a client already waits on the origin
-        elif self.learn_timer is None:
+        if self.learn_timer is None:  # at the latest (also if a read waits long for a worker)
             self.learn_timer = self.services.server.loop.call_later(LEARN_DEFER_S, self._learn_deferred)
 
     def _learn_deferred(self) -> None:
@@ -215,13 +216,10 @@ class AccessHook:
 
     def _learn_when_started(self) -> None:
         """A client's origin read was requested: pending learning runs once it has started."""
-        if self.prefetcher is None or self.learning_waits:
+        if self.prefetcher is None or self.learning_waits or self.loader is None or LEARN_DEFER_S <= 0:
             return
-        if self.learn_timer is not None:
-            self.learn_timer.cancel()
-            self.learn_timer = None
         self.learning_waits = True
-        self.loader.when_demand_started(self._learn_started)  # type: ignore[union-attr]
+        self.loader.when_demand_started(self._learn_started)
 
     def _learn_started(self) -> None:
         self.learning_waits = False
@@ -234,6 +232,9 @@ class AccessHook:
             self._tick()
 
     def _tick(self) -> None:
+        if self.learn_timer is not None:
+            self.learn_timer.cancel()
+            self.learn_timer = None
         events, self.events = self.events, []
         if not events:
             return  # flushed early; this was the batch's scheduled call
@@ -383,6 +384,7 @@ class PredictionServices:
                 self.origin_error = str(exc)
                 log.error("origin %s unusable: %s", url, exc)
         self.hook.loader = self.loader
+        self.hook.learning_waits = False  # a wait on the old loader's reads is void
         if self.prefetcher is not None:
             self.prefetcher.loader = self._prefetch_loader()
         self._install_hook()

@@ -411,6 +411,10 @@ class OriginLoader:
             queued = [r for r in self._reads.values() if r.state == QUEUED]
             for read in queued:
                 read.state = DONE
+            self.demand_queued = 0
+            waiters, self._started_waiters = self._started_waiters, []
+        if waiters and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon(self._run_waiters, waiters)
         for read in queued:
             if read.timer is not None:
                 read.timer.cancel()
