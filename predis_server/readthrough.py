@@ -33,7 +33,7 @@ log = logging.getLogger("predis.readthrough")
 HIT, MISS, PREFETCHED_HIT = 0, 1, 2  # models.collector's outcome codes
 OP_GET, OP_MGET = 0, 1
 COLLECTOR_BATCH_S = 0.05
-LEARN_DEFER_S = 0.0      # learning waits at most this long for a client's origin read (_learn_check;
+LEARN_DEFER_S = 0.002    # learning waits at most this long for a client's origin read (_learn_check;
                          # 0: learn right after each tick, as before the deferral)
 LEARN_NOW_EVENTS = 64    # a batch this large is learned at once
 
