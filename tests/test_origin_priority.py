@@ -234,7 +234,11 @@ def _hook(loader, origin):
     return hook
 
 
-def test_learning_waits_until_the_clients_origin_read_has_started(origin):
+def test_learning_waits_until_the_clients_origin_read_has_started(origin, monkeypatch):
+    from predis_server import readthrough
+
+    monkeypatch.setattr(readthrough, "LEARN_DEFER_S", 60.0)  # the bound out of the way
+
     async def main():
         loader = OriginLoader(origin, threads=1)
         hook = _hook(loader, origin)
@@ -303,6 +307,47 @@ def test_a_prefetch_stores_its_value_before_a_client_that_joined_its_read(origin
         # future callbacks in the order they were added
         assert prefetcher.order == [("prefetch stored", b"k5"), ("late", b"k5")]
         assert loader.reads == 1 and loader.shared == 1
+        loader.close()
+
+    asyncio.run(main())
+
+
+def test_close_runs_start_waiters_of_reads_that_will_never_start(origin):
+    async def main():
+        loader = OriginLoader(origin, threads=1)
+        running = loader.load(b"k1")
+        await until(lambda: origin.started == [b"k1"], "k1 runs")
+        queued = loader.load(b"k2")
+        seen = []
+        loader.when_demand_started(lambda: seen.append("started"))
+        loader.close()
+        await until(lambda: seen == ["started"], "the waiter runs")  # nothing left to wait for
+        with pytest.raises(OriginError, match="closed"):
+            await queued
+        origin.gate.set()
+        assert await running == b"v1"
+
+    asyncio.run(main())
+
+
+def test_learning_waits_at_most_the_deferral_for_a_read_stuck_in_the_queue(origin, monkeypatch):
+    from predis_server import readthrough
+
+    monkeypatch.setattr(readthrough, "LEARN_DEFER_S", 0.002)
+
+    async def main():
+        loader = OriginLoader(origin, threads=1)
+        hook = _hook(loader, origin)
+        client = SimpleNamespace(db=_Db(), user=None)
+        busy = PrefetchLoads(loader).load(b"k1")  # the only worker, held at the gate
+        await until(lambda: origin.started == [b"k1"], "the prefetch runs")
+        reply = hook.on_get(client, b"k2", None)
+        # k2 cannot start while the gate holds the worker: learning goes ahead after the bound
+        await until(lambda: hook.prefetcher.learned, "learned without k2 starting")
+        assert hook.prefetcher.learned[0] == ([b"k2"], [b"k1"])
+        origin.gate.set()
+        assert await reply.future == b"v2"
+        await busy
         loader.close()
 
     asyncio.run(main())
