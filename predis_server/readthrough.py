@@ -33,6 +33,9 @@ log = logging.getLogger("predis.readthrough")
 HIT, MISS, PREFETCHED_HIT = 0, 1, 2  # models.collector's outcome codes
 OP_GET, OP_MGET = 0, 1
 COLLECTOR_BATCH_S = 0.05
+LEARN_DEFER_S = 0.002    # learning waits at most this long for a client's origin read (_learn_check;
+                         # 0: learn right after each tick, as before the deferral)
+LEARN_NOW_EVENTS = 64    # a batch this large is learned at once
 
 
 class AccessHook:
@@ -44,6 +47,8 @@ class AccessHook:
         self.in_exec = 0
         self.events: list[tuple[bytes, int, int, int, int, int]] = []
         self.tenant_of = None       # server.mlops.tenant_id (set once the loop is installed)
+        self.learn_timer: asyncio.TimerHandle | None = None  # deferred learning (_learn_check)
+        self.learning_waits = False  # learning waits for a client's origin read to start
 
     # -- GET / MGET ---------------------------------------------------------------------------
     def on_get(self, client: Any, key: bytes, value: bytes | None) -> object:
@@ -81,20 +86,16 @@ class AccessHook:
             return values
         loop = asyncio.get_running_loop()
         out = loop.create_future()
-        futures = [self.loader.load(keys[i]) for i in missing]
-        pending = [len(futures)]
+        pending = [len(missing)]
         result = list(values)
         failure: list[str] = []
 
-        def one_done(index: int, future: asyncio.Future) -> None:
-            try:
-                value = future.result()
-            except Exception as exc:
-                failure.append(str(exc))
+        def one_done(index: int, value: Any, error: BaseException | None) -> None:
+            if error is not None:
+                failure.append(str(error))
                 value = None
-            else:
-                if value is not None:
-                    self._store(db, keys[index], value)
+            elif value is not None:
+                self._store(db, keys[index], value)
             result[index] = value
             pending[0] -= 1
             if pending[0] == 0 and not out.done():
@@ -103,20 +104,21 @@ class AccessHook:
                 else:
                     out.set_result(result)
 
-        for index, future in zip(missing, futures):
-            future.add_done_callback(lambda f, i=index: one_done(i, f))
+        load = self.loader.load
+        for index in missing:
+            load(keys[index], then=lambda v, e, i=index: one_done(i, v, e))
+        self._learn_when_started()
         return Deferred(out)
 
     # -- loading ------------------------------------------------------------------------------
     def _load_one(self, db: Any, key: bytes) -> Deferred:
         out = asyncio.get_running_loop().create_future()
 
-        def done(future: asyncio.Future) -> None:
-            try:
-                value = future.result()
-            except Exception as exc:
+        def done(value: Any, error: BaseException | None) -> None:
+            # called by the loader as the read ends (no future hop before the reply)
+            if error is not None:
                 if self.services.error_reply == "error":
-                    out.set_exception(CommandError(f"ERR origin {exc}"))
+                    out.set_exception(CommandError(f"ERR origin {error}"))
                 else:
                     out.set_result(None)
                 return
@@ -124,7 +126,8 @@ class AccessHook:
                 self._store(db, key, value)
             out.set_result(value)
 
-        self.loader.load(key).add_done_callback(done)  # type: ignore[union-attr]
+        self.loader.load(key, then=done)  # type: ignore[union-attr]
+        self._learn_when_started()
         return Deferred(out)
 
     def _store(self, db: Any, key: bytes, value: bytes) -> None:
@@ -174,14 +177,53 @@ class AccessHook:
         return HIT
 
     def _schedule_tick(self) -> None:
-        # The prefetcher learns every tick (a prediction is worth most right away); the
-        # collector alone takes events in batches of up to COLLECTOR_BATCH_S, so its per-batch
-        # costs (hashing, ring-buffer writes) are paid once per thousands of events, not per tick.
+        # The prefetcher learns soon (a prediction is worth most right away; see _learn_check
+        # for when); the collector alone takes events in batches of up to COLLECTOR_BATCH_S, so
+        # its per-batch costs (hashing, ring-buffer writes) are paid once per thousands of
+        # events, not per tick.
         loop = self.services.server.loop
         if self.prefetcher is not None:
-            loop.call_soon(self._tick)
+            loop.call_soon(self._learn_check)
         else:
             loop.call_later(COLLECTOR_BATCH_S, self._tick)
+
+    def _learn_check(self) -> None:
+        """After the tick that recorded the first pending event (its replies are written):
+        learn now, or a little later where learning now would hold the interpreter while a
+        client waits.
+
+        Learning is CPU on the loop thread. Run right after a lone client's hit, it delays
+        that client's next request; run right after a miss, it delays the origin read's
+        worker thread, which needs the interpreter to start. So a small batch (fewer than
+        LEARN_NOW_EVENTS events) waits: until a client's origin read is on its way (the
+        client then waits for the origin anyway: learning there costs it nothing), or at
+        most LEARN_DEFER_S. A larger batch (a busy server) is learned at once."""
+        if not self.events:
+            return
+        loader = self.loader
+        if loader is None or LEARN_DEFER_S <= 0 or len(self.events) >= LEARN_NOW_EVENTS or \
+                (loader.demand_running and not loader.demand_queued):
+            self._tick()  # a busy server, or a client already waits on the origin
+            return
+        if loader.demand_queued:
+            self._learn_when_started()
+        if self.learn_timer is None:  # at the latest (also if a read waits long for a worker)
+            self.learn_timer = self.services.server.loop.call_later(LEARN_DEFER_S, self._learn_deferred)
+
+    def _learn_deferred(self) -> None:
+        self.learn_timer = None
+        self._tick()
+
+    def _learn_when_started(self) -> None:
+        """A client's origin read was requested: pending learning runs once it has started."""
+        if self.prefetcher is None or self.learning_waits or self.loader is None or LEARN_DEFER_S <= 0:
+            return
+        self.learning_waits = True
+        self.loader.when_demand_started(self._learn_started)
+
+    def _learn_started(self) -> None:
+        self.learning_waits = False
+        self._tick()
 
     def flush(self) -> None:
         """Hand pending events over now (INFO, export and shutdown see every recorded access;
@@ -190,6 +232,9 @@ class AccessHook:
             self._tick()
 
     def _tick(self) -> None:
+        if self.learn_timer is not None:
+            self.learn_timer.cancel()
+            self.learn_timer = None
         events, self.events = self.events, []
         if not events:
             return  # flushed early; this was the batch's scheduled call
@@ -204,6 +249,50 @@ class AccessHook:
                 self.prefetcher.observe(events)
         except Exception:  # learning must never break serving
             log.exception("access event processing failed")
+
+
+class PrefetchLoads:
+    """The loader as the prefetcher sees it: its loads are prefetch reads, which start only
+    when no client's read waits (``OriginLoader``); ``inflight`` is the loader's own map, so a
+    client's miss on a key being prefetched joins that read.
+
+    The prefetcher's done-callback runs as the read's first then-callback (``PrefetchRead``):
+    before the callback of a client that joined the read, as with plain future callbacks. So
+    the prefetch stores its value first and the client's load finds it there (counted as a
+    late prefetch, ``Prefetcher.on_demand_load``), not the other way round."""
+
+    __slots__ = ("inflight", "loader")
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.inflight = loader.inflight
+
+    def load(self, key: bytes) -> PrefetchRead | asyncio.Future:
+        future = self.loader.load(key, prefetch=True)
+        return future if future.done() else PrefetchRead(self.loader, key, future)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+
+class PrefetchRead:
+    """A prefetch's future whose done-callbacks run as the loader's then-callbacks."""
+
+    __slots__ = ("future", "key", "loader")
+
+    def __init__(self, loader: Any, key: bytes, future: asyncio.Future) -> None:
+        self.loader, self.key, self.future = loader, key, future
+
+    def add_done_callback(self, fn: Any) -> None:
+        future = self.future
+        if future.done() or not self.loader.then(self.key, lambda _v, _e: fn(future)):
+            future.add_done_callback(fn)
+
+    def __await__(self) -> Any:
+        return self.future.__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.future, name)
 
 
 class PredictionServices:
@@ -295,9 +384,13 @@ class PredictionServices:
                 self.origin_error = str(exc)
                 log.error("origin %s unusable: %s", url, exc)
         self.hook.loader = self.loader
+        self.hook.learning_waits = False  # a wait on the old loader's reads is void
         if self.prefetcher is not None:
-            self.prefetcher.loader = self.loader
+            self.prefetcher.loader = self._prefetch_loader()
         self._install_hook()
+
+    def _prefetch_loader(self) -> PrefetchLoads | None:
+        return None if self.loader is None else PrefetchLoads(self.loader)
 
     def _apply_prefetch_limits(self) -> None:
         p = self.prefetcher
@@ -334,7 +427,7 @@ class PredictionServices:
         if c.prefetch_enabled and self.prefetcher is None:
             from models.prefetch import Prefetcher
 
-            self.prefetcher = Prefetcher(self.server, self.loader, self.ranker)
+            self.prefetcher = Prefetcher(self.server, self._prefetch_loader(), self.ranker)
             self._apply_prefetch_limits()
         elif not c.prefetch_enabled and self.prefetcher is not None:
             self.prefetcher = None
