@@ -588,15 +588,15 @@ class Prefetcher(MlopsHooks):
             self.key_arm.pop(key, None)
         if self.key_arm and getattr(getattr(self.server, "mlops", None), "abtest", None) is None:
             self.key_arm.clear()  # the test ended: its arms no longer matter
-        self.control.reading(self.used, self.wasted + self.absent, self.last_reconcile)
+        self.control.reading(self.used, self.wasted, self.last_reconcile)
 
     def _absent(self, key: bytes, cls: int | None) -> None:
-        """The origin has no ``key``: an origin read spent for nothing, so the precision control
-        (``reconcile``) and the key's class count it as wasted (``prefetches_wasted`` stays what
-        the cache held unread), and the key is not prefetched again for ABSENT_SECONDS."""
+        """The origin has no ``key``: an origin read spent for nothing; the key is not prefetched
+        again for ABSENT_SECONDS. It does not count against the precision control or its class:
+        counted there, hft's stride candidates past the keys its origin holds throttled the
+        prefetches it does read (hit ratio -6 points at 5% and 10% of the footprint,
+        bench/results/prefetch/merged_hft.md), and precision is about what the cache holds."""
         self.absent += 1
-        if cls is not None:
-            self.selection.outcome(cls, False)
         absent = self.absent_keys
         absent.pop(key, None)  # re-inserted: the dict's order stays oldest-first
         absent[key] = time.monotonic()

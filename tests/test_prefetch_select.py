@@ -147,7 +147,7 @@ def test_the_prefetcher_learns_class_outcomes_and_stops_issuing_a_wasteful_class
     assert p.issued - issued == 16 // CLASS_PROBE_EVERY + 4
 
 
-def test_keys_the_origin_lacks_count_as_wasted_and_are_not_prefetched_again(rig):
+def test_keys_the_origin_lacks_are_not_prefetched_again_nor_counted_as_wasted(rig):
     from models.precision_control import MIN_OUTCOMES
 
     p, loader = rig.p, rig.loader
@@ -156,17 +156,16 @@ def test_keys_the_origin_lacks_count_as_wasted_and_are_not_prefetched_again(rig)
     _prefetch(rig, missing, stride)
     assert loader.reads == MIN_OUTCOMES and p.absent == MIN_OUTCOMES and p.stored == 0
     assert p.wasted == 0  # nothing was held unread in the cache
-    assert p.selection.precision(stride) == 0.0  # the class learned they were wasted reads
-    # the same keys again: no origin read (the stride class, now closed, is not asked either)
+    # the same keys again: no origin read
     _prefetch(rig, missing, None)
     assert loader.reads == MIN_OUTCOMES and p.skipped_absent == MIN_OUTCOMES
-    # the precision control sees them too: a reading of MIN_OUTCOMES wasted raises the bar
+    # neither the precision control nor the class is charged for them
     bar = p.control.effective_bar
     p.reconcile()
-    assert p.control.effective_bar > bar
-    # a key that is there is still prefetched
-    _prefetch(rig, [b"k1"], None)
-    assert loader.reads == MIN_OUTCOMES + 1 and p.stored == 1
+    assert p.control.effective_bar == bar
+    issued = p.issued
+    _prefetch(rig, [b"k%d" % i for i in range(8)], stride)  # the stride class still issues
+    assert p.issued - issued == 8 and loader.reads == MIN_OUTCOMES + 8
 
 
 # -- allkeys-predictive falls back to recency when the model could not predict its holdout --------
