@@ -219,7 +219,7 @@ def test_prefetcher_scores_a_tenants_candidates_with_its_own_model():
     service.active = _ConstantRanker(0.125)  # the global model
     prefetcher = Prefetcher(server, None, service)
     scored: dict[bytes, float] = {}
-    prefetcher._act = lambda keys, dbs, scores, split=None, owned=None: scored.update(zip(keys, scores.tolist()))
+    prefetcher._act = lambda keys, dbs, scores, *rest: scored.update(zip(keys, scores.tolist()))
     # two sequential scans, one per tenant: each continuation is a candidate of its scan's tenant
     events = []
     for i in range(12):
