@@ -37,7 +37,7 @@ SYNC_INTERVAL_S old, so one sync serves the writes of many ticks. The C path res
 key's space from ``dev_counts`` (the room above the arena's reservations, kept by the
 ``_reserved`` setter) and leaves the write to ``set`` when the room is too small.
 
-The first CupyStore of a process runs ``warm_up`` on a scratch store: CuPy's lazily built
+The first CupyStore of a process runs ``gpu/warmup.py warm_up`` on a scratch store: CuPy's lazily built
 kernels are made at start-up rather than in the first clients' writes.
 """
 from __future__ import annotations
@@ -557,35 +557,6 @@ class ArenaStore(NumpyStore):
         self._alloc(64)
 
 
-def warm_up(store: ArenaStore) -> None:
-    """Every device path once on an empty scratch ``store``: new keys of many size classes
-    (slot arrays and index grow, the table is rebuilt), a sync, overwrites into other size
-    classes, a hash, a big value, deletes (index removals), another sync, a packed lookup
-    and gather, and bulk eviction scoring. CuPy compiles (or loads from its disk cache) the
-    kernels behind fancy indexing, casts and reductions on their first use, and the first
-    pinned upload buffer is an allocation: in a fresh process that is about half a second
-    of CPU the first clients' writes would pay (bench/results/store/store_bench.md)."""
-    from .interface import EvictionPolicy
-
-    keys = [b"warm-up:%d" % i for i in range(600)]
-    for i, key in enumerate(keys):
-        store.set(key, b"v" * (i % 300), 0)
-    store.sync()
-    for key in keys[:200]:
-        store.set(key, b"w" * 500, 0)
-    store.set(b"warm-up:hash", {b"field": b"value"}, 0)
-    store.set(b"warm-up:big", b"b" * BIG_VALUE, 0)
-    for key in keys[200:300]:
-        store.delete(key)
-    store.sync()
-    packed = b"".join(keys[300:400])
-    lengths = np.array([len(k) for k in keys[300:400]], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    store.get_many_packed(np.frombuffer(packed, dtype=np.uint8), offsets, lengths, 0)
-    store.evict(300, EvictionPolicy.ALLKEYS_LRU, 5, 1)
-    store.clear()
-
-
 class CupyStore(ArenaStore):
     """ArenaStore on a CUDA device through CuPy RawKernels."""
 
@@ -604,6 +575,8 @@ class CupyStore(ArenaStore):
         super().__init__(cupy, CupyStore._kernels, capacity)
         if not CupyStore._warmed:  # at start-up (the keyspace's first store), not in a client's write
             CupyStore._warmed = True
+            from .warmup import warm_up
+
             warm_up(CupyStore())
 
     def _upload_buffer(self, nbytes: int) -> np.ndarray:

@@ -44,7 +44,7 @@ Counters: issued (loads started), stored, used (a client read a prefetched entry
 (evicted, expired or overwritten before any read), late (a client missed while the
 prefetch was in flight), absent (the origin had no such key: not in ``wasted``, which is
 what the cache held unread, but wasted for the precision control and the candidate's class,
-and the key is not prefetched again for ``ABSENT_SECONDS``; ``skipped_absent`` counts those).
+and the key is not prefetched again for a while (models/absent_keys.py); ``skipped_absent`` counts those).
 
 MLOps hooks (no-ops unless ``server.mlops`` has them): while ``server.mlops.abtest`` runs,
 ``abtest.arm(key)`` picks the model that scores each candidate (champion: the active model;
@@ -73,6 +73,7 @@ import numpy as np
 from gpu.interface import EvictionPolicy
 from gpu.scoring import PREFETCHED_UNREAD_PENALTY
 
+from .absent_keys import AbsentKeys
 from .batch_rankers import CHALLENGER_ARM, CHAMPION_ARM, MlopsHooks, SplitRanker, TenantRanker, stream_floor
 from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
@@ -88,10 +89,6 @@ IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spa
 BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
 RATE_PERIOD = 0.02      # seconds between two readings of the loop thread's busy share
 LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest only seen/counted)
-# Keys the origin answered "not found" to a prefetch are not prefetched again for a while: stride
-# candidates run past the ends of what the origin holds (database: 1.55x the origin reads of no
-# prefetching at 10%, most of them such keys). Bounded (oldest forgotten first) and timed, as the
-# origin may gain the key; client misses still read it.
 # allkeys-predictive orders keys by predicted reuse (sketch count + the model's probability) and
 # admits loads by it. Where the model could not rank its own holdout (models.train's holdout AUC
 # below this; 0.5 is chance) the future is not what the past shows (ml-training's epochs: AUC
@@ -99,8 +96,6 @@ LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest 
 # prefetching had 1.32x): the policy then orders by recency alone (``recency_only``). 0.6 leaves
 # a margin over chance for the holdout's noise; the bench's informative models are at 0.79-0.98.
 MIN_HOLDOUT_AUC = 0.6
-ABSENT_KEYS = 16384
-ABSENT_SECONDS = 60.0
 _PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
 _perf = time.perf_counter
 
@@ -139,7 +134,7 @@ class Prefetcher(MlopsHooks):
         self.selection = SelectionGate()  # which candidate classes are worth prefetching
         self.pending_class: dict[bytes, int] = {}  # in-flight prefetch -> its candidate class
         self.unread_class: dict[bytes, int] = {}   # unread prefetched key -> its candidate class
-        self.absent_keys: dict[bytes, float] = {}  # prefetched, not in the origin -> monotonic time then
+        self.absent_keys = AbsentKeys()  # prefetched, not in the origin: not prefetched again for a while
         self.recency_only = False  # allkeys-predictive falls back to LRU order (MIN_HOLDOUT_AUC)
         self.judged_model: Any = None  # the ranker recency_only was decided for
         self.frequency = FrequencySketch()
@@ -471,13 +466,9 @@ class Prefetcher(MlopsHooks):
         assert self.loader is not None
         if key in self.loader.inflight:
             return
-        if self.absent_keys:
-            seen_absent = self.absent_keys.get(key)
-            if seen_absent is not None:
-                if time.monotonic() - seen_absent < ABSENT_SECONDS:
-                    self.skipped_absent += 1
-                    return
-                del self.absent_keys[key]
+        if self.absent_keys.recent(key):
+            self.skipped_absent += 1
+            return
         if self.inflight >= self.max_inflight:
             self.skipped_inflight += 1
             return
@@ -592,16 +583,12 @@ class Prefetcher(MlopsHooks):
 
     def _absent(self, key: bytes, cls: int | None) -> None:
         """The origin has no ``key``: an origin read spent for nothing; the key is not prefetched
-        again for ABSENT_SECONDS. It does not count against the precision control or its class:
+        again for a while (AbsentKeys). It does not count against the precision control or its class:
         counted there, hft's stride candidates past the keys its origin holds throttled the
         prefetches it does read (hit ratio -6 points at 5% and 10% of the footprint,
         bench/results/prefetch/merged_hft.md), and precision is about what the cache holds."""
         self.absent += 1
-        absent = self.absent_keys
-        absent.pop(key, None)  # re-inserted: the dict's order stays oldest-first
-        absent[key] = time.monotonic()
-        if len(absent) > ABSENT_KEYS:
-            del absent[next(iter(absent))]
+        self.absent_keys.add(key)
 
     def _class_outcome(self, key: bytes, used: bool) -> None:
         cls = self.unread_class.pop(key, None)

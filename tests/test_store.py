@@ -523,7 +523,7 @@ def test_warm_up_runs_every_device_path_and_leaves_the_store_empty(device_store)
     """The GPU store warms CuPy's kernels at start-up on a scratch store (gpu/cuda.py
     warm_up): it must go through syncs, removals, a packed lookup and eviction without
     error, and leave nothing behind."""
-    from gpu.cuda import warm_up
+    from gpu.warmup import warm_up
 
     warm_up(device_store)
     assert len(device_store) == 0 and device_store.used_memory() == type(device_store)().used_memory()
