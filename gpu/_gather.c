@@ -140,10 +140,85 @@ static PyObject *gather_items(PyObject *self, PyObject *args) {
     return result;
 }
 
+PyDoc_STRVAR(take_stage_doc,
+"take_stage(listed, stage_flags, val_len, val_off, value_loc, plan) -> (n_staged, n_inserted)\n\n"
+"The sync's walk over the slots listed since the last one, in one pass (each slot's flag\n"
+"and metadata are read together, not by one NumPy fancy index each): every listed slot's\n"
+"stage flag is cleared; a slot flagged STAGE_VALUE (1) goes to plan[0] with its val_len,\n"
+"val_off and value_loc in plan[1], plan[2], plan[3]; a slot flagged STAGE_INSERT (2) to\n"
+"plan[4]. listed, val_len, val_off: int64; stage_flags: uint8; value_loc: uint32; plan: a\n"
+"C-contiguous int64 array of 5 rows of len(listed). ValueError, changing nothing, if a slot\n"
+"is out of range.");
+
+static PyObject *take_stage(PyObject *self, PyObject *args) {
+    PyObject *objs[6];
+    if (!PyArg_ParseTuple(args, "OOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5]))
+        return NULL;
+    Py_buffer bufs[6];
+    const Py_ssize_t widths[6] = {8, 1, 8, 8, 4, 8};
+    const int writable[6] = {0, 1, 0, 0, 0, 1};
+    int held = 0;
+    PyObject *result = NULL;
+    for (; held < 6; held++)
+        if (PyObject_GetBuffer(objs[held], &bufs[held], (writable[held] ? PyBUF_WRITABLE : 0) | PyBUF_FORMAT
+                               | PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+    for (int k = 0; k < 6; k++)
+        if (bufs[k].itemsize != widths[k]) {
+            PyErr_SetString(PyExc_TypeError, "take_stage: an array of the wrong width");
+            goto done;
+        }
+    const Py_ssize_t n = bufs[0].len / 8;
+    Py_ssize_t slots = bufs[1].len;
+    for (int k = 2; k < 5; k++)
+        if (bufs[k].len / widths[k] < slots)
+            slots = bufs[k].len / widths[k];
+    if (bufs[5].len != 5 * n * 8) {
+        PyErr_SetString(PyExc_TypeError, "take_stage: plan must be int64 of 5 rows of len(listed)");
+        goto done;
+    }
+    const int64_t *listed = bufs[0].buf, *val_len = bufs[2].buf, *val_off = bufs[3].buf;
+    uint8_t *flags = bufs[1].buf;
+    const uint32_t *loc = bufs[4].buf;
+    int64_t *plan = bufs[5].buf;
+    for (Py_ssize_t i = 0; i < n; i++)  /* check all first: an error changes nothing */
+        if (listed[i] < 0 || listed[i] >= slots) {
+            PyErr_Format(PyExc_ValueError, "take_stage: slot %lld out of range", (long long)listed[i]);
+            goto done;
+        }
+    int64_t *staged = plan, *lens = plan + n, *offs = plan + 2 * n, *locs = plan + 3 * n, *inserted = plan + 4 * n;
+    Py_ssize_t n_staged = 0, n_ins = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + 8 < n) {  /* the misses of later slots overlap this one's */
+            __builtin_prefetch(&flags[listed[i + 8]], 1);
+            __builtin_prefetch(&val_len[listed[i + 8]]);
+            __builtin_prefetch(&val_off[listed[i + 8]]);
+            __builtin_prefetch(&loc[listed[i + 8]]);
+        }
+        const int64_t slot = listed[i];
+        const uint8_t f = flags[slot];
+        flags[slot] = 0;
+        if (f & 1) {
+            staged[n_staged] = slot;
+            lens[n_staged] = val_len[slot];
+            offs[n_staged] = val_off[slot];
+            locs[n_staged++] = loc[slot];
+        }
+        if (f & 2)
+            inserted[n_ins++] = slot;
+    }
+    result = Py_BuildValue("nn", n_staged, n_ins);
+done:
+    while (held > 0)
+        PyBuffer_Release(&bufs[--held]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS, gather_doc},
     {"lengths", lengths, METH_VARARGS, lengths_doc},
     {"gather_items", gather_items, METH_VARARGS, gather_items_doc},
+    {"take_stage", take_stage, METH_VARARGS, take_stage_doc},
     {NULL, NULL, 0, NULL},
 };
 

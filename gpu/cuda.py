@@ -363,25 +363,23 @@ class ArenaStore(NumpyStore):
             d_slots = xp.asarray(np.array(self._pending_remove, dtype=np.int32))
             ops.remove(self.t_hash, self.t_slot, self.d_khash[d_slots], d_slots)
             self._pending_remove = []
-        listed = self._take_stage()
-        flags = self.stage_flags[listed]
-        self.stage_flags[listed] = 0
-        staged_idx = listed[(flags & STAGE_VALUE) != 0]  # slots holding a string to upload
-        insert_idx = listed[(flags & STAGE_INSERT) != 0]  # live keys not in the device index
+        # slots holding a string to upload (with their lengths, device blocks, packed blocks)
+        # and live keys not in the device index
+        staged_idx, val_lens, val_offs, val_locs, insert_idx = self._take_stage()
         n_staged, n_ins = len(staged_idx), len(insert_idx)
         self._staged_bytes = 0
         if not n_staged and not n_ins:
             self._reserved = 0
             return
-        val_lens = self.val_len[staged_idx]
         key_lens = item_lengths(self._keys, insert_idx)
         # The device blocks the writes deferred: values without one (new, or of another size
         # class than their block), then the new keys; their space was reserved by the writes.
         # One alloc_many for both (one pass per size class).
-        no_block = np.flatnonzero(self.val_off[staged_idx] < 0)
+        no_block = np.flatnonzero(val_offs < 0)
         if len(no_block) or n_ins:
             blocks = self.arena.alloc_many(np.concatenate([val_lens[no_block], key_lens]))
-            self.val_off[staged_idx[no_block]] = blocks[: len(no_block)]
+            val_offs[no_block] = blocks[: len(no_block)]
+            self.val_off[staged_idx[no_block]] = val_offs[no_block]
             self.key_off[insert_idx] = blocks[len(no_block):]
             self.key_len[insert_idx] = key_lens
         self._reserved = 0
@@ -393,7 +391,7 @@ class ArenaStore(NumpyStore):
         # copy costs about as much as a large one): the int64 arrays first (aligned), then
         # the values (gathered from where the host keeps them), then the keys; the device
         # slices below are views into it.
-        ints = np.concatenate([self.val_off[staged_idx], self.key_off[insert_idx], src, lens,
+        ints = np.concatenate([val_offs, self.key_off[insert_idx], src, lens,
                                staged_idx, val_lens, insert_idx, key_lens])
         if n_ins and self._table_used + n_ins > self.t_slot.size // 2:
             self._rebuild_table(len(self) + n_ins)
@@ -401,7 +399,7 @@ class ArenaStore(NumpyStore):
         total = head + int(src[-1] + lens[-1])
         host = self._upload_buffer(total)
         host[:head] = ints.view(np.uint8)
-        self._gather_values(staged_idx, val_lens, src[:n_staged] + head, host)
+        self._gather_values(staged_idx, val_locs, val_lens, src[:n_staged] + head, host)
         if n_ins:
             gather_items(self._keys, insert_idx, host, head + int(src[n_staged]))
         d_upload = self._to_device(host[:total])
@@ -423,9 +421,12 @@ class ArenaStore(NumpyStore):
             self.on_table[insert_idx] = True
             self._table_used += n_ins
 
-    def _take_stage(self) -> np.ndarray:
-        """The slots listed since the last sync (the C path's log, then Python's list); both
-        start empty again."""
+    def _take_stage(self) -> tuple[np.ndarray, ...]:
+        """The slots listed since the last sync (the C path's log, then Python's list; both
+        start empty again), their stage flags cleared: those with a value to upload, with
+        its length, device block (-1: none yet) and packed block (0: an object), and those
+        whose key awaits the device index. One pass over the slots (gpu/_gather.c
+        take_stage): a fancy index per array costs a cache miss per slot each."""
         log = self._stage_log
         n_log = int(log[0])
         listed = log[1: 1 + n_log].copy()
@@ -433,17 +434,27 @@ class ArenaStore(NumpyStore):
         if self._stage_list:
             listed = np.concatenate([listed, np.array(self._stage_list, dtype=np.int64)])
             self._stage_list = []
-        return listed
+        if native_gather is not None:
+            plan = np.empty((5, len(listed)), dtype=np.int64)
+            n_staged, n_ins = native_gather.take_stage(listed, self.stage_flags, self.val_len, self.val_off,
+                                                       self.value_loc, plan)
+            return plan[0, :n_staged], plan[1, :n_staged], plan[2, :n_staged], plan[3, :n_staged], plan[4, :n_ins]
+        flags = self.stage_flags[listed]
+        self.stage_flags[listed] = 0
+        staged = listed[(flags & STAGE_VALUE) != 0]
+        return (staged, self.val_len[staged], self.val_off[staged], self.value_loc[staged].astype(np.int64),
+                listed[(flags & STAGE_INSERT) != 0])
 
-    def _gather_values(self, slots: np.ndarray, lens: np.ndarray, at: np.ndarray, host: np.ndarray) -> None:
-        """The staged strings of ``slots`` into ``host`` at offsets ``at``: packed ones from
-        the region (one memcpy each), the rest (longer strings) from their objects."""
+    def _gather_values(self, slots: np.ndarray, loc: np.ndarray, lens: np.ndarray, at: np.ndarray,
+                       host: np.ndarray) -> None:
+        """The staged strings of ``slots`` (packed blocks ``loc``) into ``host`` at offsets
+        ``at``: packed ones from the region (one memcpy each), the rest (longer strings) from
+        their objects."""
         if not len(slots):
             return
-        loc = self.value_loc[slots]
         packed = loc != 0
         if packed.any():
-            gather_segments(self._region, loc[packed].astype(np.int64) * BLOCK, host, at[packed], lens[packed])
+            gather_segments(self._region, loc[packed] * BLOCK, host, at[packed], lens[packed])
         values = self._values
         for slot, offset in zip(slots[~packed].tolist(), at[~packed].tolist()):
             value = values[slot]

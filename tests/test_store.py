@@ -484,6 +484,34 @@ def test_stage_lists_each_slot_once_and_the_device_matches_the_host(device_store
                 assert buf[offs[i]: offs[i + 1]].tobytes() == expected
 
 
+def test_take_stage_walks_the_listed_slots_once():
+    """gpu/_gather.c take_stage: the listed slots' flags cleared, the value-flagged ones with
+    their length, device block and packed block, the insert-flagged ones apart; a slot out of
+    range changes nothing."""
+    import gpu.cuda
+
+    native = gpu.cuda.native_gather
+    if native is None:
+        pytest.skip("gpu/_gather.c was not built")
+    rng = np.random.default_rng(3)
+    flags = rng.integers(0, 8, 50).astype(np.uint8)
+    val_len, val_off = rng.integers(0, 900, 50), rng.integers(-1, 9000, 50)
+    loc = rng.integers(0, 40, 50).astype(np.uint32)
+    listed = np.array([7, 3, 49, 0, 12, 3], dtype=np.int64)  # 3 twice: its flags are taken once
+    before = flags.copy()
+    plan = np.empty((5, len(listed)), dtype=np.int64)
+    n_staged, n_ins = native.take_stage(listed, flags, val_len, val_off, loc, plan)
+    once = [7, 3, 49, 0, 12]
+    staged = [s for s in once if before[s] & 1]
+    assert plan[0, :n_staged].tolist() == staged and plan[4, :n_ins].tolist() == [s for s in once if before[s] & 2]
+    assert plan[1:4, :n_staged].tolist() == [val_len[staged].tolist(), val_off[staged].tolist(), loc[staged].tolist()]
+    assert not flags[once].any() and (np.delete(flags, once) == np.delete(before, once)).all()
+    flags[:] = before
+    with pytest.raises(ValueError):
+        native.take_stage(np.array([1, 50], dtype=np.int64), flags, val_len, val_off, loc, np.empty((5, 2), np.int64))
+    assert (flags == before).all()
+
+
 def test_size_classes_match_size_class():
     from gpu.arena import size_class, size_classes
 
