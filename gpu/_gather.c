@@ -141,18 +141,20 @@ static PyObject *gather_items(PyObject *self, PyObject *args) {
 }
 
 PyDoc_STRVAR(take_stage_doc,
-"take_stage(listed, stage_flags, val_len, val_off, value_loc, plan) -> (n_staged, n_inserted)\n\n"
+"take_stage(listed, stage_flags, val_len, val_off, value_loc, keys, plan) -> (n_staged, n_inserted)\n\n"
 "The sync's walk over the slots listed since the last one, in one pass (each slot's flag\n"
 "and metadata are read together, not by one NumPy fancy index each): every listed slot's\n"
 "stage flag is cleared; a slot flagged STAGE_VALUE (1) goes to plan[0] with its val_len,\n"
 "val_off and value_loc in plan[1], plan[2], plan[3]; a slot flagged STAGE_INSERT (2) to\n"
-"plan[4]. listed, val_len, val_off: int64; stage_flags: uint8; value_loc: uint32; plan: a\n"
-"C-contiguous int64 array of 5 rows of len(listed). ValueError, changing nothing, if a slot\n"
-"is out of range.");
+"plan[4], its key's length (keys: the store's list of bytes) in plan[5]. listed, val_len,\n"
+"val_off: int64; stage_flags: uint8; value_loc: uint32; plan: a C-contiguous int64 array\n"
+"of 6 rows of len(listed). ValueError, changing nothing, if a slot is out of range or an\n"
+"inserted slot's key is not bytes.");
 
 static PyObject *take_stage(PyObject *self, PyObject *args) {
-    PyObject *objs[6];
-    if (!PyArg_ParseTuple(args, "OOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5]))
+    PyObject *objs[6], *keys;
+    if (!PyArg_ParseTuple(args, "OOOOOO!O", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &PyList_Type,
+                          &keys, &objs[5]))
         return NULL;
     Py_buffer bufs[6];
     const Py_ssize_t widths[6] = {8, 1, 8, 8, 4, 8};
@@ -173,20 +175,27 @@ static PyObject *take_stage(PyObject *self, PyObject *args) {
     for (int k = 2; k < 5; k++)
         if (bufs[k].len / widths[k] < slots)
             slots = bufs[k].len / widths[k];
-    if (bufs[5].len != 5 * n * 8) {
-        PyErr_SetString(PyExc_TypeError, "take_stage: plan must be int64 of 5 rows of len(listed)");
+    if (bufs[5].len != 6 * n * 8) {
+        PyErr_SetString(PyExc_TypeError, "take_stage: plan must be int64 of 6 rows of len(listed)");
         goto done;
     }
     const int64_t *listed = bufs[0].buf, *val_len = bufs[2].buf, *val_off = bufs[3].buf;
     uint8_t *flags = bufs[1].buf;
     const uint32_t *loc = bufs[4].buf;
     int64_t *plan = bufs[5].buf;
-    for (Py_ssize_t i = 0; i < n; i++)  /* check all first: an error changes nothing */
+    for (Py_ssize_t i = 0; i < n; i++) {  /* check all first: an error changes nothing */
         if (listed[i] < 0 || listed[i] >= slots) {
             PyErr_Format(PyExc_ValueError, "take_stage: slot %lld out of range", (long long)listed[i]);
             goto done;
         }
-    int64_t *staged = plan, *lens = plan + n, *offs = plan + 2 * n, *locs = plan + 3 * n, *inserted = plan + 4 * n;
+        if ((flags[listed[i]] & 2)
+            && (listed[i] >= PyList_GET_SIZE(keys) || !PyBytes_Check(PyList_GET_ITEM(keys, listed[i])))) {
+            PyErr_Format(PyExc_ValueError, "take_stage: slot %lld has no key", (long long)listed[i]);
+            goto done;
+        }
+    }
+    int64_t *staged = plan, *lens = plan + n, *offs = plan + 2 * n, *locs = plan + 3 * n, *inserted = plan + 4 * n,
+            *key_lens = plan + 5 * n;
     Py_ssize_t n_staged = 0, n_ins = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (i + 8 < n) {  /* the misses of later slots overlap this one's */
@@ -204,8 +213,10 @@ static PyObject *take_stage(PyObject *self, PyObject *args) {
             offs[n_staged] = val_off[slot];
             locs[n_staged++] = loc[slot];
         }
-        if (f & 2)
+        if (f & 2) {
+            key_lens[n_ins] = PyBytes_GET_SIZE(PyList_GET_ITEM(keys, slot));
             inserted[n_ins++] = slot;
+        }
     }
     result = Py_BuildValue("nn", n_staged, n_ins);
 done:

@@ -365,22 +365,23 @@ class ArenaStore(NumpyStore):
             self._pending_remove = []
         # slots holding a string to upload (with their lengths, device blocks, packed blocks)
         # and live keys not in the device index
-        staged_idx, val_lens, val_offs, val_locs, insert_idx = self._take_stage()
+        staged_idx, val_lens, val_offs, val_locs, insert_idx, key_lens = self._take_stage()
         n_staged, n_ins = len(staged_idx), len(insert_idx)
         self._staged_bytes = 0
         if not n_staged and not n_ins:
             self._reserved = 0
             return
-        key_lens = item_lengths(self._keys, insert_idx)
         # The device blocks the writes deferred: values without one (new, or of another size
         # class than their block), then the new keys; their space was reserved by the writes.
         # One alloc_many for both (one pass per size class).
         no_block = np.flatnonzero(val_offs < 0)
+        key_offs = key_lens[:0]
         if len(no_block) or n_ins:
             blocks = self.arena.alloc_many(np.concatenate([val_lens[no_block], key_lens]))
             val_offs[no_block] = blocks[: len(no_block)]
             self.val_off[staged_idx[no_block]] = val_offs[no_block]
-            self.key_off[insert_idx] = blocks[len(no_block):]
+            key_offs = blocks[len(no_block):]
+            self.key_off[insert_idx] = key_offs
             self.key_len[insert_idx] = key_lens
         self._reserved = 0
         lens = np.concatenate([val_lens, key_lens])
@@ -391,7 +392,7 @@ class ArenaStore(NumpyStore):
         # copy costs about as much as a large one): the int64 arrays first (aligned), then
         # the values (gathered from where the host keeps them), then the keys; the device
         # slices below are views into it.
-        ints = np.concatenate([val_offs, self.key_off[insert_idx], src, lens,
+        ints = np.concatenate([val_offs, key_offs, src, lens,
                                staged_idx, val_lens, insert_idx, key_lens])
         if n_ins and self._table_used + n_ins > self.t_slot.size // 2:
             self._rebuild_table(len(self) + n_ins)
@@ -425,8 +426,8 @@ class ArenaStore(NumpyStore):
         """The slots listed since the last sync (the C path's log, then Python's list; both
         start empty again), their stage flags cleared: those with a value to upload, with
         its length, device block (-1: none yet) and packed block (0: an object), and those
-        whose key awaits the device index. One pass over the slots (gpu/_gather.c
-        take_stage): a fancy index per array costs a cache miss per slot each."""
+        whose key awaits the device index, with its length. One pass over the slots
+        (gpu/_gather.c take_stage): a fancy index per array costs a cache miss per slot each."""
         log = self._stage_log
         n_log = int(log[0])
         listed = log[1: 1 + n_log].copy()
@@ -435,15 +436,16 @@ class ArenaStore(NumpyStore):
             listed = np.concatenate([listed, np.array(self._stage_list, dtype=np.int64)])
             self._stage_list = []
         if native_gather is not None:
-            plan = np.empty((5, len(listed)), dtype=np.int64)
+            plan = np.empty((6, len(listed)), dtype=np.int64)
             n_staged, n_ins = native_gather.take_stage(listed, self.stage_flags, self.val_len, self.val_off,
-                                                       self.value_loc, plan)
-            return plan[0, :n_staged], plan[1, :n_staged], plan[2, :n_staged], plan[3, :n_staged], plan[4, :n_ins]
+                                                       self.value_loc, self._keys, plan)
+            return (plan[0, :n_staged], plan[1, :n_staged], plan[2, :n_staged], plan[3, :n_staged],
+                    plan[4, :n_ins], plan[5, :n_ins])
         flags = self.stage_flags[listed]
         self.stage_flags[listed] = 0
-        staged = listed[(flags & STAGE_VALUE) != 0]
+        staged, inserted = listed[(flags & STAGE_VALUE) != 0], listed[(flags & STAGE_INSERT) != 0]
         return (staged, self.val_len[staged], self.val_off[staged], self.value_loc[staged].astype(np.int64),
-                listed[(flags & STAGE_INSERT) != 0])
+                inserted, item_lengths(self._keys, inserted))
 
     def _gather_values(self, slots: np.ndarray, loc: np.ndarray, lens: np.ndarray, at: np.ndarray,
                        host: np.ndarray) -> None:

@@ -338,6 +338,15 @@ static void stage(View *v, Py_ssize_t slot, Py_ssize_t n, Py_ssize_t *staged_byt
     v->dev_len_p[slot] = n;
 }
 
+/* Whether argv may write its key as a run writes (SET key value, INCR key): the look-ahead's
+ * guess, before the command's kind is looked up, of whether the stage arrays will be read. */
+static inline int is_write_like(PyObject *argv) {
+    if (PyList_GET_SIZE(argv) > 2)
+        return 1;
+    PyObject *name = PyList_GET_ITEM(argv, 0);
+    return PyBytes_CheckExact(name) && PyBytes_GET_SIZE(name) > 0 && (PyBytes_AS_STRING(name)[0] | 0x20) == 'i';
+}
+
 static int same_class(Py_ssize_t a, Py_ssize_t b) {
     return ((a + IN_CLASS) | IN_CLASS) == ((b + IN_CLASS) | IN_CLASS);
 }
@@ -1141,7 +1150,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             __builtin_prefetch(&v.size_p[slot]);
             __builtin_prefetch(&v.atime_p[slot], 1);
             __builtin_prefetch(&v.flags_p[slot], 1);
-            if (v.stage_flags_p != NULL) {  /* the GPU store's stage: three more arrays a write reads */
+            if (v.stage_flags_p != NULL && is_write_like(argv)) {  /* the GPU store's stage: three more
+                                                                      * arrays a write reads (a GET none) */
                 __builtin_prefetch(&v.stage_flags_p[slot], 1);
                 __builtin_prefetch(&v.dev_off_p[slot]);
                 __builtin_prefetch(&v.dev_len_p[slot], 1);

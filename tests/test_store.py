@@ -497,18 +497,28 @@ def test_take_stage_walks_the_listed_slots_once():
     flags = rng.integers(0, 8, 50).astype(np.uint8)
     val_len, val_off = rng.integers(0, 900, 50), rng.integers(-1, 9000, 50)
     loc = rng.integers(0, 40, 50).astype(np.uint32)
+    keys = [b"k" * i for i in range(50)]
     listed = np.array([7, 3, 49, 0, 12, 3], dtype=np.int64)  # 3 twice: its flags are taken once
     before = flags.copy()
-    plan = np.empty((5, len(listed)), dtype=np.int64)
-    n_staged, n_ins = native.take_stage(listed, flags, val_len, val_off, loc, plan)
+    plan = np.empty((6, len(listed)), dtype=np.int64)
+    n_staged, n_ins = native.take_stage(listed, flags, val_len, val_off, loc, keys, plan)
     once = [7, 3, 49, 0, 12]
     staged = [s for s in once if before[s] & 1]
-    assert plan[0, :n_staged].tolist() == staged and plan[4, :n_ins].tolist() == [s for s in once if before[s] & 2]
+    inserted = [s for s in once if before[s] & 2]
+    assert plan[0, :n_staged].tolist() == staged and plan[4, :n_ins].tolist() == inserted
+    assert plan[5, :n_ins].tolist() == inserted  # key i is i bytes long
     assert plan[1:4, :n_staged].tolist() == [val_len[staged].tolist(), val_off[staged].tolist(), loc[staged].tolist()]
     assert not flags[once].any() and (np.delete(flags, once) == np.delete(before, once)).all()
     flags[:] = before
     with pytest.raises(ValueError):
-        native.take_stage(np.array([1, 50], dtype=np.int64), flags, val_len, val_off, loc, np.empty((5, 2), np.int64))
+        native.take_stage(np.array([1, 50], dtype=np.int64), flags, val_len, val_off, loc, keys,
+                          np.empty((6, 2), np.int64))
+    flags[0] = 2
+    keys[0] = None  # an inserted slot without a key
+    with pytest.raises(ValueError):
+        native.take_stage(np.array([1, 0], dtype=np.int64), flags, val_len, val_off, loc, keys,
+                          np.empty((6, 2), np.int64))
+    flags[0] = before[0]
     assert (flags == before).all()
 
 
