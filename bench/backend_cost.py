@@ -10,7 +10,8 @@ the process the second server made ran ~1.3x slower whatever its backend, an A/A
 A tick is what redis-benchmark -P 16 -c 50 gives the server: 50 connections' pipelines of 16
 commands, then the tick's end (``batching.end_tick``: the GPU store's sync once its oldest
 staged write is 50 ms old). Each block of ticks gives one sample per backend; the figures are
-medians over blocks, and the ratio the median of the blocks' GPU/CPU ratios. The clock is
+medians over blocks, and the ratio the median of the blocks' GPU/CPU ratios. ``--pair cpu,cpu-cuda`` measures what a
+CUDA context alone costs a process's CPU work (the CPU store in both). The clock is
 the server thread's CPU time (and wall time: the GPU store never waits for the device on
 these paths, so the two agree unless a sync blocks).
 
@@ -83,6 +84,10 @@ def serve(backend: str, core: int | None, pipe) -> None:
     with the number of keys stored."""
     if core is not None:
         os.sched_setaffinity(0, {core})
+    if backend == "cpu-cuda":  # the CPU store in a process that has a CUDA context, as the GPU store's has
+        import cupy
+        cupy.zeros(1)
+        backend = "cpu"
     config = Config()
     config.store_backend = backend
     server = in_process_server(config)
@@ -119,7 +124,9 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=9, help="samples per backend and phase")
     parser.add_argument("--ticks", type=int, default=150, help="ticks per sample (SET new: as the keys allow)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))
-    parser.add_argument("--pair", default="cpu,gpu", help="the two servers' backends (A/A: cpu,cpu or gpu,gpu)")
+    parser.add_argument("--pair", default="cpu,gpu",
+                        help="the two servers' backends (A/A: cpu,cpu or gpu,gpu; cpu-cuda: the CPU store in a "
+                             "process with a CUDA context)")
     parser.add_argument("--core", type=int, default=2 if (os.cpu_count() or 1) >= 4 else None,
                         help="the CPU both server processes run on (they take turns), -1: not pinned")
     args = parser.parse_args()
