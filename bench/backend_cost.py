@@ -5,8 +5,8 @@ backends differ (bench/results/store/store_rounds.md: per-round GPU/CPU ratios 0
 the same code path). Here each backend runs an in-process server (tests/inprocess.py: the
 real parser, batch loop, C fast path and store) in its own process, both pinned to one core,
 and they take turns of SLICE ticks (cpu, gpu, gpu, cpu, ...), so whatever disturbs the
-machine hits both alike. (Two servers in one process are not comparable: with a GPU store in
-the process the second server made ran ~1.3x slower whatever its backend, an A/A run showed.)
+machine hits both alike. (Two servers in one process were not comparable: with a CUDA context
+in the process, the second server made ran slower whatever its backend.)
 A tick is what redis-benchmark -P 16 -c 50 gives the server: 50 connections' pipelines of 16
 commands, then the tick's end (``batching.end_tick``: the GPU store's sync once its oldest
 staged write is 50 ms old). Each block of ticks gives one sample per backend; the figures are
@@ -209,9 +209,10 @@ def main() -> int:
              "of blocks; ratio: median of the blocks' GPU/CPU ratios (below 1: the GPU backend is cheaper)")
     header = ("| phase | ticks/block | CPU ns/req cpu | CPU ns/req gpu | GPU/CPU (CPU time) | wall ns/req cpu "
               "| wall ns/req gpu | GPU/CPU (wall) | of which syncs, CPU ns/req gpu |")
+    where = (f"- device: {report['device']}; machine: {report['machine']}; Python {report['python']}; "
+             f"servers pinned to core {core}")
     lines = [title, "", f"- date: {report['date']}; commit: {report['commit']}; command: `{report['command']}`",
-             f"- device: {report['device']}; machine: {report['machine']}; Python {report['python']}; "
-             f"servers pinned to core {core}", setup, "", header, "|---|---|---|---|---|---|---|---|---|"]
+             where, setup, "", header, "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['phase']} | {r['ticks_per_block']} | {r['cpu_cpu_ns']} | {r['gpu_cpu_ns']} | "
               f"{r['gpu_over_cpu_cpu_ns']:.3f} | {r['cpu_wall_ns']} | {r['gpu_wall_ns']} | "
               f"{r['gpu_over_cpu_wall_ns']:.3f} | {r['gpu_sync_ns']} |" for r in rows]
