@@ -25,6 +25,12 @@ log = logging.getLogger("predis")
 _NOT_QUEUED = {"exec", "discard", "multi", "watch", "quit", "reset"}
 
 
+def _argv_bytes(argv: list[bytes]) -> int:
+    """The command's size, counted as used memory by the maxmemory check (Redis counts the
+    query buffer holding it)."""
+    return sum(map(len, argv))
+
+
 class Executor:
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -93,7 +99,7 @@ class Executor:
                     client.multi_error = True
                 return self.reject(cmd, denied)
         if client.multi is not None and cmd.name not in _NOT_QUEUED:
-            if cmd.denyoom and not self.keyspace.enforce_maxmemory():
+            if cmd.denyoom and self.keyspace.maxmemory and not self.keyspace.enforce_maxmemory(_argv_bytes(argv)):
                 client.multi_error = True
                 return self.reject(cmd, CommandError(errors.OOM))
             client.multi.append((cmd, argv))
@@ -101,7 +107,7 @@ class Executor:
         if client.resp == 2 and client.in_pubsub and not cmd.allowed_in_pubsub:
             return self.reject(cmd, self._abort_if_exec(
                 client, argv[0], CommandError(errors.PUBSUB_CONTEXT.format(cmd.name))))
-        if cmd.denyoom and self.keyspace.maxmemory and not self.keyspace.enforce_maxmemory():
+        if cmd.denyoom and self.keyspace.maxmemory and not self.keyspace.enforce_maxmemory(_argv_bytes(argv)):
             return self.reject(cmd, CommandError(errors.OOM))
         return self.call(client, cmd, argv)
 

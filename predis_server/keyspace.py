@@ -228,11 +228,14 @@ class Keyspace:
     def used_memory(self) -> int:
         return sum(db.store.used_memory() for db in self.dbs if len(db.store))
 
-    def enforce_maxmemory(self) -> bool:
-        """Evict until under maxmemory; False when the limit still cannot be met (OOM)."""
+    def enforce_maxmemory(self, incoming: int = 0) -> bool:
+        """Evict until under maxmemory; False when the limit still cannot be met (OOM).
+        ``incoming``: the bytes of the command about to run, counted as used, as Redis counts
+        the client's query buffer that holds it: a value larger than what eviction can free
+        is refused with OOM rather than stored far over the limit."""
         if not self.maxmemory:
             return True
-        used = self.used_memory()
+        used = self.used_memory() + incoming
         if used <= self.maxmemory:
             return True
         if self.policy is EvictionPolicy.NOEVICTION:
@@ -259,7 +262,7 @@ class Keyspace:
             if self.watchers:
                 for key in victims:
                     self.signal_modified(db.id, key)
-            used = self.used_memory()
+            used = self.used_memory() + incoming
         return True
 
     def active_expire_cycle(self, max_slots: int = 20000) -> int:
