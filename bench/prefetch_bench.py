@@ -74,6 +74,19 @@ def prediction_stats(r: redis.Redis) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in items}
 
 
+def tree_commit() -> str:
+    """The commit the servers run (``python -m predis_server`` from ROOT), "+changes" when tracked
+    files differ from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def settle_prefix(r: redis.Redis, timeout_s: float = 5.0) -> None:
     """Flush what the prefix replay left and wait until the prefetcher has counted its unread
     prefetched entries out (its reconcile runs about once a second), so that those, emptied by
@@ -222,6 +235,7 @@ def markdown(result: dict[str, Any]) -> str:
              (f"- date: {prov['date']}\n- machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('platform')}, "
              f"Python {m.get('python')} (the server, the replay client and the origin share these cores: latencies include that; the notes say what else ran)\n"
              f"- command: `{prov['command']}`\n"
+             f"- commit: {prov.get('commit', 'not recorded')}\n"
              f"- {result['requests']:,} requests per workload (seed {result['seed']}); the first "
              f"{result['train_fraction']:.0%} is the training prefix, the rest is measured (warm-up "
              f"{result['warmup']:.0%} of it excluded); read-through with a SQLite origin delayed "
@@ -263,7 +277,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("\nOne bench process per workload (the header shows the first); each part's date and command:\n")
         for part in result["merged_from"]:
             kinds = ", ".join(part.get("workloads", [])) or "?"
-            lines.append(f"- {kinds}: {part['date']}, `{part['command']}`")
+            lines.append(f"- {kinds}: {part['date']}, commit {part.get('commit', 'not recorded')}, `{part['command']}`")
         lines.append("")
     lines.append("\n## Models (trained on each prefix only)\n")
     lines.append("| workload | events | holdout AUC | holdout precision@0.5 | train s |")
@@ -297,9 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--notes", default=None, help="Markdown file appended to the report (observations)")
     ap.add_argument("--merge", nargs="+", default=None,
                     help="only merge these result JSONs (runs of one workload each) into --name")
+    ap.add_argument("--commit", default=None,
+                    help="with --merge: the commit the parts ran at, for parts whose JSON does not record it")
     args = ap.parse_args(argv)
     if args.merge:
         parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        if args.commit:
+            for p in parts:
+                p["provenance"].setdefault("commit", args.commit)
         result = {**parts[0], "workloads": [w for p in parts for w in p["workloads"]],
                   "verdicts": {k: v for p in parts for k, v in p["verdicts"].items()},
                   "commands": [c for p in parts for c in p["commands"]],
@@ -314,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _FLOOR[0] = args.stream_floor
     prov = provenance([sys.executable, *sys.argv] if argv is None else ["bench/prefetch_bench.py", *argv])
+    prov["commit"] = tree_commit()
     log: list[str] = []
     workloads = []
     with tempfile.TemporaryDirectory(prefix="predis-prefetch-bench-") as tmp:
