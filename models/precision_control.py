@@ -147,7 +147,7 @@ class PrecisionControl:
 # standard errors over the gate's outcomes, at most RECOVER_MARGIN): with web's first few
 # dozen outcomes, mostly the popular followers' (nearly all read), a bare "projected <
 # floor" let the marginal classes run until their waste had pulled the figure down
-# (prefetch-lru at 5%: measured precision 0.46-0.48).
+# (prefetch-lru at 5%: precision 0.43 in prefetch.md at d80d1c2, 0.48 in select.md).
 # Worst first, not "every bucket under floor + margin, from the most-read down" (the first
 # version): on hft the projection is ~0.5-0.6 and one class is the waste, strides of
 # confidence 3-6, which run past a symbol's group of keys into the next symbol's (~0.05 read);
