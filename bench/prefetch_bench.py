@@ -74,6 +74,29 @@ def prediction_stats(r: redis.Redis) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in items}
 
 
+def tree_commit() -> str:
+    """The commit the servers run (``python -m predis_server`` from ROOT), "+changes" when tracked
+    files differ from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def settle_prefix(r: redis.Redis, timeout_s: float = 5.0) -> None:
+    """Flush what the prefix replay left and wait until the prefetcher has counted its unread
+    prefetched entries out (its reconcile runs about once a second), so that those, emptied by
+    the measured replay's own FLUSHALL, are not counted as the measured part's waste."""
+    r.flushall()
+    deadline = time.monotonic() + timeout_s
+    while int(prediction_stats(r).get("prefetches_unread", 0)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def replay_cfg(trace: Path, port: int, size: str, policy: str, origin_db: Path, warmup: float) -> ReplayConfig:
     return ReplayConfig(trace=str(trace), port=port, mode="read-through", size=size, policy=policy,
                         origin_db=str(origin_db), warmup=warmup, concurrency=1)
@@ -112,6 +135,8 @@ def measure(arm: str, kind: str, prefix: Path, suffix: Path, size: str, origin_d
             log.append(f"redis-cli -p PORT PREDIS.MODEL LOAD {model_dir}")
             replay(replay_cfg(prefix, server.port, size, policy, origin_db, 0.0))  # the past, unmeasured
             log.append(replay_cmd(prefix, size, policy, origin_db, 0.0) + "   # learning from the prefix")
+            settle_prefix(r)
+            log.append("redis-cli -p PORT FLUSHALL   # then PREDIS.PREFETCH STATS until prefetches_unread is 0")
         before = prediction_stats(r)
         result = replay(replay_cfg(suffix, server.port, size, policy, origin_db, warmup))
         log.append(replay_cmd(suffix, size, policy, origin_db, warmup))
@@ -207,21 +232,23 @@ def markdown(result: dict[str, Any]) -> str:
     prov = result["provenance"]
     m = prov["machine"]
     lines = ["# Predictive prefetching: live replay results\n",
-             f"- date: {prov['date']}\n- machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('platform')}, "
+             (f"- date: {prov['date']}\n- machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('platform')}, "
              f"Python {m.get('python')} (the server, the replay client and the origin share these cores: latencies include that; the notes say what else ran)\n"
              f"- command: `{prov['command']}`\n"
+             f"- commit: {prov.get('commit', 'not recorded')}\n"
              f"- {result['requests']:,} requests per workload (seed {result['seed']}); the first "
              f"{result['train_fraction']:.0%} is the training prefix, the rest is measured (warm-up "
              f"{result['warmup']:.0%} of it excluded); read-through with a SQLite origin delayed "
              f"{result['origin_delay_ms']:g} ms; sizes are fractions of the suffix's footprint; one client.\n"
              "- hit ratio: server INFO keyspace hits/(hits+misses) over the measured part; baselines: libCacheSim "
              "(predis-sim) on the same suffix, same sizes and warm-up, Belady excluded from 'best'.\n"
-             "- precision = prefetches read / (read + evicted unread + still unread at the end); origin reads = "
+             "- precision = prefetches read / (read + evicted unread + still unread at the end) in the measured "
+             "replay (what the unmeasured prefix replay left unread is flushed and counted before it); origin reads = "
              "the server's origin reads (client misses + prefetches) over the whole suffix replay, vs LRU's.\n"
              "- targets: ml-training/gaming/hft/database hit >= 1.2x LRU and >= best baseline; web >= 0.98x "
-             "best; mean latency <= 0.5x LRU, p99 <= LRU; precision >= 0.5; origin reads <= 1.5x.\n",
-             "| workload | size | arm | hit ratio | vs LRU | best baseline | vs best | precision | origin reads "
-             "vs LRU | mean µs (vs LRU) | p99 µs (vs LRU) | targets met |",
+             "best; mean latency <= 0.5x LRU, p99 <= LRU; precision >= 0.5; origin reads <= 1.5x.\n"),
+             ("| workload | size | arm | hit ratio | vs LRU | best baseline | vs best | precision | origin reads "
+              "vs LRU | mean µs (vs LRU) | p99 µs (vs LRU) | targets met |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for w in result["workloads"]:
         for size, sr in w["sizes"].items():
@@ -250,7 +277,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("\nOne bench process per workload (the header shows the first); each part's date and command:\n")
         for part in result["merged_from"]:
             kinds = ", ".join(part.get("workloads", [])) or "?"
-            lines.append(f"- {kinds}: {part['date']}, `{part['command']}`")
+            lines.append(f"- {kinds}: {part['date']}, commit {part.get('commit', 'not recorded')}, `{part['command']}`")
         lines.append("")
     lines.append("\n## Models (trained on each prefix only)\n")
     lines.append("| workload | events | holdout AUC | holdout precision@0.5 | train s |")
@@ -284,9 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--notes", default=None, help="Markdown file appended to the report (observations)")
     ap.add_argument("--merge", nargs="+", default=None,
                     help="only merge these result JSONs (runs of one workload each) into --name")
+    ap.add_argument("--commit", default=None,
+                    help="with --merge: the commit the parts ran at, for parts whose JSON does not record it")
     args = ap.parse_args(argv)
     if args.merge:
         parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        if args.commit:
+            for p in parts:
+                p["provenance"].setdefault("commit", args.commit)
         result = {**parts[0], "workloads": [w for p in parts for w in p["workloads"]],
                   "verdicts": {k: v for p in parts for k, v in p["verdicts"].items()},
                   "commands": [c for p in parts for c in p["commands"]],
@@ -301,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _FLOOR[0] = args.stream_floor
     prov = provenance([sys.executable, *sys.argv] if argv is None else ["bench/prefetch_bench.py", *argv])
+    prov["commit"] = tree_commit()
     log: list[str] = []
     workloads = []
     with tempfile.TemporaryDirectory(prefix="predis-prefetch-bench-") as tmp:

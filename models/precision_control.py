@@ -137,19 +137,31 @@ class PrecisionControl:
 # the candidate's past: a follower read often before is likely to be read again before it is
 # evicted, one read a few times is not (web, prefetch-lru at 5%, per log2 access-count bucket:
 # 3: 0.25, 4: 0.52, 6: 0.90, 7: 1.00 of the prefetches read). So candidates fall into classes,
-# followers by log2(1 + their access count), strides by log2(1 + the stream's confidence), and
-# within a source more evidence is taken to mean a likelier read: the gate learns a floor per
-# source, walking down from the most-read bucket and closing the first one (and every one
-# below it) whose precision is under floor + RECOVER_MARGIN. A bucket's precision is its own
-# outcomes plus CLASS_PRIOR pseudo-outcomes at the precision of the buckets above it, as a
-# workload like web issues a few dozen prefetches in all, too few to judge each bucket alone.
-# It acts only where prefetching as a whole would miss the floor: where it is precise
-# (gaming, hft, ml-training: 0.73-0.97 in the bench), selecting would only cost hits.
+# followers by log2(1 + their access count), strides by log2(1 + the stream's confidence).
+#
+# The gate keeps prefetching as a whole at or above the floor while closing as little as it
+# can: where the projected precision of all classes (each class's share read, shrunk toward
+# the overall share by CLASS_PRIOR pseudo-outcomes, weighted by its candidates) is under the
+# target, it closes classes worst first, each only while the classes still open project
+# under it. The target is the floor plus the projection's noise (CONFIDENCE_Z binomial
+# standard errors over the gate's outcomes, at most RECOVER_MARGIN): with web's first few
+# dozen outcomes, mostly the popular followers' (nearly all read), a bare "projected <
+# floor" let the marginal classes run until their waste had pulled the figure down
+# (prefetch-lru at 5%: precision 0.43 in prefetch.md at d80d1c2, 0.48 in select.md).
+# Worst first, not "every bucket under floor + margin, from the most-read down" (the first
+# version): on hft the projection is ~0.5-0.6 and one class is the waste, strides of
+# confidence 3-6, which run past a symbol's group of keys into the next symbol's (~0.05 read);
+# the first version closed it and with it every follower read fewer than 15 times and every
+# stride of confidence 1-2 (0.5-0.66 read), costing hits (hft at 10%, prefetch-predictive,
+# 67.8% -> 62.2% once the gate acted more often, from the debug run behind this change).
 CLASS_BUCKETS = 8           # log2 buckets per source: 0, 1, 2-3, ..., 127+
-CLASS_MIN_OUTCOMES = 12     # outcomes before a class alone (or all together) is judged
-CLASS_PRIOR = 6             # pseudo-outcomes at the precision of the buckets above (once they have that many)
+CLASS_MIN_OUTCOMES = 12     # outcomes (all classes together) before the gate judges
+CLASS_PRIOR = 6             # pseudo-outcomes at the overall share that shrink a class's own share
 CLASS_WINDOW = 128          # a class's counts halve past this many: recent outcomes weigh more
-CLASS_PROBE_EVERY = 16      # a closed class still issues one candidate in this many (it may change)
+CLASS_PROBE_EVERY = 64      # a closed class still issues one candidate in this many (it may change);
+# 16 had probes make up about a fifth of web's issued prefetches (closed classes see hundreds of
+# candidates), at the closed classes' 0.2-0.4 read share
+CONFIDENCE_Z = 2.0          # standard errors of the projection the target adds to the floor
 
 
 def candidate_classes(raw: np.ndarray) -> np.ndarray:
@@ -165,10 +177,9 @@ class SelectionGate:
     """Per-class outcome counts of issued prefetches and the decision to issue one of a class.
 
     ``projected``: the precision prefetching would have if every class were issued as often as
-    its candidates come (each class's precision, shrunk toward the overall one by
-    CLASS_MIN_OUTCOMES pseudo-outcomes, weighted by its candidates seen); it does not move
-    when the gate closes a class, so closing one cannot reopen it by raising the figure.
-    Selection acts only while that is below the floor. A closed class's probes keep its figure
+    its candidates come (``estimates`` weighted by candidates seen); it does not move when the
+    gate closes a class, so closing one cannot reopen it by raising the figure. Selection acts
+    only while that is under ``target`` (``acting``). A closed class's probes keep its figure
     current, so it reopens when its reads improve.
     """
 
@@ -179,45 +190,64 @@ class SelectionGate:
         self.seen = np.zeros(n)      # candidates that reached the issue decision, per class
         self.tries = np.zeros(n, dtype=np.int64)
         self.skipped = 0             # candidates not issued for their class
-        self._open: np.ndarray | None = None  # per class, for the target it was computed for
-        self._open_target = -1.0
+        self._open: np.ndarray | None = None  # per class, for the floor it was computed for
+        self._open_floor = -1.0
 
     def precision(self, cls: int) -> float | None:
         decided = self.used[cls] + self.wasted[cls]
         return None if decided < CLASS_MIN_OUTCOMES else float(self.used[cls] / decided)
 
-    def projected(self) -> float | None:
+    def estimates(self) -> np.ndarray | None:
+        """Each class's share read, shrunk toward the overall share; None: too few outcomes."""
         decided = self.used + self.wasted
         total = decided.sum()
-        if total < CLASS_MIN_OUTCOMES or self.seen.sum() <= 0:
+        if total < CLASS_MIN_OUTCOMES:
             return None
         overall = self.used.sum() / total
-        shrunk = (self.used + CLASS_MIN_OUTCOMES * overall) / (decided + CLASS_MIN_OUTCOMES)
-        return float((self.seen * shrunk).sum() / self.seen.sum())
+        return (self.used + CLASS_PRIOR * overall) / (decided + CLASS_PRIOR)
+
+    def projected(self) -> float | None:
+        estimates = self.estimates()
+        if estimates is None or self.seen.sum() <= 0:
+            return None
+        return float((self.seen * estimates).sum() / self.seen.sum())
+
+    def target(self, floor: float) -> float:
+        """The floor plus the projection's noise (CONFIDENCE_Z standard errors, at most RECOVER_MARGIN)."""
+        decided = float((self.used + self.wasted).sum())
+        share = float(self.used.sum()) / decided if decided else 0.0
+        noise = CONFIDENCE_Z * np.sqrt(share * (1.0 - share) / decided) if decided else RECOVER_MARGIN
+        return floor + min(RECOVER_MARGIN, float(noise))
+
+    def acting(self, floor: float) -> bool:
+        """Whether selection acts: the projection is under ``target`` (too few outcomes: no)."""
+        projected = self.projected()
+        return projected is not None and projected < self.target(floor)
 
     def open_classes(self, floor: float) -> np.ndarray:
-        """Per class: issued (True) or closed, for a precision floor."""
-        if self._open is not None and self._open_target == floor:
+        """Per class: issued (True) or closed, for a precision floor. Closed: worst first, while
+        the classes left open project under the target; never a class without outcomes nor
+        one whose own estimate meets the target."""
+        if self._open is not None and self._open_floor == floor:
             return self._open
         is_open = np.ones(2 * CLASS_BUCKETS, dtype=bool)
-        projected = self.projected()
-        target = floor + RECOVER_MARGIN
-        if projected is not None and projected < floor:
-            for source in (0, CLASS_BUCKETS):
-                above_used = above_decided = 0.0
-                for cls in range(source + CLASS_BUCKETS - 1, source - 1, -1):  # most evidence first
-                    used, decided = self.used[cls], self.used[cls] + self.wasted[cls]
-                    if above_decided >= CLASS_PRIOR:
-                        prior = above_used / above_decided
-                        estimate: float | None = (used + CLASS_PRIOR * prior) / (decided + CLASS_PRIOR)
-                    else:
-                        estimate = used / decided if decided >= CLASS_MIN_OUTCOMES else None
-                    if estimate is not None and estimate < target:
-                        is_open[source:cls + 1] = False  # this bucket and every one below it
-                        break
-                    above_used += used
-                    above_decided += decided
-        self._open, self._open_target = is_open, floor
+        estimates = self.estimates()
+        if estimates is not None and self.acting(floor):
+            target = self.target(floor)
+            tried = (self.used + self.wasted) > 0
+            weight = float(self.seen.sum())
+            mass = float((self.seen * estimates).sum())
+            for cls in np.argsort(estimates, kind="stable").tolist():
+                if mass >= target * weight or estimates[cls] >= target:
+                    break
+                if not tried[cls] or self.seen[cls] <= 0:
+                    continue
+                is_open[cls] = False
+                weight -= float(self.seen[cls])
+                mass -= float(self.seen[cls] * estimates[cls])
+                if weight <= 0:
+                    break
+        self._open, self._open_floor = is_open, floor
         return is_open
 
     def allows(self, cls: int, floor: float) -> bool:

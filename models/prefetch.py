@@ -42,9 +42,9 @@ counts to ``control``: recent precision below the floor raises the effective thr
 
 Counters: issued (loads started), stored, used (a client read a prefetched entry), wasted
 (evicted, expired or overwritten before any read), late (a client missed while the
-prefetch was in flight), absent (the origin had no such key: not in ``wasted``, which is
-what the cache held unread, but wasted for the precision control and the candidate's class,
-and the key is not prefetched again for a while (models/absent_keys.py); ``skipped_absent`` counts those).
+prefetch was in flight), absent (the origin had no such key: neither used nor wasted, for the
+counters, the precision control and the candidate's class alike; the key is not prefetched
+again for a while, models/absent_keys.py; ``skipped_absent`` counts those).
 
 MLOps hooks (no-ops unless ``server.mlops`` has them): while ``server.mlops.abtest`` runs,
 ``abtest.arm(key)`` picks the model that scores each candidate (champion: the active model;

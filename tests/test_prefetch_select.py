@@ -66,6 +66,21 @@ def test_where_prefetching_is_precise_overall_no_class_is_closed():
     assert _issuable(gate, 0) == 64 and gate.skipped == 0
 
 
+def test_a_projection_just_above_the_floor_acts_on_few_outcomes_not_on_many():
+    # web: the first few dozen outcomes are mostly the popular followers'; a projection of ~0.6
+    # from them is no evidence that prefetching as a whole clears 0.5, from thousands it is
+    few = SelectionGate()
+    _feed(few, 7, used=15, wasted=1)
+    _feed(few, 3, used=3, wasted=11)      # 0.6 overall, 30 outcomes
+    assert 0.5 < few.projected() < 0.65 and few.acting(0.5)
+    assert _issuable(few, 3) == 64 // CLASS_PROBE_EVERY and _issuable(few, 7) == 64
+    many = SelectionGate()
+    for cls in range(8):                  # 0.6 in every class, 8 x 100 outcomes
+        _feed(many, cls, used=60, wasted=40)
+    assert abs(many.projected() - 0.6) < 1e-9 and not many.acting(0.5)
+    assert _issuable(many, 3) == 64 and many.skipped == 0
+
+
 def test_untried_classes_and_floor_zero_are_never_gated():
     gate = SelectionGate()
     _feed(gate, 2, used=0, wasted=CLASS_MIN_OUTCOMES - 1)
@@ -89,16 +104,31 @@ def test_a_few_outcomes_per_bucket_are_pooled_from_the_most_read_bucket_down():
     assert _issuable(gate, CLASS_BUCKETS + 2) == 64  # strides: no outcomes, their own pool
 
 
-def test_a_marginal_bucket_is_closed_even_under_a_precise_one():
-    # web, prefetch-lru: the most-read followers were nearly all read, those read 15-30 times
-    # about half; pooled together they pass floor + margin, judged on its own the half does not
+def test_the_worst_class_is_closed_first_and_only_as_many_as_the_target_needs():
+    # web, prefetch-lru: the most-read followers nearly all read, those read 15-30 times about
+    # half, those read 7-14 times a sixth: closing the last is enough, the half-read stay open
     gate = SelectionGate()
     _feed(gate, 7, used=20, wasted=0)
     _feed(gate, 4, used=24, wasted=24)
     _feed(gate, 3, used=6, wasted=30)
-    assert gate.projected() < 0.5
-    assert _issuable(gate, 7) == 64
-    assert _issuable(gate, 4) == 64 // CLASS_PROBE_EVERY
+    assert gate.projected() < 0.5 and gate.acting(0.5)
+    assert gate.open_classes(0.5).tolist()[3:8] == [False, True, True, True, True]
+    assert _issuable(gate, 3) == 64 // CLASS_PROBE_EVERY
+    assert _issuable(gate, 7) == 64 and _issuable(gate, 4) == 64
+
+
+def test_hft_like_one_wasteful_stride_class_is_closed_and_the_middling_ones_kept():
+    # hft: strides of confidence 3-6 run past a symbol's keys into the next symbol's (~0.05
+    # read) and pull the whole under the floor; followers and short strides read 0.55-0.65
+    gate = SelectionGate()
+    long_strides, short_strides = CLASS_BUCKETS + 2, CLASS_BUCKETS + 1
+    _feed(gate, 1, used=66, wasted=34, seen=9500)
+    _feed(gate, 2, used=57, wasted=43, seen=4700)
+    _feed(gate, short_strides, used=53, wasted=47, seen=6800)
+    _feed(gate, long_strides, used=4, wasted=96, seen=4000)
+    assert gate.acting(0.5)
+    closed = np.flatnonzero(~gate.open_classes(0.5)).tolist()
+    assert closed == [long_strides]
 
 
 # -- the prefetcher with a real keyspace, origin loader and ranker service -------------------------
@@ -128,7 +158,7 @@ def _prefetch(rig, keys: list[bytes], cls: int) -> None:
 def test_the_prefetcher_learns_class_outcomes_and_stops_issuing_a_wasteful_class(rig):
     p, db = rig.p, rig.db
     popular, rare = 6, 0
-    keys = [b"k%d" % i for i in range(100)]
+    keys = [b"k%d" % i for i in range(200)]
     _prefetch(rig, keys[:20], popular)
     _prefetch(rig, keys[20:60], rare)
     assert p.issued == 60 and len(p.unread_class) == 60
@@ -141,10 +171,10 @@ def test_the_prefetcher_learns_class_outcomes_and_stops_issuing_a_wasteful_class
     assert p.selection.precision(rare) == pytest.approx(0.15)
     assert not p.unread_class
     issued = p.issued
-    _prefetch(rig, keys[60:76], rare)
-    assert p.issued - issued == 16 // CLASS_PROBE_EVERY  # only the probe went out
-    _prefetch(rig, keys[76:80], popular)
-    assert p.issued - issued == 16 // CLASS_PROBE_EVERY + 4
+    _prefetch(rig, keys[60:124], rare)
+    assert p.issued - issued == 64 // CLASS_PROBE_EVERY  # only the probe went out
+    _prefetch(rig, keys[124:128], popular)
+    assert p.issued - issued == 64 // CLASS_PROBE_EVERY + 4
 
 
 def test_keys_the_origin_lacks_are_not_prefetched_again_nor_counted_as_wasted(rig):
