@@ -729,43 +729,51 @@ static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t si
         k->written++;
         return 0;
     }
+    /* the ring's fields in locals first: extensions build with -fno-strict-aliasing, so
+     * each store into a column would otherwise make the compiler read them all again */
     Ring *r = k->ring;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(key);
-    const Py_ssize_t n = PyBytes_GET_SIZE(key);
-    Py_ssize_t at = r->position;
+    const Py_ssize_t n = PyBytes_GET_SIZE(key), at = r->position, capacity = r->capacity;
+    uint64_t *const key_hash = r->key_hash, *const prefix_hash = r->prefix_hash;
+    int64_t *const suffix = r->suffix, *const ts = r->ts;
+    uint32_t *const size_col = r->size;
+    const int64_t ts_us = k->ts_us;
+    const uint16_t tenant_id = r->tenant_id;
+    uint16_t *const tenant = r->tenant;
+    uint8_t *const op_col = r->op, *const outcome_col = r->outcome, *const raw_len = r->raw_len;
+    r->position = at + 1 == capacity ? 0 : at + 1;
+    r->written++;
+    k->written++;
     /* the ring is far larger than the caches: ask for the lines a few events ahead now, so
      * the writes do not each wait for their line to be read in; once per 8 events, a line of
      * each 8-byte column (the 4-byte column's lines get asked for twice) */
     if (!(at & 7)) {
-        Py_ssize_t ahead = at + 32 < r->capacity ? at + 32 : at;
-        __builtin_prefetch(&r->key_hash[ahead], 1);
-        __builtin_prefetch(&r->prefix_hash[ahead], 1);
-        __builtin_prefetch(&r->suffix[ahead], 1);
-        __builtin_prefetch(&r->ts[ahead], 1);
-        __builtin_prefetch(&r->size[ahead], 1);
+        Py_ssize_t ahead = at + 32 < capacity ? at + 32 : at;
+        __builtin_prefetch(&key_hash[ahead], 1);
+        __builtin_prefetch(&prefix_hash[ahead], 1);
+        __builtin_prefetch(&suffix[ahead], 1);
+        __builtin_prefetch(&ts[ahead], 1);
+        __builtin_prefetch(&size_col[ahead], 1);
     }
     if (n <= RAW_KEY_BYTES) {  /* the key's bytes: its codes are the reader's work */
-        r->key_hash[at] = n ? word_at(p, n, 0) : 0;
-        r->prefix_hash[at] = n > 8 ? word_at(p, n, 8) : 0;
-        r->suffix[at] = (int64_t)(n > 16 ? word_at(p, n, 16) : 0);
-        r->raw_len[at] = (uint8_t)(n + 1);
+        key_hash[at] = n ? word_at(p, n, 0) : 0;
+        prefix_hash[at] = n > 8 ? word_at(p, n, 8) : 0;
+        suffix[at] = (int64_t)(n > 16 ? word_at(p, n, 16) : 0);
+        raw_len[at] = (uint8_t)(n + 1);
     } else {
         const Py_ssize_t cut = digits_start(p, n);
         uint64_t h, ph;
         key_hashes(p, n, cut, &h, &ph);
-        r->key_hash[at] = h;
-        r->prefix_hash[at] = cut == n ? h : ph;
-        r->suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
-        r->raw_len[at] = 0;
+        key_hash[at] = h;
+        prefix_hash[at] = cut == n ? h : ph;
+        suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
+        raw_len[at] = 0;
     }
-    r->ts[at] = k->ts_us;
-    r->op[at] = (uint8_t)op;
-    r->outcome[at] = (uint8_t)outcome;
-    r->size[at] = (uint32_t)size;
-    r->tenant[at] = r->tenant_id;
-    r->position = at + 1 == r->capacity ? 0 : at + 1;
-    r->written++;
-    k->written++;
+    ts[at] = ts_us;
+    op_col[at] = (uint8_t)op;
+    outcome_col[at] = (uint8_t)outcome;
+    size_col[at] = (uint32_t)size;
+    tenant[at] = tenant_id;
     return 0;
 }
 
