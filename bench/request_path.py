@@ -134,10 +134,12 @@ def collector_cost(sampling: float, pipeline: int = 16, blocks: int = 15, ticks:
 
 
 def collector_cost_balanced(sampling: float, pipeline: int = 16, blocks: int = 15) -> dict:
-    """``collector_cost`` twice, the servers built in either order, pooled. Built one after the
-    other, the second server is ~0.5-1% faster than the first even when both are off (A/A runs,
-    ``--collector-sampling 0``: memory placement); in one order only, that bias is part of the
-    cost. The cost: the median of both runs' block ratios (quartiles likewise); per order in
+    """``collector_cost`` twice, the servers built in either order, pooled. In A/A runs (both
+    off, ``--collector-sampling 0``) the server built second often measured 0.5-1.5% faster
+    than the first, though not in every run (memory placement); measured in one order only,
+    that offset is part of the cost. Both orders cancel the order's part; what is left is the
+    spread from one pair of server instances to the next, which the A/A figure shows. The
+    cost: the median of both runs' block ratios (quartiles likewise); per order in
     ``by_order``."""
     runs = [collector_cost(sampling, pipeline, blocks, on_first=on_first) for on_first in (False, True)]
     ratios = runs[0]["ratios"] + runs[1]["ratios"]
