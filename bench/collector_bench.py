@@ -149,13 +149,14 @@ def main() -> int:
                      f"{best[k]:,.0f} | {100 * (1 - best[k] / best['off']):+.2f}% | "
                      f"{process_median[k]:,.0f} | {pct(process_median[k], process_median['off'])} | "
                      f"{loop_median[k]:,.0f} | {pct(loop_median[k], loop_median['off'])} |")
-    in_process = in_process_lone = None
+    in_process = in_process_lone = in_process_aa = None
     if args.blocks:
         sys.path.insert(0, os.path.join(ROOT, "bench"))
-        from request_path import collector_cost
+        from request_path import collector_cost_balanced
 
-        in_process = collector_cost(1.0, args.pipeline, args.blocks)
-        in_process_lone = collector_cost(1.0, 1, args.blocks)
+        in_process = collector_cost_balanced(1.0, args.pipeline, args.blocks)
+        in_process_lone = collector_cost_balanced(1.0, 1, args.blocks)
+        in_process_aa = collector_cost_balanced(0.0, args.pipeline, args.blocks)
     cmd = " ".join(["python", "bench/collector_bench.py", *sys.argv[1:]])
     load = os.getloadavg()
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -173,23 +174,34 @@ def main() -> int:
         f"of a few % are within noise).\n")
     if in_process is not None:
         r = in_process
-        md += (f"\nIn-process (bench/request_path.py `collector_cost`: 50 connections, GET -P {r['pipeline']}, "
+        md += (f"\nIn-process (bench/request_path.py `collector_cost_balanced`: 50 connections, GET -P {r['pipeline']}, "
                f"parse + batch + execute + encode, no sockets; two servers' ticks alternating, {r['blocks']} blocks "
-               f"of {r['ticks_per_block']} ticks each): CPU per GET {r['off_ns']:.0f} ns with the collector off, "
+               f"of {r['ticks_per_block']} ticks each, half of them with each server built first): CPU per GET "
+               f"{r['off_ns']:.0f} ns with the collector off, "
                f"{r['on_ns']:.0f} ns at 100% ({r['delta_ns']:+.0f} ns), cost {r['cost_pct']:+.2f}% (median of "
                f"the blocks' ratios; quartiles {r['cost_pct_iqr'][0]:+.2f}% .. {r['cost_pct_iqr'][1]:+.2f}%). "
                f"At sampling s the collector records (and costs this) during s of the time, and the access hook "
-               f"is not installed in between.\n")
+               f"is not installed in between.")
+        md += "".join(f" With the {order}: {o['cost_pct']:+.2f}%." for order, o in r["by_order"].items()) + "\n"
         r = in_process_lone
         md += (f"\nThe same for lone GETs (-P 1: each connection's one GET, a tick's in one C batch): CPU per GET "
                f"{r['off_ns']:.0f} ns off, {r['on_ns']:.0f} ns at 100% ({r['delta_ns']:+.0f} ns), cost "
                f"{r['cost_pct']:+.2f}% (quartiles {r['cost_pct_iqr'][0]:+.2f}% .. {r['cost_pct_iqr'][1]:+.2f}%).\n")
+        r = in_process_aa
+        md += (f"\nThe measurement's own noise (A/A: the same run with both servers off, -P {r['pipeline']}): "
+               f"{r['cost_pct']:+.2f}% (quartiles {r['cost_pct_iqr'][0]:+.2f}% .. {r['cost_pct_iqr'][1]:+.2f}%)"
+               + "".join(f"; {label}: {o['cost_pct']:+.2f}%" for label, o in
+                         zip(("the reference server built first", "built second"), r["by_order"].values()))
+               + ". Cost at the default sampling 0.01, from the in-process cost at 100%: the hook records "
+               f"during 1% of the time, so about {in_process['cost_pct'] / 100:+.3f}% (-P {in_process['pipeline']}) "
+               f"and {in_process_lone['cost_pct'] / 100:+.3f}% (-P 1), plus two timer callbacks a second that "
+               "open and close the window; far below what redis-benchmark's rounds can resolve.\n")
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "collector.json"), "w") as f:
         json.dump({"rounds": results, "median": median, "best": best, "process_cpu_ns_per_request": process_ns,
                    "loop_cpu_ns_per_request": loop_ns, "process_cpu_ns_median": process_median,
                    "loop_cpu_ns_median": loop_median, "in_process": in_process,
-                   "in_process_lone": in_process_lone,
+                   "in_process_lone": in_process_lone, "in_process_aa": in_process_aa,
                    "command": cmd, "date": date,
                    "commit": commit, "machine": host, "loadavg": load, "model": model_dir}, f, indent=2)
     with open(os.path.join(OUT, "collector.md"), "w") as f:

@@ -7,11 +7,19 @@ prefix's id by ``tenant-mode``; 0 = no tenant).
 
 Events arrive in batches from the server's access hook (every tick while prefetching, else
 every ``COLLECTOR_BATCH_S`` = 50 ms: a batch's fixed NumPy costs are paid once per thousands
-of events, not per tick), so the per-access cost on the event loop is one tuple append;
-hashing is vectorised once per batch (``models.keycodes``). A batch's events share one
-timestamp (the time it was handed over). GETs and MGETs the C fast path answers (pipelined
-runs, a tick's lone commands) skip the batch while the collector is the only observer: C
-writes their events into the ring itself, with the same codes, through ``native_ring``.
+of events, not per tick), so the per-access cost on the event loop is one tuple append. A
+batch's events share one timestamp (the time it was handed over). GETs and MGETs the C fast
+path answers (pipelined runs, a tick's lone commands) skip the batch while the collector is
+the only observer: C writes their events into the ring itself, through ``native_ring``.
+
+Recording does not hash: an event of a key of at most ``RAW_KEY_BYTES`` (24) bytes holds the
+key itself, zero-padded, in its three code columns, and the ring's internal ``raw_len``
+column says so (the key's length + 1; 0: the columns hold codes, as for longer keys, whose
+codes are computed at once). Readers (``recent``, the exporter) get codes: they are
+computed on the reader's copy, in the reader's thread (``_decode``: C's ``ring_codes``
+without the GIL, else ``models.keycodes.padded_codes``), so the event loop pays a copy of
+the key per access, not two hashes and a digit parse, and events nobody reads are never
+hashed. The Python path and C write the same bytes.
 
 Sampling is by time window: with rate r the collector records during the first r of every
 ``window_s`` second period and the access hook is not even installed in between, so the
@@ -32,7 +40,7 @@ import threading
 
 import numpy as np
 
-from .keycodes import key_codes
+from .keycodes import key_codes, padded_codes
 
 log = logging.getLogger("predis.collector")
 
@@ -45,9 +53,12 @@ COLUMNS = {
 }
 # The columns live in one block, one after another in this order (widest first, so each is
 # aligned): the C fast path (predis_server/_fastpath.c, RING_EVENT_BYTES) writes events into
-# it through a single buffer.
-RING_LAYOUT = ("key_hash", "prefix_hash", "suffix", "ts", "size", "tenant", "op", "outcome")
-EVENT_BYTES = sum(np.dtype(COLUMNS[name]).itemsize for name in RING_LAYOUT)  # 40
+# it through a single buffer. raw_len is the ring's own (see the module's docstring).
+RING_COLUMNS = {**COLUMNS, "raw_len": np.uint8}
+RING_LAYOUT = ("key_hash", "prefix_hash", "suffix", "ts", "size", "tenant", "op", "outcome", "raw_len")
+EVENT_BYTES = sum(np.dtype(RING_COLUMNS[name]).itemsize for name in RING_LAYOUT)  # 41
+RAW_KEY_BYTES = 24  # the three code columns' bytes
+_RAW_WORDS = ("key_hash", "prefix_hash", "suffix")
 
 
 class AccessCollector:
@@ -57,10 +68,12 @@ class AccessCollector:
         self._block = np.zeros(self.capacity * EVENT_BYTES, dtype=np.uint8)
         views, offset = {}, 0
         for name in RING_LAYOUT:
-            width = self.capacity * np.dtype(COLUMNS[name]).itemsize
-            views[name] = self._block[offset:offset + width].view(COLUMNS[name])
+            width = self.capacity * np.dtype(RING_COLUMNS[name]).itemsize
+            views[name] = self._block[offset:offset + width].view(RING_COLUMNS[name])
             offset += width
-        self.arrays = {name: views[name] for name in COLUMNS}
+        # the ring's columns as stored (short keys' bytes in the code columns: see raw_len);
+        # recent() gives events with their codes
+        self.arrays = {name: views[name] for name in RING_COLUMNS}
         self._ring = None  # the C fast path's handle on _block (native_ring)
         # where the count of events ever recorded lives (ring position = written % capacity):
         # here, or in the C ring once there is one (C runs advance it there, see ``written``)
@@ -107,9 +120,9 @@ class AccessCollector:
             events = events[-self.capacity:]
             n = self.capacity
         # one C-level pass per column (zip(*events) with thousands of arguments is slower)
-        key_hash, prefix_hash, suffix = key_codes(list(map(_FIELDS[0], events)))
+        key_hash, prefix_hash, suffix, raw_len = _raw_columns(list(map(_FIELDS[0], events)))
         columns = {
-            "key_hash": key_hash, "prefix_hash": prefix_hash, "suffix": suffix,
+            "key_hash": key_hash, "prefix_hash": prefix_hash, "suffix": suffix, "raw_len": raw_len,
             "ts": np.full(n, int(now * 1e6), dtype=np.int64),
             "op": np.fromiter(map(_FIELDS[1], events), np.uint8, n),
             "outcome": np.fromiter(map(_FIELDS[2], events), np.uint8, n),
@@ -148,7 +161,8 @@ class AccessCollector:
         with self._lock:
             held = min(self.written, self.capacity)
             count = held if limit is None else min(limit, held)
-            return self._settled(self.written - count, self._slice(self.written - count, self.written))[1]
+            batch = self._settled(self.written - count, self._slice(self.written - count, self.written))[1]
+        return _decode(batch)
 
     def _slice(self, begin: int, end: int) -> dict[str, np.ndarray]:
         idx = np.arange(begin, end) % self.capacity
@@ -179,6 +193,7 @@ class AccessCollector:
             self.exported_upto = end
             if end <= begin:
                 return None
+        batch = _decode(batch)
         os.makedirs(self.export_dir, exist_ok=True)
         self._seq += 1
         name = f"access-{int(batch['ts'][0])}-{os.getpid()}-{self._seq:06d}.npz"
@@ -197,6 +212,42 @@ class AccessCollector:
         while len(segments) > 1 and total > self.export_max_bytes:  # the newest always stays
             total -= sizes.pop(0)
             os.unlink(segments.pop(0))
+
+
+def _raw_columns(keys: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The three code columns and raw_len of a batch of keys as C writes them: a short key's
+    bytes zero-padded (raw_len: its length + 1), a longer key's codes (raw_len 0)."""
+    n = len(keys)
+    lens = np.fromiter(map(len, keys), dtype=np.int64, count=n)
+    words = np.array(keys, dtype=f"S{RAW_KEY_BYTES}").view(np.uint64).reshape(n, 3)  # longer: cut, replaced below
+    key_hash, prefix_hash = words[:, 0].copy(), words[:, 1].copy()
+    suffix = words[:, 2].view(np.int64).copy()
+    raw_len = np.where(lens <= RAW_KEY_BYTES, lens + 1, 0).astype(np.uint8)
+    long_rows = np.flatnonzero(raw_len == 0)
+    if len(long_rows):
+        codes = key_codes([keys[i] for i in long_rows])
+        for column, values in zip((key_hash, prefix_hash, suffix), codes):
+            column[long_rows] = values
+    return key_hash, prefix_hash, suffix, raw_len
+
+
+def _decode(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A reader's copy of ring events (``RING_COLUMNS``) as events with codes (``COLUMNS``):
+    the events that hold their key get its codes, in place."""
+    raw_len = batch.pop("raw_len")
+    rows = np.flatnonzero(raw_len)
+    if len(rows) == 0:
+        return batch
+    from predis_server.fastpath import native
+
+    if native is not None:
+        native.ring_codes(batch["key_hash"], batch["prefix_hash"], batch["suffix"], raw_len)
+        return batch
+    words = np.stack([batch[name][rows].view(np.uint64) for name in _RAW_WORDS], axis=1)
+    codes = padded_codes(words.view(np.uint8).reshape(len(rows), RAW_KEY_BYTES), raw_len[rows] - 1)
+    for name, values in zip(_RAW_WORDS, codes):
+        batch[name][rows] = values
+    return batch
 
 
 class _Count:

@@ -50,7 +50,15 @@ def _fixed_width_codes(keys: Sequence[bytes], lens: np.ndarray) -> tuple[np.ndar
     """
     n = len(keys)
     width = -(-max(1, int(lens.max())) // 8) * 8
-    buf = np.array(keys, dtype=f"S{width}").view(np.uint8).reshape(n, width)
+    return padded_codes(np.array(keys, dtype=f"S{width}").view(np.uint8).reshape(n, width), lens)
+
+
+def padded_codes(buf: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The codes of keys held zero-padded in the rows of an (n, width) uint8 matrix (width a
+    multiple of 8, at most 64), ``lens`` their lengths: the collector's ring holds short keys
+    so (``models.collector``)."""
+    n, width = buf.shape
+    lens = lens.astype(np.int64, copy=False)
     cols = _COLS[:width]
     inside = cols < lens[:, None]
     is_digit = (buf >= 48) & (buf <= 57) & inside

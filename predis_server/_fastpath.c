@@ -485,13 +485,18 @@ enum { OP_GET = 0, OP_MGET = 1 };  /* and its op codes */
 
 /* The collector's ring (models/collector.py's RING_LAYOUT): one writable block of capacity
  * events, column after column: key_hash prefix_hash suffix ts (8 bytes each), size (4),
- * tenant (2), op, outcome (1 each). A Ring holds the block's buffer for its life and keeps
+ * tenant (2), op, outcome, raw_len (1 each). An event of a key of at most RAW_KEY_BYTES bytes
+ * holds the key itself, zero-padded, in its three code columns (raw_len: its length + 1):
+ * a run only copies it, and the codes are computed when the events are read (ring_codes, on
+ * the reader's copy, in the reader's thread); a longer key's codes are computed at once
+ * (raw_len 0). A Ring holds the block's buffer for its life and keeps
  * the ring's count itself: written (events ever recorded; the next goes at written %
  * capacity), which the collector reads and advances for the events its Python path records,
  * and tenant, the id the next events carry (pipeline.py sets it to the run's client's). So a
  * run given the ring as its sink writes and counts events with no Python before or after it:
  * no handle, position or time to pass in, no count to add up (ts is the run's now_ms). */
-#define RING_EVENT_BYTES 40
+#define RING_EVENT_BYTES 41
+#define RAW_KEY_BYTES 24  /* the three 8-byte code columns */
 
 typedef struct {
     PyObject_HEAD
@@ -503,7 +508,7 @@ typedef struct {
     int64_t *suffix, *ts;
     uint32_t *size;
     uint16_t *tenant;
-    uint8_t *op, *outcome;
+    uint8_t *op, *outcome, *raw_len;
 } Ring;
 
 static void ring_dealloc(Ring *r) {
@@ -598,7 +603,55 @@ static PyObject *fast_ring(PyObject *self, PyObject *args) {
     r->tenant = (uint16_t *)(b + 36 * capacity);
     r->op = (uint8_t *)(b + 38 * capacity);
     r->outcome = (uint8_t *)(b + 39 * capacity);
+    r->raw_len = (uint8_t *)(b + 40 * capacity);
     return (PyObject *)r;
+}
+
+PyDoc_STRVAR(ring_codes_doc,
+"ring_codes(key_hash, prefix_hash, suffix, raw_len) -> None\n\n"
+"A reader's copy of ring events: each event whose raw_len is nonzero holds its key (raw_len\n"
+"- 1 bytes, zero-padded) in its key_hash, prefix_hash and suffix words; they get the key's\n"
+"codes (models/keycodes.py's), in place, without the GIL. raw_len is left as it is.");
+
+static PyObject *fast_ring_codes(PyObject *self, PyObject *args) {
+    Py_buffer kh, ph, sx, rl;
+    if (!PyArg_ParseTuple(args, "w*w*w*y*", &kh, &ph, &sx, &rl))
+        return NULL;
+    const Py_ssize_t count = rl.len;
+    if (kh.len != 8 * count || ph.len != 8 * count || sx.len != 8 * count
+        || (uintptr_t)kh.buf & 7 || (uintptr_t)ph.buf & 7 || (uintptr_t)sx.buf & 7) {
+        PyBuffer_Release(&kh);
+        PyBuffer_Release(&ph);
+        PyBuffer_Release(&sx);
+        PyBuffer_Release(&rl);
+        PyErr_SetString(PyExc_ValueError, "ring_codes: three aligned 8-byte columns of raw_len's length");
+        return NULL;
+    }
+    uint64_t *key_hash = kh.buf, *prefix_hash = ph.buf;
+    int64_t *suffix = sx.buf;
+    const uint8_t *raw_len = rl.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!raw_len[i])
+            continue;
+        const Py_ssize_t n = raw_len[i] - 1 < RAW_KEY_BYTES ? raw_len[i] - 1 : RAW_KEY_BYTES;
+        unsigned char key[RAW_KEY_BYTES];
+        memcpy(key, &key_hash[i], 8);
+        memcpy(key + 8, &prefix_hash[i], 8);
+        memcpy(key + 16, &suffix[i], 8);
+        const Py_ssize_t cut = digits_start(key, n);
+        uint64_t h, p;
+        key_hashes(key, n, cut, &h, &p);
+        key_hash[i] = h;
+        prefix_hash[i] = cut == n ? h : p;
+        suffix[i] = cut == n ? -1 : suffix_value(key, n, cut);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&kh);
+    PyBuffer_Release(&ph);
+    PyBuffer_Release(&sx);
+    PyBuffer_Release(&rl);
+    Py_RETURN_NONE;
 }
 
 typedef struct {
@@ -685,31 +738,51 @@ static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t si
         k->written++;
         return 0;
     }
+    /* the ring's fields in locals first: extensions build with -fno-strict-aliasing, so
+     * each store into a column would otherwise make the compiler read them all again */
     Ring *r = k->ring;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(key);
-    const Py_ssize_t n = PyBytes_GET_SIZE(key), cut = digits_start(p, n);
-    Py_ssize_t at = r->position;
-    /* the ring is far larger than the caches: ask for the lines a few events ahead now, so
-     * the writes do not each wait for their line to be read in */
-    Py_ssize_t ahead = at + 16 < r->capacity ? at + 16 : at;
-    __builtin_prefetch(&r->key_hash[ahead], 1);
-    __builtin_prefetch(&r->prefix_hash[ahead], 1);
-    __builtin_prefetch(&r->suffix[ahead], 1);
-    __builtin_prefetch(&r->ts[ahead], 1);
-    __builtin_prefetch(&r->size[ahead], 1);
-    uint64_t h, ph;
-    key_hashes(p, n, cut, &h, &ph);
-    r->key_hash[at] = h;
-    r->prefix_hash[at] = cut == n ? h : ph;
-    r->suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
-    r->ts[at] = k->ts_us;
-    r->op[at] = (uint8_t)op;
-    r->outcome[at] = (uint8_t)outcome;
-    r->size[at] = (uint32_t)size;
-    r->tenant[at] = r->tenant_id;
-    r->position = at + 1 == r->capacity ? 0 : at + 1;
+    const Py_ssize_t n = PyBytes_GET_SIZE(key), at = r->position, capacity = r->capacity;
+    uint64_t *const key_hash = r->key_hash, *const prefix_hash = r->prefix_hash;
+    int64_t *const suffix = r->suffix, *const ts = r->ts;
+    uint32_t *const size_col = r->size;
+    const int64_t ts_us = k->ts_us;
+    const uint16_t tenant_id = r->tenant_id;
+    uint16_t *const tenant = r->tenant;
+    uint8_t *const op_col = r->op, *const outcome_col = r->outcome, *const raw_len = r->raw_len;
+    r->position = at + 1 == capacity ? 0 : at + 1;
     r->written++;
     k->written++;
+    /* the ring is far larger than the caches: ask for the lines a few events ahead now, so
+     * the writes do not each wait for their line to be read in; once per 8 events, a line of
+     * each 8-byte column (the 4-byte column's lines get asked for twice) */
+    if (!(at & 7)) {
+        Py_ssize_t ahead = at + 32 < capacity ? at + 32 : at;
+        __builtin_prefetch(&key_hash[ahead], 1);
+        __builtin_prefetch(&prefix_hash[ahead], 1);
+        __builtin_prefetch(&suffix[ahead], 1);
+        __builtin_prefetch(&ts[ahead], 1);
+        __builtin_prefetch(&size_col[ahead], 1);
+    }
+    if (n <= RAW_KEY_BYTES) {  /* the key's bytes: its codes are the reader's work */
+        key_hash[at] = n ? word_at(p, n, 0) : 0;
+        prefix_hash[at] = n > 8 ? word_at(p, n, 8) : 0;
+        suffix[at] = (int64_t)(n > 16 ? word_at(p, n, 16) : 0);
+        raw_len[at] = (uint8_t)(n + 1);
+    } else {
+        const Py_ssize_t cut = digits_start(p, n);
+        uint64_t h, ph;
+        key_hashes(p, n, cut, &h, &ph);
+        key_hash[at] = h;
+        prefix_hash[at] = cut == n ? h : ph;
+        suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
+        raw_len[at] = 0;
+    }
+    ts[at] = ts_us;
+    op_col[at] = (uint8_t)op;
+    outcome_col[at] = (uint8_t)outcome;
+    size_col[at] = (uint32_t)size;
+    tenant[at] = tenant_id;
     return 0;
 }
 
@@ -1384,6 +1457,7 @@ static PyMethodDef methods[] = {
     {"run", fast_run, METH_VARARGS, run_doc},
     {"mget", fast_mget, METH_VARARGS, mget_doc},
     {"ring", fast_ring, METH_VARARGS, ring_doc},
+    {"ring_codes", fast_ring_codes, METH_VARARGS, ring_codes_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,9 +6,10 @@ import os
 import time
 
 import numpy as np
+import pytest
 import redis
 
-from models.collector import HIT, MISS, AccessCollector, load_segments
+from models.collector import COLUMNS, HIT, MISS, RAW_KEY_BYTES, AccessCollector, load_segments
 from models.keycodes import key_codes
 from servers import predis_process
 
@@ -35,6 +36,31 @@ def test_ring_buffer_wraps_and_keeps_the_newest():
     expected, _, _ = key_codes([b"k%d" % (i * 10 + j) for i in range(5) for j in range(7)][-16:])
     assert recent["key_hash"].tolist() == expected.tolist()
     assert recent["ts"][-1] == int(1004.0 * 1e6)
+
+
+@pytest.mark.parametrize("decoder", ["c", "numpy"])
+def test_short_keys_are_held_raw_and_read_with_their_codes(decoder, monkeypatch):
+    """Recording copies a key of up to RAW_KEY_BYTES bytes into the code columns (no hashing);
+    a longer key's codes are computed at once. Readers (recent, export) get every event's
+    codes, models/keycodes.py's, from C's ring_codes or from NumPy."""
+    from predis_server import fastpath
+
+    if decoder == "c" and fastpath.native is None:
+        pytest.skip("C fast path not built")
+    if decoder == "numpy":
+        monkeypatch.setattr(fastpath, "native", None)
+    keys = [b"", b"a", b"7", b"x\x00", b"user:1001", b"12345678", b"key:000000012345", b"k" * 23 + b"9",
+            b"ab" * 12, b"ab" * 12 + b"1", b"\xb5" * 20 + b"0042", b"z" * 70 + b"123", b"9" * 24, b"9" * 30]
+    c = AccessCollector(capacity=64, sampling=1.0)
+    c.record([(key, 0, HIT, i, 0) for i, key in enumerate(keys)], now=1000.0)
+    raw_len = c.arrays["raw_len"][:len(keys)].tolist()
+    assert raw_len == [len(k) + 1 if len(k) <= RAW_KEY_BYTES else 0 for k in keys]
+    got = c.recent()
+    want = key_codes(keys)
+    assert got["key_hash"].tolist() == want[0].tolist()
+    assert got["prefix_hash"].tolist() == want[1].tolist()
+    assert got["suffix"].tolist() == want[2].tolist()
+    assert set(got) == set(COLUMNS) and got["size"].tolist() == list(range(len(keys)))
 
 
 def test_sampling_windows():

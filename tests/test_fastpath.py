@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gpu
+from models.collector import EVENT_BYTES
 from predis_server import fastpath, lone_batch, pipeline
 from predis_server.config import Config
 from predis_server.protocol import parser
@@ -284,17 +285,18 @@ def test_ring_sink_is_checked():
     with pytest.raises(TypeError):
         ring.written = "0"
     assert ring.written == collector.capacity + 7 and ring.tenant == 7
+    size = 16 * EVENT_BYTES  # a block of 16 events
     with pytest.raises(BufferError):
-        fastpath.native.ring(b"\0" * 640, 16)
+        fastpath.native.ring(b"\0" * size, 16)
     with pytest.raises(ValueError):
-        fastpath.native.ring(memoryview(np.zeros(648, dtype=np.uint8))[1:], 16)
+        fastpath.native.ring(memoryview(np.zeros(size + 8, dtype=np.uint8))[1:], 16)
     for capacity in (0, -1, 17):
         with pytest.raises(ValueError):
-            fastpath.native.ring(np.zeros(640, dtype=np.uint8), capacity)
-    block = np.zeros(640, dtype=np.uint8)
+            fastpath.native.ring(np.zeros(size, dtype=np.uint8), capacity)
+    block = np.zeros(size, dtype=np.uint8)
     small = fastpath.native.ring(block, 16)
     with pytest.raises(ValueError):
-        block.resize(1280)  # exported while the handle lives
+        block.resize(2 * size)  # exported while the handle lives
     held = weakref.ref(block)
     del block
     gc.collect()

@@ -78,6 +78,8 @@ def test_prediction_families_mirror_info(metrics_server):
     info = redis.Redis(port=metrics_server.port).info("prediction")
     assert samples["predis_prefetch_enabled"] == float(info["prefetch_enabled"])
     assert samples["predis_origin_reads"] == float(info["origin_reads"])
+    for field in ("origin_demand_reads", "origin_prefetch_reads", "origin_promoted_reads", "origin_shared_reads"):
+        assert samples["predis_" + field] == float(info[field])
     assert samples["predis_model_info"] == 1.0
 
 

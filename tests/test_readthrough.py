@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 import redis
@@ -102,8 +103,6 @@ def test_other_clients_are_not_blocked_by_a_slow_load(origin_server):
     slow = redis.Redis(port=origin_server.port)
     t = threading.Thread(target=slow.get, args=("k20",))
     t.start()
-    import time
-
     start = time.perf_counter()
     assert r.ping()
     assert time.perf_counter() - start < 0.1
@@ -149,3 +148,54 @@ def test_file_origin_and_config_set_origin(tmp_path):
         r.config_set("origin", "")
         r.flushall()
         assert r.get("page:/index.html") is None
+
+
+_READ_FIELDS = ("origin_reads", "origin_demand_reads", "origin_prefetch_reads", "origin_promoted_reads",
+                "origin_shared_reads")
+
+
+def _origin_counts(r) -> dict[str, int]:
+    info = r.info("prediction")
+    counts = {field: info[field] for field in _READ_FIELDS}
+    assert counts["origin_reads"] == counts["origin_demand_reads"] + counts["origin_prefetch_reads"]
+    return counts
+
+
+def _settled_counts(r) -> dict[str, int]:
+    """The counters once no read is in flight, the same in INFO and PREDIS.PREFETCH STATS."""
+    for _ in range(100):
+        before = _origin_counts(r)
+        time.sleep(0.1)  # longer than one origin read: a read in flight would have moved them
+        counts = _origin_counts(r)
+        stats = {k.decode(): int(v) for k, v in r.execute_command("PREDIS.PREFETCH", "STATS").items()
+                 if k.decode() in _READ_FIELDS}
+        if before == counts == stats:
+            return counts
+    raise AssertionError("the origin counters never settled")
+
+
+def test_demand_prefetch_and_promoted_reads_are_counted(tmp_path):
+    """INFO # Prediction and PREDIS.PREFETCH STATS split origin reads by class: a client's miss
+    (demand), a prefetch, and a prefetch still in flight when a client asked for its key
+    (promoted: the client joins that read, counted as shared too)."""
+    path = tmp_path / "origin.db"
+    _seed(path, 200)
+    with predis_process("--origin", f"sqlite://{path}?delay_ms=50") as server:
+        r = redis.Redis(port=server.port, decode_responses=False)
+        assert _settled_counts(r) == dict.fromkeys(_READ_FIELDS, 0)
+        for i in range(5):  # prefetch off: plain read-through, demand reads only
+            assert r.get(b"k%d" % i) == b"v%d" % i
+        assert _settled_counts(r) == {"origin_reads": 5, "origin_demand_reads": 5, "origin_prefetch_reads": 0,
+                                     "origin_promoted_reads": 0, "origin_shared_reads": 0}
+        r.config_set("prefetch-enabled", "yes")
+        for i in range(20, 120):  # a scan: the stride is prefetched ahead; a 50 ms origin makes
+            assert r.get(b"k%d" % i) == b"v%d" % i  # the client catch up with reads in flight
+            counts = _origin_counts(r)
+            if counts["origin_promoted_reads"] >= 3:
+                break
+        assert counts["origin_promoted_reads"] >= 3, counts
+        counts = _settled_counts(r)
+        assert counts["origin_prefetch_reads"] >= counts["origin_promoted_reads"]
+        assert counts["origin_shared_reads"] >= counts["origin_promoted_reads"]
+        assert 5 < counts["origin_demand_reads"] < 5 + (i - 19)  # some misses were prefetched instead
+        assert counts["origin_prefetch_reads"] <= r.info("prediction")["prefetches_issued"]
