@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 
@@ -41,6 +40,7 @@ sys.path.insert(0, ROOT)
 
 from inprocess import connect, in_process_server
 from resp import encode_command
+from store_bench import commit_id, device_name
 
 from gpu import gpu_available
 from predis_server.config import Config
@@ -187,9 +187,9 @@ def main() -> int:
         child.join(30)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
+        "commit": commit_id(),
         "command": " ".join(["python", "bench/backend_cost.py", *sys.argv[1:]]),
-        "device": _device_name(),
+        "device": device_name(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": platform.python_version(),
         "c_fast_path": native is not None,
@@ -219,22 +219,6 @@ def main() -> int:
     with open(os.path.join(args.out, stem + ".md"), "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
     return 0
-
-
-def _commit() -> str:
-    path = os.path.join(ROOT, "COMMIT")  # a tree copied without .git (the device machine)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                          text=True, check=False).stdout.strip() or "unknown"
-
-
-def _device_name() -> str:
-    if not gpu_available():
-        return "none"
-    import cupy
-    return cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
 
 
 if __name__ == "__main__":

@@ -295,7 +295,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _commit() -> str:
+def commit_id() -> str:
     marker = os.path.join(ROOT, "COMMIT")  # a tree exported with `git archive` (the device machine)
     if os.path.exists(marker):
         with open(marker) as handle:
@@ -353,7 +353,7 @@ def main() -> None:
     PIN.update(pin_cores(args.pin))
     report = {"device": device_name(), "host": f"{platform.node()} {os.cpu_count()} cores, "
               f"Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "commit": _commit(), "command": " ".join(["python", "bench/store_bench.py", *sys.argv[1:]]),
+              "commit": commit_id(), "command": " ".join(["python", "bench/store_bench.py", *sys.argv[1:]]),
               "pin": {k: sorted(v) for k, v in PIN.items()}}
     report["batches"] = run_batches(args.max_batch)
     if not args.no_server:

@@ -42,7 +42,6 @@ kernels are made at start-up rather than in the first clients' writes.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Sequence
 
@@ -50,56 +49,19 @@ import numpy as np
 
 from .arena import DeviceArena, size_bound, size_class
 from .cpu import CLOCK_MASK, NumpyStore, with_access_times
+from .host_gather import STAGE_INSERT, STAGE_LISTED, STAGE_VALUE, gather_items, gather_segments, take_stage
 from .kernels import EMPTY, NumpyKernels
 from .slabs import BLOCK
-
-try:
-    from . import _gather as native_gather
-except ImportError:  # built without a compiler: the Python loops below
-    native_gather = None
-if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
-    native_gather = None
 
 SYNC_INTERVAL_S = 0.05  # the device copy trails host writes by at most this under load
 STAGE_MAX_ITEMS = 65536  # slots listed by either path (the C path's log, the Python list)
 STAGE_MAX_BYTES = 16 << 20
 BIG_VALUE = 1 << 20  # values this large are copied with one memcpy, not through the stage
-# stage_flags bits (_fastpath.c has the same): the slot's string value awaits upload; its
-# key awaits the device index; the slot is in the stage log or list already (kept while a
-# drop clears the others, so a slot reused before the sync is listed once)
-STAGE_VALUE, STAGE_INSERT, STAGE_LISTED = 1, 2, 4
+# stage_flags bits (STAGE_VALUE, STAGE_INSERT, STAGE_LISTED; gpu/host_gather.py): the slot's
+# string value awaits upload; its key awaits the device index; the slot is in the stage log or
+# list already (kept while a drop clears the others, so a slot reused before the sync is listed once)
 STAGE_LOG_FIRST = 1024  # slots the C path's stage log holds at first; doubled once half full,
 STAGE_LOG_MAX = 2 * STAGE_MAX_ITEMS  # up to this (a sync comes at STAGE_MAX_ITEMS)
-
-
-def gather_segments(src, src_off: np.ndarray, dst: np.ndarray, dst_off: np.ndarray, lens: np.ndarray) -> None:
-    """``dst[dst_off[i]:][:lens[i]] = src[src_off[i]:][:lens[i]]`` for every i (gpu/_gather.c)."""
-    if native_gather is not None:
-        native_gather.gather(src, src_off, dst, dst_off, lens)
-        return
-    source, target = memoryview(src), memoryview(dst)
-    for s, d, n in zip(src_off.tolist(), dst_off.tolist(), lens.tolist()):
-        target[d: d + n] = source[s: s + n]
-    source.release()
-
-
-def item_lengths(items: list, index: np.ndarray) -> np.ndarray:
-    """``len(items[i])`` for every i in ``index`` (int64), items being bytes."""
-    out = np.empty(len(index), dtype=np.int64)
-    if native_gather is not None:
-        native_gather.lengths(items, index, out)
-    else:
-        out[:] = [len(items[i]) for i in index.tolist()]
-    return out
-
-
-def gather_items(items: list, index: np.ndarray, dst: np.ndarray, at: int) -> None:
-    """``dst[at:][:total] = b"".join(items[i] for i in index)``, without the join."""
-    if native_gather is not None:
-        native_gather.gather_items(items, index, dst, at)
-        return
-    joined = b"".join([items[i] for i in index.tolist()])
-    dst[at: at + len(joined)] = np.frombuffer(joined, dtype=np.uint8)
 
 
 # Per-slot arrays: the host's mirror of the device blocks, and the device's own (the index's
@@ -426,8 +388,7 @@ class ArenaStore(NumpyStore):
         """The slots listed since the last sync (the C path's log, then Python's list; both
         start empty again), their stage flags cleared: those with a value to upload, with
         its length, device block (-1: none yet) and packed block (0: an object), and those
-        whose key awaits the device index, with its length. One pass over the slots
-        (gpu/_gather.c take_stage): a fancy index per array costs a cache miss per slot each."""
+        whose key awaits the device index, with its length (``host_gather.take_stage``)."""
         log = self._stage_log
         n_log = int(log[0])
         listed = log[1: 1 + n_log].copy()
@@ -435,17 +396,7 @@ class ArenaStore(NumpyStore):
         if self._stage_list:
             listed = np.concatenate([listed, np.array(self._stage_list, dtype=np.int64)])
             self._stage_list = []
-        if native_gather is not None:
-            plan = np.empty((6, len(listed)), dtype=np.int64)
-            n_staged, n_ins = native_gather.take_stage(listed, self.stage_flags, self.val_len, self.val_off,
-                                                       self.value_loc, self._keys, plan)
-            return (plan[0, :n_staged], plan[1, :n_staged], plan[2, :n_staged], plan[3, :n_staged],
-                    plan[4, :n_ins], plan[5, :n_ins])
-        flags = self.stage_flags[listed]
-        self.stage_flags[listed] = 0
-        staged, inserted = listed[(flags & STAGE_VALUE) != 0], listed[(flags & STAGE_INSERT) != 0]
-        return (staged, self.val_len[staged], self.val_off[staged], self.value_loc[staged].astype(np.int64),
-                inserted, item_lengths(self._keys, inserted))
+        return take_stage(listed, self.stage_flags, self.val_len, self.val_off, self.value_loc, self._keys)
 
     def _gather_values(self, slots: np.ndarray, loc: np.ndarray, lens: np.ndarray, at: np.ndarray,
                        host: np.ndarray) -> None:

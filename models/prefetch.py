@@ -21,18 +21,8 @@ are marked (``store.mark_prefetched``) so the predictive policy evicts unused on
 With ``prefetch-stream-floor`` N > 0, a stream that continued N times keeps the heuristic's
 score as a floor (``stream_floor``): scans absent from the training window are still fetched.
 
-Predicted reuse for ``allkeys-predictive``: every access is counted in a ``FrequencySketch``
-(aged, and remembering evicted keys), and the accessed key's reuse score becomes its count;
-a scored candidate already cached gets count + the model's probability. So the policy is an
-LFU with history (TinyLFU's idea) where the model adds what the past alone does not show.
-
-Recency fallback: where the served model's recorded holdout AUC is below ``MIN_HOLDOUT_AUC``
-(it could not rank unseen accesses, so its past is no guide), allkeys-predictive writes no
-reuse scores and admits every load: keys are evicted by recency, as under allkeys-lru
-(``recency_only``; prefetched entries too, their unread penalty cancelled until read).
-
-Admission (same policy): once memory is full, a demand-loaded key whose count is below a
-quantile of the cached keys' reuse is answered but not stored (``AdmissionFilter``).
+Predicted reuse for ``allkeys-predictive`` (counts, the model's score, the recency fallback,
+admission): ``models.predicted_reuse.PredictedReuse``.
 
 Precision control (``models.precision_control``, config ``prefetch-precision-floor``): where
 the model's guesses are mostly wrong (Zipf web traffic: nothing sequential to learn),
@@ -70,16 +60,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpu.interface import EvictionPolicy
 from gpu.scoring import PREFETCHED_UNREAD_PENALTY
 
 from .absent_keys import AbsentKeys
 from .batch_rankers import CHALLENGER_ARM, CHAMPION_ARM, MlopsHooks, SplitRanker, TenantRanker, stream_floor
 from .candidates import CandidateGenerator, raw_matrix
 from .features import candidate_features
-from .frequency import ADMIT_WHEN_FULL, AdmissionFilter, FrequencySketch
 from .keycodes import key_codes, prefix_of
 from .precision_control import DEFAULT_FLOOR, PrecisionControl, SelectionGate, candidate_classes
+from .predicted_reuse import PREDICTIVE, PredictedReuse
 from .ranker import RankerService
 
 log = logging.getLogger("predis.prefetch")
@@ -89,14 +78,6 @@ IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spa
 BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
 RATE_PERIOD = 0.02      # seconds between two readings of the loop thread's busy share
 LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest only seen/counted)
-# allkeys-predictive orders keys by predicted reuse (sketch count + the model's probability) and
-# admits loads by it. Where the model could not rank its own holdout (models.train's holdout AUC
-# below this; 0.5 is chance) the future is not what the past shows (ml-training's epochs: AUC
-# 0.43, and the policy's frequency order lost to plain LRU, 0.80x at 10% where allkeys-lru with
-# prefetching had 1.32x): the policy then orders by recency alone (``recency_only``). 0.6 leaves
-# a margin over chance for the holdout's noise; the bench's informative models are at 0.79-0.98.
-MIN_HOLDOUT_AUC = 0.6
-_PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
 _perf = time.perf_counter
 
 
@@ -114,7 +95,7 @@ if TYPE_CHECKING:
     from predis_server.origin import OriginLoader
 
 
-class Prefetcher(MlopsHooks):
+class Prefetcher(MlopsHooks, PredictedReuse):
     def __init__(self, server: Any, loader: OriginLoader | None, ranker: RankerService,
                  threshold: float = 0.5, max_inflight: int = 64, memory_share: float = 0.2,
                  ttl_ms: int = 0, budget_fraction: float = 0.04, max_candidates: int = 512,
@@ -135,10 +116,7 @@ class Prefetcher(MlopsHooks):
         self.pending_class: dict[bytes, int] = {}  # in-flight prefetch -> its candidate class
         self.unread_class: dict[bytes, int] = {}   # unread prefetched key -> its candidate class
         self.absent_keys = AbsentKeys()  # prefetched, not in the origin: not prefetched again for a while
-        self.recency_only = False  # allkeys-predictive falls back to LRU order (MIN_HOLDOUT_AUC)
-        self.judged_model: Any = None  # the ranker recency_only was decided for
-        self.frequency = FrequencySketch()
-        self.admission = AdmissionFilter()
+        self._init_reuse()
         self.keys: dict[int, bytes] = {}            # key hash -> key (candidates we may fetch)
         self.prefixes: dict[int, tuple[bytes, int]] = {}  # prefix hash -> (prefix, digit width)
         self.unread: dict[bytes, tuple[int, int]] = {}    # prefetched, not yet read: key -> (db, size)
@@ -177,7 +155,7 @@ class Prefetcher(MlopsHooks):
         if _perf() >= self.budget_back_at:
             return True
         server = self.server
-        if getattr(server.keyspace, "policy", None) is _PREDICTIVE and not self.recency_only:
+        if getattr(server.keyspace, "policy", None) is PREDICTIVE and not self.recency_only:
             return True
         mlops = getattr(server, "mlops", None)
         return mlops is not None and (getattr(mlops, "abtest", None) is not None
@@ -286,82 +264,6 @@ class Prefetcher(MlopsHooks):
         self.tokens -= spent
         self.learn_seconds += spent
         self._note_budget()
-
-    # -- predicted reuse (allkeys-predictive) ---------------------------------------------------
-    def _scores_reuse(self) -> bool:
-        if getattr(self.server.keyspace, "policy", None) is not _PREDICTIVE:
-            return False
-        if self.ranker.active is not self.judged_model:
-            self._judge_model()
-        return not self.recency_only
-
-    def _recency_order(self) -> bool:
-        """allkeys-predictive in its recency fallback: prefetched entries need their reuse set so
-        that the unread penalty (gpu.scoring) cancels and they take their place by recency."""
-        return self.recency_only and getattr(self.server.keyspace, "policy", None) is _PREDICTIVE
-
-    def _judge_model(self) -> None:
-        """Recency only where the served model's recorded holdout AUC is below MIN_HOLDOUT_AUC
-        (no record, e.g. the heuristic ranker: the predictive order stands)."""
-        active = self.judged_model = self.ranker.active
-        holdout = (getattr(active, "metrics", None) or {}).get("holdout") or {}
-        auc = holdout.get("auc")
-        recency = auc is not None and float(auc) < MIN_HOLDOUT_AUC
-        if recency and not self.recency_only:
-            for db in self.server.keyspace.dbs:  # scores written so far would still order keys
-                reuse = getattr(db.store, "reuse", None)
-                if reuse is not None:
-                    reuse[:] = 0.0
-            log.info("model %s: holdout AUC %.2f < %.2f, allkeys-predictive evicts by recency",
-                     getattr(active, "version", "?"), float(auc), MIN_HOLDOUT_AUC)
-        self.recency_only = recency
-
-    def _clear_recency_reuse(self, db: Any, key: bytes) -> None:
-        """A prefetched entry read or overwritten: back to reuse 0, a key like any other."""
-        if self._recency_order():
-            db.store.set_reuse_scores([key], [0.0])
-
-    def _count_accesses(self, events: list[tuple], key_hash: np.ndarray) -> None:
-        """Count every access (budget or not: counting is what the eviction order rests on).
-        Only allkeys-predictive reads the counts (eviction order, admission)."""
-        if not self._scores_reuse():
-            return
-        aged = self.frequency.add(key_hash)
-        dbs = self.server.keyspace.dbs
-        if aged:
-            # the stored counts age with the sketch, so resident keys and newcomers compare fairly
-            for db in dbs:
-                reuse = getattr(db.store, "reuse", None)
-                if reuse is not None and len(db.store):
-                    reuse *= 0.5
-            self.frequency.fit_window(sum(len(db.store) for db in dbs))
-        counts = self.frequency.estimate(key_hash).tolist()
-        by_db: dict[int, tuple[list[bytes], list[float]]] = {}
-        for event, count in zip(events, counts):
-            if event[2] != 1:  # a miss's key is stored later, by on_stored
-                ks, vs = by_db.setdefault(event[4], ([], []))
-                ks.append(event[0])
-                vs.append(count)
-        for db_id, (ks, vs) in by_db.items():
-            if db_id < len(dbs):
-                dbs[db_id].store.set_reuse_scores(ks, vs)
-
-    def on_stored(self, db: Any, key: bytes) -> None:
-        """A demand load or a prefetch stored ``key``: it starts at its remembered access count."""
-        if self._scores_reuse():
-            db.store.set_reuse_scores([key], self.frequency.estimate(key_codes([key])[0]).tolist())
-
-    def admits(self, db: Any, key: bytes) -> bool:
-        """Whether a demand-loaded ``key`` is worth storing (``AdmissionFilter``; predictive policy only)."""
-        keyspace = self.server.keyspace
-        store = db.store
-        live = getattr(store, "live", None)
-        if not self._scores_reuse() or not keyspace.maxmemory or live is None or not len(store) \
-                or keyspace.used_memory() < ADMIT_WHEN_FULL * keyspace.maxmemory:
-            return True
-        n = len(live)
-        count = float(self.frequency.estimate(key_codes([key])[0])[0])
-        return self.admission.admits(count, store.reuse[:n], live[:n])
 
     def _rank(self, rows: list[tuple[int, int, int, tuple]], triggers: list[tuple[int, int]]) -> None:
         seen: set[tuple[int, bytes]] = set()

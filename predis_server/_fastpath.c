@@ -480,6 +480,18 @@ static inline int64_t suffix_value(const unsigned char *key, Py_ssize_t n, Py_ss
     return value;
 }
 
+/* key[:n]'s three codes (models/keycodes.py): its hash, its prefix's hash (the key's own when
+ * it ends in no digit) and its numeric suffix (-1: none). */
+static inline void key_codes(const unsigned char *key, Py_ssize_t n, uint64_t *hash, uint64_t *prefix,
+                             int64_t *suffix) {
+    const Py_ssize_t cut = digits_start(key, n);
+    uint64_t h, p;
+    key_hashes(key, n, cut, &h, &p);
+    *hash = h;
+    *prefix = cut == n ? h : p;
+    *suffix = cut == n ? -1 : suffix_value(key, n, cut);
+}
+
 enum { EV_HIT = 0, EV_MISS = 1 };  /* models/collector.py outcome codes */
 enum { OP_GET = 0, OP_MGET = 1 };  /* and its op codes */
 
@@ -639,12 +651,7 @@ static PyObject *fast_ring_codes(PyObject *self, PyObject *args) {
         memcpy(key, &key_hash[i], 8);
         memcpy(key + 8, &prefix_hash[i], 8);
         memcpy(key + 16, &suffix[i], 8);
-        const Py_ssize_t cut = digits_start(key, n);
-        uint64_t h, p;
-        key_hashes(key, n, cut, &h, &p);
-        key_hash[i] = h;
-        prefix_hash[i] = cut == n ? h : p;
-        suffix[i] = cut == n ? -1 : suffix_value(key, n, cut);
+        key_codes(key, n, &key_hash[i], &prefix_hash[i], &suffix[i]);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&kh);
@@ -770,12 +777,7 @@ static int sink_event(Sink *k, PyObject *key, int op, int outcome, Py_ssize_t si
         suffix[at] = (int64_t)(n > 16 ? word_at(p, n, 16) : 0);
         raw_len[at] = (uint8_t)(n + 1);
     } else {
-        const Py_ssize_t cut = digits_start(p, n);
-        uint64_t h, ph;
-        key_hashes(p, n, cut, &h, &ph);
-        key_hash[at] = h;
-        prefix_hash[at] = cut == n ? h : ph;
-        suffix[at] = cut == n ? -1 : suffix_value(p, n, cut);
+        key_codes(p, n, &key_hash[at], &prefix_hash[at], &suffix[at]);
         raw_len[at] = 0;
     }
     ts[at] = ts_us;

@@ -6,8 +6,6 @@ import pytest
 import redis
 from servers import predis_process, redis_process
 
-from gpu import gpu_available
-
 MB = 1 << 20
 BACKENDS = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 
@@ -16,8 +14,6 @@ BACKENDS = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 def test_value_at_proto_max_bulk_len_round_trips(backend):
     """A 512 MB string (the default proto-max-bulk-len) is stored, read back whole and in
     part, counted in used_memory, and a second client is served meanwhile."""
-    if backend == "gpu" and not gpu_available():
-        pytest.skip("no CUDA device")
     value = b"x" * (512 * MB - 7) + b"tail123"
     with predis_process("--store-backend", backend) as server:
         client = redis.Redis(port=server.port, socket_timeout=120)

@@ -61,6 +61,14 @@ async def until(predicate, what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
+async def one_running_one_queued(origin) -> tuple[OriginLoader, asyncio.Future, asyncio.Future]:
+    """A one-worker loader whose worker holds k1 at the origin's gate, and k2 queued behind it."""
+    loader = OriginLoader(origin, threads=1)
+    running = loader.load(b"k1")
+    await until(lambda: origin.started == [b"k1"], "k1 runs")
+    return loader, running, loader.load(b"k2")
+
+
 def test_demand_read_starts_before_queued_prefetch_reads(origin):
     async def main():
         loader = OriginLoader(origin, threads=2, prefetch_slots=1)
@@ -170,10 +178,7 @@ def test_a_queued_prefetch_does_not_time_out_behind_clients(origin):
 
 def test_close_fails_reads_that_never_started(origin):
     async def main():
-        loader = OriginLoader(origin, threads=1)
-        running = loader.load(b"k1")
-        await until(lambda: origin.started == [b"k1"], "k1 runs")
-        queued = loader.load(b"k2")
+        loader, running, queued = await one_running_one_queued(origin)
         loader.close()
         with pytest.raises(OriginError, match="closed"):
             await queued
@@ -314,10 +319,7 @@ def test_a_prefetch_stores_its_value_before_a_client_that_joined_its_read(origin
 
 def test_close_runs_start_waiters_of_reads_that_will_never_start(origin):
     async def main():
-        loader = OriginLoader(origin, threads=1)
-        running = loader.load(b"k1")
-        await until(lambda: origin.started == [b"k1"], "k1 runs")
-        queued = loader.load(b"k2")
+        loader, running, queued = await one_running_one_queued(origin)
         seen = []
         loader.when_demand_started(lambda: seen.append("started"))
         loader.close()

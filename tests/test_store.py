@@ -446,12 +446,12 @@ def test_stage_lists_each_slot_once_and_the_device_matches_the_host(device_store
     pack, hashes, deletes, slot reuse) between syncs: every flagged slot is listed once, the
     staged bytes are those of the flagged values, and after each sync the device holds
     exactly the host's strings and keys."""
-    import gpu.cuda
-    from gpu.cuda import STAGE_INSERT, STAGE_VALUE
+    import gpu.host_gather
+    from gpu.host_gather import STAGE_INSERT, STAGE_VALUE
 
     if not native_gather:
-        monkeypatch.setattr(gpu.cuda, "native_gather", None)
-    elif gpu.cuda.native_gather is None:
+        monkeypatch.setattr(gpu.host_gather, "native_gather", None)
+    elif gpu.host_gather.native_gather is None:
         pytest.skip("gpu/_gather.c was not built")
     rng = random.Random(11)
     keys = [b"k%03d" % i for i in range(120)]
@@ -488,9 +488,9 @@ def test_take_stage_walks_the_listed_slots_once():
     """gpu/_gather.c take_stage: the listed slots' flags cleared, the value-flagged ones with
     their length, device block and packed block, the insert-flagged ones apart; a slot out of
     range changes nothing."""
-    import gpu.cuda
+    import gpu.host_gather
 
-    native = gpu.cuda.native_gather
+    native = gpu.host_gather.native_gather
     if native is None:
         pytest.skip("gpu/_gather.c was not built")
     rng = np.random.default_rng(3)
