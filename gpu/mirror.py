@@ -186,8 +186,9 @@ class CudaPageMirror(PageMirror):
         return sum(size for _, size in self._chunks)
 
     def release(self) -> None:
+        # no copy may still read the region or the slot arrays going back to the pinned pool
+        self.xp.cuda.get_current_stream().synchronize()
         if self._chunks:
-            self.xp.cuda.get_current_stream().synchronize()  # no copy may still read them
             for address, _ in self._chunks:
                 self.xp.cuda.runtime.hostUnregister(address)
             self._chunks = []
