@@ -10,7 +10,8 @@ marked since the last sync) and INSERTS (new keys since the last sync: the index
 
 A sync (gpu/cuda.py ``ArenaStore.sync``) takes the dirty pages, coalesced into a bounded
 number of runs (gaps of up to MERGE_GAP clean pages merged, then the smallest gaps until at
-most SLOT_RUNS or REGION_RUNS runs are left), and copies slot runs *before* region runs: the
+most SLOT_RUNS or REGION_RUNS runs are left; a region run is cut where one registered chunk
+meets the next, a few more copies at most), and copies slot runs *before* region runs: the
 host writes a key's bytes before the slot arrays that point at them, so a copy of the slot
 arrays that shows a key is followed by one of bytes at least as new. Nothing is read back
 and nothing waits: on CUDA (``CudaPageMirror``) the copies are asynchronous DMAs, from the
@@ -74,6 +75,7 @@ class PageMirror:
         self.host_region = None  # the slabs' mmap, once open
         self.region_dirty = np.zeros(0, dtype=np.uint8)
         self.slot_dirty = np.zeros(0, dtype=np.uint8)
+        self._cuts: list[int] = []  # region offsets where one registered chunk meets the next
         self._rdirty = memoryview(self.region_dirty)
         self._sdirty = memoryview(self.slot_dirty)
 
@@ -153,10 +155,24 @@ class PageMirror:
     def upload_region(self, runs: list[tuple[int, int]]) -> None:
         view = np.frombuffer(self.host_region, dtype=np.uint8)  # released below: the mmap can close
         try:
-            for first, last in runs:
-                self.upload(self.region, view, first << PAGE_SHIFT, min(last << PAGE_SHIFT, self.capacity))
+            for start, end in self.byte_ranges(runs):
+                self.upload(self.region, view, start, end)
         finally:
             del view
+
+    def byte_ranges(self, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The region bytes of page ``runs``, cut where one registered chunk ends and the next
+        begins: one CUDA copy may not span two registrations (cudaErrorInvalidValue)."""
+        cuts = self._cuts
+        out = []
+        for first, last in runs:
+            start, end = first << PAGE_SHIFT, min(last << PAGE_SHIFT, self.capacity)
+            for cut in cuts:
+                if start < cut < end:
+                    out.append((start, cut))
+                    start = cut
+            out.append((start, end))
+        return out
 
 
 class CudaPageMirror(PageMirror):
@@ -179,6 +195,8 @@ class CudaPageMirror(PageMirror):
             runtime.hostRegister(self._region_address + start, end - start, 0)
         except runtime.CUDARuntimeError:  # copies from it stay correct, through a staging buffer
             return
+        if self._chunks:
+            self._cuts.append(start)
         self._chunks.append((self._region_address + start, end - start))
 
     @property
@@ -191,7 +209,7 @@ class CudaPageMirror(PageMirror):
         if self._chunks:
             for address, _ in self._chunks:
                 self.xp.cuda.runtime.hostUnregister(address)
-            self._chunks = []
+            self._chunks, self._cuts = [], []
         super().release()
 
     def upload(self, dst, src: np.ndarray, start: int, end: int) -> None:

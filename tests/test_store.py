@@ -429,6 +429,17 @@ def test_dirty_pages_coalesce_into_few_copies():
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(runs)) and bitmap[500::10].all()
 
 
+def test_region_copies_are_cut_at_registered_chunk_boundaries():
+    """CUDA refuses one copy across two host registrations: runs are cut where chunks meet."""
+    from gpu.mirror import PageMirror
+
+    mirror = PageMirror(np, None)
+    mirror.capacity = 1 << 22
+    mirror._cuts = [1 << 20, 1 << 21]  # chunks [0, 1M), [1M, 2M), [2M, 4M)
+    assert mirror.byte_ranges([(0, 2), (200, 600), (1000, 1024)]) == [
+        (0, 8192), (200 << 12, 1 << 20), (1 << 20, 1 << 21), (1 << 21, 600 << 12), (1000 << 12, 1 << 22)]
+
+
 def test_sync_copies_slot_pages_before_region_pages_in_few_copies(device_store, monkeypatch):
     """One sync issues at most SLOT_RUNS copies per mirrored slot array and REGION_RUNS region
     copies, slot arrays first; a sync with nothing marked copies nothing."""
