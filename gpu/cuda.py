@@ -172,13 +172,15 @@ class ArenaStore(NumpyStore):
         slabs = self._slabs
         if slabs is None or slabs._state[TOP] * BLOCK + need > self.mirror.capacity:
             self._room(need)
+        before = None if new else (self._loc[slot], self._size[slot])
         slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)
         if new:
             self._place_key(slot, key)
         loc = self._loc[slot]
         if loc:
             self.mirror.mark_region(loc * BLOCK, len(value))
-        self.mirror.mark_slot(slot)
+        if before != (loc, self._size[slot]):  # the mirrored slot arrays changed (a TTL is not mirrored)
+            self.mirror.mark_slot(slot)
         return slot
 
     def _place_key(self, slot: int, key: bytes) -> None:

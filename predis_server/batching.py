@@ -21,7 +21,7 @@ def wants_coalescing(keyspace) -> bool:
 
 def end_tick(keyspace) -> None:
     """After the tick's replies: changed pages go to the device, once per store. A store with
-    nothing staged (``staged_since`` 0) costs one attribute read: at -P 1 a tick is a few
+    nothing to copy (``staged_since`` 0) costs one property read: at -P 1 a tick is a few
     requests, and sixteen flush() calls a tick were a visible share of them."""
     for store in keyspace.stores:
         if store.staged_since:
