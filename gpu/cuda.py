@@ -25,8 +25,9 @@ whose key went or changed loses its index entry, a live one without an entry get
 hashed from the mirrored bytes. The host never waits for the device in a sync and never
 reads device data back. ``sync`` runs before every device read (the batch APIs:
 ``lookup_packed``, ``gather_device``, ``get_many_packed``), and at the end of an event-loop
-tick (``flush()``) once the oldest change is SYNC_INTERVAL_S old or DIRTY_PAGES_MAX region
-pages are marked, so one sync serves the writes of many ticks.
+tick (``flush()``) once the oldest change is SYNC_INTERVAL_S old, so one sync serves the writes
+of many ticks. (No trigger by the number of dirty pages: the marks take no memory that grows, and
+a sync's CPU cost is mostly per copy, not per page, so syncing more often only costs more.)
 
 Device out-of-memory fails the write that needs the space and nothing else: a write that may
 take region space beyond the mirror's capacity grows the mirror first (the slabs' LIMIT is
@@ -60,7 +61,6 @@ from .mirror import (
 from .slabs import BLOCK, LIMIT, TOP, size_class
 
 SYNC_INTERVAL_S = 0.05  # the device copy trails host writes by at most this under load
-DIRTY_PAGES_MAX = 4096  # region pages (16 MiB) marked that make the end of a tick sync at once
 BIG_VALUE = 1 << 20  # values this large get a device block of their own, written at once
 
 # Host arrays the device mirrors, slot for slot (NumpyStore has the first three).
@@ -232,11 +232,11 @@ class ArenaStore(NumpyStore):
         return sum(1 for key in keys if self.delete(key))
 
     def flush(self) -> None:
-        """End of an event-loop tick: changes older than SYNC_INTERVAL_S (or many pages of
-        them) go to the device, so a sync (a few copies and a kernel) serves many ticks."""
+        """End of an event-loop tick: changes older than SYNC_INTERVAL_S go to the device, so a
+        sync (a few copies and a kernel) serves many ticks."""
         state = self._mstate
         since = state[SINCE]
-        if since and (time.monotonic_ns() - since >= SYNC_INTERVAL_S * 1e9 or state[PAGES] >= DIRTY_PAGES_MAX):
+        if since and time.monotonic_ns() - since >= SYNC_INTERVAL_S * 1e9:
             self.sync()
 
     # -- the sync: dirty pages copied, the index reconciled ----------------------------------
