@@ -9,7 +9,7 @@ machine hits both alike. (Two servers in one process were not comparable: with a
 in the process, the second server made ran slower whatever its backend.)
 A tick is what redis-benchmark -P 16 -c 50 gives the server: 50 connections' pipelines of 16
 commands, then the tick's end (``batching.end_tick``: the GPU store's sync once its oldest
-staged write is 50 ms old). Each block of ticks gives one sample per backend; the figures are
+change is 50 ms old). Each block of ticks gives one sample per backend; the figures are
 medians over blocks, and the ratio the median of the blocks' GPU/CPU ratios. ``--pair cpu,cpu-cuda`` measures what a
 CUDA context alone costs a process's CPU work (the CPU store in both). The clock is
 the server thread's CPU time (and wall time: the GPU store never waits for the device on

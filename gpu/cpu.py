@@ -58,6 +58,8 @@ def value_size(value: object) -> int:
 
 class NumpyStore(StoreBackend):
     name = "cpu"
+    #: longest string packed in the slabs (the GPU store packs longer ones, gpu/cuda.py)
+    packed_max = PACKED_MAX
     #: bytes a value kept as a Python object is accounted for
     value_size = staticmethod(value_size)
 
@@ -91,7 +93,7 @@ class NumpyStore(StoreBackend):
     def _grow(self, capacity: int) -> None:
         for name in (*_META_DTYPES, "live"):
             old = getattr(self, name)
-            new = np.zeros(capacity, dtype=old.dtype)
+            new = self._host_array(name, capacity, old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
         self._capacity = capacity
@@ -104,6 +106,10 @@ class NumpyStore(StoreBackend):
         self._loc = memoryview(self.value_loc)
         self._flags = memoryview(self.flags)
         self._live = memoryview(self.live)
+
+    def _host_array(self, name: str, capacity: int, dtype) -> np.ndarray:
+        """A zeroed per-slot array (the GPU store puts the ones it mirrors in pinned memory)."""
+        return np.zeros(capacity, dtype=dtype)
 
     @property
     def _data_bytes(self) -> int:
@@ -232,7 +238,7 @@ class NumpyStore(StoreBackend):
                 self._forget_value(slot)
                 loc = 0
         if not loc:
-            loc = type(value) is bytes and len(value) <= PACKED_MAX \
+            loc = type(value) is bytes and len(value) <= self.packed_max \
                 and (self._slabs or self._open_slabs()).store(value)
             if loc:
                 self._loc[slot] = loc

@@ -70,9 +70,6 @@ class StoreBackend(ABC):
         where commands must take the Python path."""
         return None
 
-    def native_written(self, staged_bytes: int) -> None:
-        """Called after the C path overwrote values in place (the GPU store uploads them)."""
-
     # -- batch operations (the primary interface) ---------------------------------------
     @abstractmethod
     def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[object | None]:

@@ -13,6 +13,11 @@ is a block number (offset / BLOCK) that fits in 32 bits; the store slices
 ``region[loc * BLOCK: loc * BLOCK + length]`` itself on its hot paths. Block 0 is never handed
 out, so 0 means "not packed". A full region makes ``store`` return 0: the value then stays a
 Python object, nothing fails.
+
+The CPU store packs strings of up to PACKED_MAX bytes (size classes of BLOCK bytes). The GPU
+store (gpu/cuda.py) packs longer strings and its keys too, so that the device can mirror the
+region page by page; above PACKED_MAX the classes are four per power of two (at most 25%
+waste), so that freed blocks of long strings are reused by strings of similar length.
 """
 from __future__ import annotations
 
@@ -30,8 +35,12 @@ TOP, LIMIT, USED = 0, 1, 2
 
 
 def size_class(length: int) -> int:
-    """Bytes a packed value of ``length`` occupies."""
-    return (length + BLOCK - 1) & -BLOCK or BLOCK
+    """Bytes a packed value of ``length`` occupies: a multiple of BLOCK up to PACKED_MAX, then
+    four classes per power of two. Lengths of one BLOCK class always share a class here."""
+    if length <= PACKED_MAX:
+        return (length + BLOCK - 1) & -BLOCK or BLOCK
+    step = 1 << ((length - 1).bit_length() - 3)
+    return (length + step - 1) & -step
 
 
 def _reserve() -> mmap.mmap:
@@ -59,8 +68,10 @@ class ValueSlabs:
         return self._state[USED]
 
     def store(self, value: bytes) -> int:
-        """Copy ``value`` (at most PACKED_MAX bytes) in; its location, 0 if the region is full."""
-        cls = (len(value) + BLOCK - 1) & -BLOCK or BLOCK  # size_class, inlined (once a new key)
+        """Copy ``value`` in; its location, 0 if the region is full (up to LIMIT)."""
+        n = len(value)
+        # size_class, inlined for short values (once a new key)
+        cls = ((n + BLOCK - 1) & -BLOCK or BLOCK) if n <= PACKED_MAX else size_class(n)
         free = self.free.get(cls)
         state = self._state
         if free:

@@ -3,7 +3,7 @@
  *
  * predis_server/fastpath.py says when these are used; the store hands over its layout with
  * native_view() (gpu/cpu.py: the dict of slots, the metadata arrays, the packed-value region;
- * gpu/cuda.py adds its stage). Whatever cannot be done exactly as the Python path does (a key
+ * gpu/cuda.py adds its keys' locations and the dirty maps of its device mirror). Whatever cannot be done exactly as the Python path does (a key
  * that expired, an INCR on a non-integer, a miss the origin must load, the first read of a
  * prefetched entry) they stop before, and the caller runs that command the Python way. The
  * only Python they call is the store's own set() and native_view(), for writes that need a
@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define BLOCK 4                 /* gpu/slabs.py BLOCK */
 #define PACKED_MAX 1024         /* gpu/slabs.py PACKED_MAX */
@@ -28,12 +29,13 @@
 #define CLOCK_MASK 0xFFFFFFFFu  /* gpu/cpu.py CLOCK_MASK */
 #define LFU_INIT_VAL 5          /* gpu/cpu.py LFU_INIT_VAL */
 enum { SLAB_TOP = 0, SLAB_LIMIT = 1, SLAB_USED = 2 };  /* gpu/slabs.py ValueSlabs.state */
-enum { DEV_RESERVED = 0, DEV_ROOM = 1 };  /* gpu/cuda.py ArenaStore.dev_counts */
+enum { MIRROR_SINCE = 0, MIRROR_PAGES = 1, MIRROR_INSERTS = 2 };  /* gpu/mirror.py PageMirror.state */
+#define PAGE_SHIFT 12           /* gpu/mirror.py PAGE_SHIFT: region pages of 4 KiB */
+#define SLOT_PAGE_SHIFT 10      /* gpu/mirror.py SLOT_PAGE_SHIFT: slot pages of 1024 slots */
 #define BASE_ITEMS 16           /* the CPU store's view; the GPU store's adds 5 */
 
 enum { K_GET = 1, K_SET = 2, K_INCR = 3, K_MGET = 4 };  /* predis_server/pipeline.py kinds */
 enum { OPT_WRITES = 1, OPT_STOP_AT_MISS = 2, OPT_TOUCH = 4 };
-enum { STAGE_VALUE = 1, STAGE_INSERT = 2, STAGE_LISTED = 4 };  /* gpu/cuda.py stage_flags bits */
 
 /* The store, as its native_view() hands it over. */
 typedef struct {
@@ -43,7 +45,7 @@ typedef struct {
     PyObject *free_slots;  /* list of free slots, the next one last */
     PyObject *slab_free;   /* dict size class -> array of free locations (None: no slabs yet) */
     Py_buffer exp, atime, loc, size, flags, region, live, lfu, lfu_time, counts, slab_state,
-              stage_flags, dev_off, dev_len, stage_log, dev_counts;
+              key_loc, key_len, region_dirty, slot_dirty, mirror_state;
     int held;          /* buffers acquired so far (released in reverse) */
     Py_ssize_t nslots;
     int64_t *exp_p;
@@ -54,19 +56,20 @@ typedef struct {
     int64_t *slab_state_p;  /* SLAB_TOP, SLAB_LIMIT, SLAB_USED; NULL before the first value */
     char *region_p;
     Py_ssize_t region_len;
-    /* the GPU store (NULL for the CPU store): per slot its stage flags and device block
-     * (offset, length); the stage log: [0] the number of slots listed, then the slots;
-     * DEV_RESERVED, DEV_ROOM of the arena */
-    uint8_t *stage_flags_p;
-    int64_t *dev_off_p, *dev_len_p, *stage_log_p, *dev_counts_p;
-    Py_ssize_t stage_log_cap;
+    /* the GPU store (NULL for the CPU store): per slot its key's packed location and length;
+     * a byte per region page and per slot page a write marks for the device mirror's next
+     * copy; MIRROR_SINCE, MIRROR_PAGES, MIRROR_INSERTS (gpu/mirror.py) */
+    uint32_t *key_loc_p, *key_len_p;
+    uint8_t *region_dirty_p, *slot_dirty_p;
+    Py_ssize_t region_pages, slot_pages;
+    int64_t *mirror_p;
     PyObject *source;  /* the tuple it was opened from (a reference: compared by identity) */
 } View;
 
 static void view_release(View *v) {
     Py_buffer *bufs[] = {&v->exp, &v->atime, &v->loc, &v->size, &v->flags, &v->region, &v->live,
-                         &v->lfu, &v->lfu_time, &v->counts, &v->slab_state, &v->stage_flags,
-                         &v->dev_off, &v->dev_len, &v->stage_log, &v->dev_counts};
+                         &v->lfu, &v->lfu_time, &v->counts, &v->slab_state, &v->key_loc,
+                         &v->key_len, &v->region_dirty, &v->slot_dirty, &v->mirror_state};
     for (int i = v->held - 1; i >= 0; i--)
         PyBuffer_Release(bufs[i]);
     v->held = 0;
@@ -99,7 +102,7 @@ static int view_open(View *v, PyObject *tuple) {
     memset(v, 0, sizeof(*v));
     if (!PyTuple_CheckExact(tuple)
         || (PyTuple_GET_SIZE(tuple) != BASE_ITEMS && PyTuple_GET_SIZE(tuple) != BASE_ITEMS + 5)) {
-        PyErr_SetString(PyExc_TypeError, "store view: a 16-tuple (21 with a stage)");
+        PyErr_SetString(PyExc_TypeError, "store view: a 16-tuple (21 with a device mirror)");
         return -1;
     }
     v->index = PyTuple_GET_ITEM(tuple, 0);
@@ -143,20 +146,20 @@ static int view_open(View *v, PyObject *tuple) {
     v->counts_p = v->counts.buf;
     v->slab_state_p = v->slab_state.buf;
     if (PyTuple_GET_SIZE(tuple) > BASE_ITEMS) {
-        /* the GPU store: values written in place are flagged and listed for the next upload,
-         * their device blocks kept; new keys reserve their device space from the room */
-        if (view_buffer(v, tuple, BASE_ITEMS, &v->stage_flags, 1, v->nslots, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 1, &v->dev_off, 8, v->nslots, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 2, &v->dev_len, 8, v->nslots, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 3, &v->stage_log, 8, 2, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 4, &v->dev_counts, 8, 2, 0) < 0)
+        /* the GPU store: writes mark the pages they touch; new keys pack their key too */
+        if (view_buffer(v, tuple, BASE_ITEMS, &v->key_loc, 4, v->nslots, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 1, &v->key_len, 4, v->nslots, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 2, &v->region_dirty, 1, 0, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 3, &v->slot_dirty, 1, 0, 0) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 4, &v->mirror_state, 8, 3, 0) < 0)
             return -1;
-        v->stage_flags_p = v->stage_flags.buf;
-        v->dev_off_p = v->dev_off.buf;
-        v->dev_len_p = v->dev_len.buf;
-        v->stage_log_p = v->stage_log.buf;
-        v->stage_log_cap = v->stage_log.len / 8 - 1;
-        v->dev_counts_p = v->dev_counts.buf;
+        v->key_loc_p = v->key_loc.buf;
+        v->key_len_p = v->key_len.buf;
+        v->region_dirty_p = v->region_dirty.buf;
+        v->region_pages = v->region_dirty.len;
+        v->slot_dirty_p = v->slot_dirty.buf;
+        v->slot_pages = v->slot_dirty.len;
+        v->mirror_p = v->mirror_state.buf;
     }
     Py_INCREF(tuple);
     v->source = tuple;
@@ -312,34 +315,39 @@ static int put_raw(Out *o, const char *data, Py_ssize_t n) {
     return 0;
 }
 
-/* The GPU store: whether slot's string can be written in place, i.e. it has a device block
- * or is staged already (its reserved space covers any length of its size class: a slab
- * size class lies within one arena size class), and the stage log has room if it is not
- * listed yet. Always true for the CPU store. */
-static int stage_allows(View *v, Py_ssize_t slot) {
-    if (v->stage_flags_p == NULL)
-        return 1;
-    uint8_t f = v->stage_flags_p[slot];
-    return ((f & STAGE_VALUE) || v->dev_off_p[slot] >= 0)
-        && ((f & STAGE_LISTED) || v->stage_log_p[0] < v->stage_log_cap);
+/* The GPU store (no-ops for the CPU store): a change the device mirror has not seen notes
+ * its time once (MIRROR_SINCE, time.monotonic_ns's clock: the end of a tick reads it). */
+static inline void mirror_changed(View *v) {
+    if (!v->mirror_p[MIRROR_SINCE]) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v->mirror_p[MIRROR_SINCE] = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
 }
 
-/* The GPU store: slot's new n-byte value (in the host region) goes up with the next sync
- * (gpu/cuda.py), which reads it from there: the slot is flagged, listed once, its staged
- * length noted. *staged_bytes gets the change in staged bytes. */
-static void stage(View *v, Py_ssize_t slot, Py_ssize_t n, Py_ssize_t *staged_bytes) {
-    if (v->stage_flags_p == NULL)
+/* Region bytes [off, off + n) changed: their pages go with the next sync. */
+static inline void mark_region(View *v, Py_ssize_t off, Py_ssize_t n) {
+    if (v->mirror_p == NULL)
         return;
-    uint8_t f = v->stage_flags_p[slot];
-    if (!(f & STAGE_LISTED))
-        v->stage_log_p[1 + v->stage_log_p[0]++] = slot;
-    *staged_bytes += (f & STAGE_VALUE) ? n - v->dev_len_p[slot] : n;
-    v->stage_flags_p[slot] = f | STAGE_VALUE | STAGE_LISTED;
-    v->dev_len_p[slot] = n;
+    Py_ssize_t last = (off + (n ? n : 1) - 1) >> PAGE_SHIFT;
+    for (Py_ssize_t page = off >> PAGE_SHIFT; page <= last && page < v->region_pages; page++)
+        if (!v->region_dirty_p[page]) {
+            v->region_dirty_p[page] = 1;
+            v->mirror_p[MIRROR_PAGES]++;
+        }
+    mirror_changed(v);
+}
+
+/* Slot's entries in the mirrored slot arrays changed. */
+static inline void mark_slot(View *v, Py_ssize_t slot) {
+    if (v->mirror_p == NULL || (slot >> SLOT_PAGE_SHIFT) >= v->slot_pages)
+        return;
+    v->slot_dirty_p[slot >> SLOT_PAGE_SHIFT] = 1;
+    mirror_changed(v);
 }
 
 /* Whether argv may write its key as a run writes (SET key value, INCR key): the look-ahead's
- * guess, before the command's kind is looked up, of whether the stage arrays will be read. */
+ * guess, before the command's kind is looked up, of whether a write's arrays will be read. */
 static inline int is_write_like(PyObject *argv) {
     if (PyList_GET_SIZE(argv) > 2)
         return 1;
@@ -923,38 +931,87 @@ done:
     return (int)result;
 }
 
-/* SET (or INCR) of an absent key to a short string, as the store's set() does it for one:
- * a slot (the last free one, else a new one below the arrays' capacity), the value packed in
- * the slabs (the last free block of its size class, else the bump pointer), the metadata of a
- * new key, the byte counts; the GPU store's stage flags, log and a reservation of the key's
- * and value's device space (gpu/arena.py size_bound) from the arena's room. The new slot, or
- * -1 when set() must do it (no slabs yet or full, the arrays full, a long value, no room or
- * log space on the GPU store), -2 on error (out of memory). *slot_obj: borrowed. */
-static Py_ssize_t insert_new(View *v, PyObject *key, const char *data, Py_ssize_t n,
-                             long long now_ms, Py_ssize_t *staged_bytes, PyObject **slot_obj) {
-    if (n > PACKED_MAX || v->slab_state_p == NULL || v->region_p == NULL)
-        return -1;
-    int64_t *slabs = v->slab_state_p;
-    Py_ssize_t cls = n ? (n + BLOCK - 1) & -BLOCK : BLOCK, blocks = cls / BLOCK;
-    PyObject *bucket = NULL;  /* the class's free blocks, if any */
+/* A block of cls bytes from the slabs: the last free one of its class (taken, *bucket: its
+ * list) or the bump pointer's (*bucket NULL, not taken yet). 0: none within the limit; -1: error. */
+static Py_ssize_t slab_find(View *v, Py_ssize_t cls, Py_ssize_t bump_from, PyObject **bucket) {
+    *bucket = NULL;
     if (PyDict_GET_SIZE(v->slab_free)) {
         PyObject *cls_obj = PyLong_FromSsize_t(cls);
         if (cls_obj == NULL)
-            return -2;
-        bucket = PyDict_GetItemWithError(v->slab_free, cls_obj);
+            return -1;
+        PyObject *list = PyDict_GetItemWithError(v->slab_free, cls_obj);
         Py_DECREF(cls_obj);
-        if (bucket == NULL && PyErr_Occurred())
-            return -2;
-        if (bucket != NULL) {
-            Py_ssize_t free_blocks = PyObject_Size(bucket);
+        if (list == NULL && PyErr_Occurred())
+            return -1;
+        if (list != NULL) {
+            Py_ssize_t free_blocks = PyObject_Size(list);
             if (free_blocks < 0)
-                return -2;
-            if (free_blocks == 0)
-                bucket = NULL;
+                return -1;
+            if (free_blocks > 0) {
+                *bucket = list;
+                return 1;
+            }
         }
     }
-    if (bucket == NULL && slabs[SLAB_TOP] + blocks > slabs[SLAB_LIMIT])
-        return -1;  /* the region is full: set() keeps the value as an object */
+    return bump_from + cls / BLOCK <= v->slab_state_p[SLAB_LIMIT] ? 1 : 0;
+}
+
+/* Take the block slab_find found: its location (-1: error). */
+static Py_ssize_t slab_take(View *v, Py_ssize_t cls, PyObject *bucket) {
+    Py_ssize_t loc;
+    if (bucket != NULL) {
+        PyObject *popped = PyObject_CallMethod(bucket, "pop", NULL);
+        loc = popped ? PyLong_AsSsize_t(popped) : -1;
+        Py_XDECREF(popped);
+        if (loc < 0)
+            return -1;
+    } else {
+        loc = v->slab_state_p[SLAB_TOP];
+    }
+    if ((loc + cls / BLOCK) * BLOCK > v->region_len) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "insert_new: a slab location outside the region");
+        return -1;
+    }
+    if (bucket == NULL)
+        v->slab_state_p[SLAB_TOP] = loc + cls / BLOCK;
+    v->slab_state_p[SLAB_USED] += cls;
+    return loc;
+}
+
+static inline Py_ssize_t slab_class(Py_ssize_t n) {
+    return n ? (n + BLOCK - 1) & -BLOCK : BLOCK;
+}
+
+/* SET (or INCR) of an absent key to a short string, as the store's set() does it for one:
+ * a slot (the last free one, else a new one below the arrays' capacity), the value packed in
+ * the slabs (the last free block of its size class, else the bump pointer), the metadata of a
+ * new key, the byte counts; on the GPU store the key packed too and the pages marked. The new
+ * slot, or -1 when set() must do it (no slabs yet or full, the arrays full, a long value or
+ * key; the GPU store's limit is its device mirror's capacity, which set() grows), -2 on
+ * error (out of memory). *slot_obj: borrowed. */
+static Py_ssize_t insert_new(View *v, PyObject *key, const char *data, Py_ssize_t n,
+                             long long now_ms, PyObject **slot_obj) {
+    if (n > PACKED_MAX || v->slab_state_p == NULL || v->region_p == NULL)
+        return -1;
+    Py_ssize_t klen = PyBytes_GET_SIZE(key), cls = slab_class(n), kcls = slab_class(klen);
+    PyObject *bucket = NULL, *kbucket = NULL;  /* the classes' free blocks, if any */
+    Py_ssize_t found = slab_find(v, cls, v->slab_state_p[SLAB_TOP], &bucket);
+    if (found <= 0)
+        return found < 0 ? -2 : -1;  /* the region is full: set() */
+    if (v->mirror_p != NULL) {
+        if (klen > PACKED_MAX)
+            return -1;
+        Py_ssize_t bump = v->slab_state_p[SLAB_TOP] + (bucket ? 0 : cls / BLOCK);
+        found = slab_find(v, kcls, bump, &kbucket);
+        if (found <= 0)
+            return found < 0 ? -2 : -1;
+        if (kbucket != NULL && kbucket == bucket && PyObject_Size(bucket) < 2) {
+            kbucket = NULL;  /* one free block of the class: the value's; the key's from the bump */
+            if (bump + kcls / BLOCK > v->slab_state_p[SLAB_LIMIT])
+                return -1;
+        }
+    }
     Py_ssize_t free_slots = PyList_GET_SIZE(v->free_slots), slot;
     if (free_slots) {
         slot = PyLong_AsSsize_t(PyList_GET_ITEM(v->free_slots, free_slots - 1));
@@ -966,13 +1023,6 @@ static Py_ssize_t insert_new(View *v, PyObject *key, const char *data, Py_ssize_
         slot = PyList_GET_SIZE(v->keys);
         if (slot >= v->nslots)
             return -1;  /* set() grows the arrays */
-    }
-    Py_ssize_t klen = PyBytes_GET_SIZE(key), need = 0;
-    if (v->stage_flags_p != NULL) {
-        need = klen + n + ((klen + n) >> 2) + 48;  /* size_bound(klen) + size_bound(n) */
-        if (v->dev_counts_p[DEV_ROOM] < need
-            || (!v->stage_flags_p[slot] && v->stage_log_p[0] >= v->stage_log_cap))
-            return -1;
     }
     /* the fallible steps first: until the index holds the key nothing else has changed */
     PyObject *slot_int = PyLong_FromSsize_t(slot);
@@ -992,24 +1042,22 @@ static Py_ssize_t insert_new(View *v, PyObject *key, const char *data, Py_ssize_
     } else {
         failed = PyList_Append(v->keys, key) < 0;
     }
-    Py_ssize_t loc;
-    if (!failed && bucket != NULL) {
-        PyObject *popped = PyObject_CallMethod(bucket, "pop", NULL);
-        loc = popped ? PyLong_AsSsize_t(popped) : -1;
-        Py_XDECREF(popped);
-        failed = loc < 0;
-    } else {
-        loc = slabs[SLAB_TOP];
-    }
-    if (failed || (loc + blocks) * BLOCK > v->region_len) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "insert_new: a slab location outside the region");
+    Py_ssize_t loc = failed ? -1 : slab_take(v, cls, bucket), kloc = 0;
+    if (loc >= 0 && v->mirror_p != NULL)
+        kloc = slab_take(v, kcls, kbucket);
+    if (loc < 0 || kloc < 0)
         return -2;  /* out of memory in a list, or a corrupt free list: the run fails */
-    }
-    if (bucket == NULL)
-        slabs[SLAB_TOP] = loc + blocks;
-    slabs[SLAB_USED] += cls;
+    /* bytes first, then the slot's fields (gpu/mirror.py: the device's copy relies on it) */
     memcpy(v->region_p + loc * BLOCK, data, n);
+    if (v->mirror_p != NULL) {
+        memcpy(v->region_p + kloc * BLOCK, PyBytes_AS_STRING(key), klen);
+        mark_region(v, loc * BLOCK, n);
+        mark_region(v, kloc * BLOCK, klen);
+        v->key_loc_p[slot] = (uint32_t)kloc;
+        v->key_len_p[slot] = (uint32_t)klen;
+        v->mirror_p[MIRROR_INSERTS]++;
+        mark_slot(v, slot);
+    }
     v->loc_p[slot] = (uint32_t)loc;
     v->size_p[slot] = (uint32_t)n;
     v->atime_p[slot] = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
@@ -1017,15 +1065,6 @@ static Py_ssize_t insert_new(View *v, PyObject *key, const char *data, Py_ssize_
     v->lfu_p[slot] = LFU_INIT_VAL;
     v->lfu_time_p[slot] = (uint16_t)((now_ms / 60000) & 0xFFFF);
     v->counts_p[0] += PyBytes_Type.tp_basicsize + klen;  /* sys.getsizeof(key), as set() counts */
-    if (v->stage_flags_p != NULL) {
-        if (!v->stage_flags_p[slot])  /* a slot freed since the sync stays listed once */
-            v->stage_log_p[1 + v->stage_log_p[0]++] = slot;
-        v->stage_flags_p[slot] = STAGE_VALUE | STAGE_INSERT | STAGE_LISTED;
-        v->dev_len_p[slot] = n;
-        v->dev_counts_p[DEV_RESERVED] += need;
-        v->dev_counts_p[DEV_ROOM] -= need;
-        *staged_bytes += n;
-    }
     return slot;
 }
 
@@ -1107,10 +1146,10 @@ static void ahead_inserted(PyObject *commands, Py_ssize_t start, Py_ssize_t at, 
 static int insert_or_set(View *v, PyObject *store, int is_new, PyObject *commands, Py_ssize_t start,
                          Py_ssize_t i, Py_ssize_t *looked, Py_ssize_t *ahead_slot, PyObject **ahead_obj,
                          PyObject *key, PyObject *value, const char *data, Py_ssize_t n, int keep_ttl,
-                         long long now_ms, PyObject **now_obj, Py_ssize_t *staged_bytes) {
+                         long long now_ms, PyObject **now_obj) {
     if (is_new) {
         PyObject *slot_obj = NULL;
-        Py_ssize_t slot = insert_new(v, key, data, n, now_ms, staged_bytes, &slot_obj);
+        Py_ssize_t slot = insert_new(v, key, data, n, now_ms, &slot_obj);
         if (slot == -2)
             return -1;
         if (slot >= 0) {
@@ -1130,7 +1169,7 @@ static int insert_or_set(View *v, PyObject *store, int is_new, PyObject *command
 
 PyDoc_STRVAR(run_doc,
 "run(commands, start, end, kinds, view, now_ms, options, null, wrongtype[, sink[, store[, outs]]])\n"
-"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, staged_bytes, events, mgets)\n\n"
+"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, marked, events, mgets)\n\n"
 "Execute commands[start:end] while each is a plain GET, SET key value, INCR or MGET that can be\n"
 "done in place; stop before the first that cannot. reply holds the encoded replies; with a\n"
 "sink (the collector's ring) each GET's access event is written there; with the store, writes\n"
@@ -1196,7 +1235,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     }
     const uint32_t now32 = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
     const int touch = options & OPT_TOUCH, writes = options & OPT_WRITES;
-    Py_ssize_t gets = 0, sets = 0, incrs = 0, mgets = 0, hits = 0, misses = 0, wrong = 0, staged_bytes = 0, i;
+    Py_ssize_t gets = 0, sets = 0, incrs = 0, mgets = 0, hits = 0, misses = 0, wrong = 0, i;
+    const int64_t marked_before = v.mirror_p ? v.mirror_p[MIRROR_PAGES] : 0;
     /* Every key's slot first, with its metadata prefetched: on a large keyspace each lookup
      * and each array read is a cache miss, and done one command at a time they queue up.
      * Looked up ahead, the misses of different keys overlap. The slots stay valid: no key
@@ -1225,12 +1265,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             __builtin_prefetch(&v.size_p[slot]);
             __builtin_prefetch(&v.atime_p[slot], 1);
             __builtin_prefetch(&v.flags_p[slot], 1);
-            if (v.stage_flags_p != NULL && is_write_like(argv)) {  /* the GPU store's stage: three more
-                                                                      * arrays a write reads (a GET none) */
-                __builtin_prefetch(&v.stage_flags_p[slot], 1);
-                __builtin_prefetch(&v.dev_off_p[slot]);
-                __builtin_prefetch(&v.dev_len_p[slot], 1);
-            }
+            if (v.mirror_p != NULL && is_write_like(argv))  /* the GPU store: the slot page's mark */
+                __builtin_prefetch(&v.slot_dirty_p[slot >> SLOT_PAGE_SHIFT], 1);
         }
     }
     for (Py_ssize_t k = 0; k < looked; k++) {
@@ -1318,11 +1354,10 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             Py_ssize_t n = PyBytes_GET_SIZE(value), old_n;
             /* in place only over a packed string of the same size class with no TTL (SET
              * clears a TTL, which the store counts); otherwise the store's own set */
-            if (slot < 0 || !v.loc_p[slot] || v.exp_p[slot] || !same_class(n, v.size_p[slot])
-                || !stage_allows(&v, slot)) {
+            if (slot < 0 || !v.loc_p[slot] || v.exp_p[slot] || !same_class(n, v.size_p[slot])) {
                 int done = insert_or_set(&v, store, slot < 0, commands, start, i, &looked, ahead_slot,
                                          ahead_obj, key, value, PyBytes_AS_STRING(value), n, 0, now_ms,
-                                         &now_obj, &staged_bytes);
+                                         &now_obj);
                 if (done < 0)
                     goto error;
                 if (!done)
@@ -1331,9 +1366,12 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 char *dst = (char *)packed_at(&v, slot, &old_n);
                 if (dst == NULL || dst - v.region_p + n > v.region_len)
                     break;
-                stage(&v, slot, n, &staged_bytes);
                 memcpy(dst, PyBytes_AS_STRING(value), n);
-                v.size_p[slot] = (uint32_t)n;
+                mark_region(&v, dst - v.region_p, n);
+                if (v.size_p[slot] != (uint32_t)n) {
+                    v.size_p[slot] = (uint32_t)n;
+                    mark_slot(&v, slot);
+                }
                 v.atime_p[slot] = now32;
                 v.flags_p[slot] = 0;
             }
@@ -1351,7 +1389,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 new_n = 1;
             } else {
                 int64_t expires = v.exp_p[slot];
-                if (!v.loc_p[slot] || (expires && expires <= now_ms) || !stage_allows(&v, slot))
+                if (!v.loc_p[slot] || (expires && expires <= now_ms))
                     break;
                 data = (char *)packed_at(&v, slot, &n);
                 long long value;
@@ -1361,16 +1399,18 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
             }
             if (slot < 0 || !same_class(new_n, n)) {  /* a new key or a larger block: the store's set */
                 int done = insert_or_set(&v, store, slot < 0, commands, start, i, &looked, ahead_slot,
-                                         ahead_obj, key, NULL, digits, new_n, 1, now_ms, &now_obj,
-                                         &staged_bytes);
+                                         ahead_obj, key, NULL, digits, new_n, 1, now_ms, &now_obj);
                 if (done < 0)
                     goto error;
                 if (!done)
                     break;
             } else {
-                stage(&v, slot, new_n, &staged_bytes);
                 memcpy(data, digits, new_n);
-                v.size_p[slot] = (uint32_t)new_n;
+                mark_region(&v, data - v.region_p, new_n);
+                if (v.size_p[slot] != (uint32_t)new_n) {
+                    v.size_p[slot] = (uint32_t)new_n;
+                    mark_slot(&v, slot);
+                }
                 v.atime_p[slot] = now32;  /* the write's time (INCR's read touched it too) */
                 v.flags_p[slot] = 0;
             }
@@ -1397,6 +1437,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     /* a refused command leaves nothing in o: what is there is the last command's reply */
     if (outs != NULL && o.len > 0 && emit_reply(&o, outs, i - 1) < 0)
         goto error;
+    const int64_t marked = v.mirror_p ? v.mirror_p[MIRROR_PAGES] - marked_before : 0;
     view_release(&v);
     Py_XDECREF(now_obj);
     Py_ssize_t recorded = 0;
@@ -1408,7 +1449,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     if (reply == NULL)
         return NULL;
     return Py_BuildValue("(nNnnnnnnnnn)", i - start, reply, gets, sets, incrs, hits, misses, wrong,
-                         staged_bytes, recorded, mgets);
+                         (Py_ssize_t)marked, recorded, mgets);
 error:
     view_release(&v);
     Py_XDECREF(now_obj);

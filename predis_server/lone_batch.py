@@ -117,8 +117,6 @@ class LoneBatch:
             stats.total_writes_processed += writes
         else:
             self.server.dirty.update(conns[:ran])
-        if result[3] or result[4]:  # SETs or INCRs: what C staged (the GPU store uploads it)
-            store.native_written(result[8])
         average_us = self.fast.count_native(result, elapsed_ns)
         if average_us >= SLOWLOG_FLOOR_US:  # batches run only with no finer slow-log threshold
             self.fast.slow_log(average_us, [(conns[i].client, argvs[i]) for i in range(ran)])

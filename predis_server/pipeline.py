@@ -317,14 +317,12 @@ class FastRuns:
         end = min(len(commands), start + RUN_CHUNK)
         began = _perf_ns()
         result = native.run(commands, start, end, self.kinds, view, now, options, null, _WRONGTYPE, sink, store)
-        ran, reply, _, sets, incrs, _, _, _, staged, recorded, _ = result
+        ran, reply, *_, recorded, _ = result
         if not ran:
             return 0
         if sink is not None and sink is self.quiet_sink:
             hook.prefetcher.skipped(recorded)
         client.output.append(reply)
-        if sets or incrs:
-            store.native_written(staged)
         self._account(client, commands, start, ran, self.count_native(result, _perf_ns() - began))
         return ran
 

@@ -63,7 +63,8 @@ class InProcess:
         found = {}
         device = hasattr(store, "sync")
         if device:
-            store.sync()  # what the C path staged must reach the device copy
+            store.sync()  # what the C path marked must reach the device copy
+        strings = []
         for key in keys:
             value = store.get(key, self.now, touch=False)
             if value is not None:
@@ -73,10 +74,20 @@ class InProcess:
                               # where it lives and its new-key fields: insert_new places it as set() does
                               slot, int(store.value_loc[slot]), int(store.lfu_count[slot]),
                               int(store.lfu_time[slot]), bool(store.live[slot]))
-                if device and type(value) is bytes:
-                    slot = store._index[key]
-                    off, length = int(store.d_val_off[slot]), int(store.d_val_len[slot])
-                    assert store._to_host(store.arena.buf[off: off + length]).tobytes() == value
+                if device:  # where its key is packed: insert_new packs it as set() does
+                    found[key] += (int(store.key_loc[slot]), int(store.key_len[slot]))
+                    if type(value) is bytes:
+                        strings.append((key, value))
+        if strings:  # the device's index and mirror give the host's values (no access touched)
+            xp = store.xp
+            packed = b"".join(k for k, _ in strings)
+            lens = np.array([len(k) for k, _ in strings], dtype=np.int64)
+            offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+            d_slots = store.lookup_packed(xp.asarray(np.frombuffer(packed, dtype=np.uint8)), xp.asarray(offs),
+                                          xp.asarray(lens))
+            buf, at = (store._to_host(a) for a in store.gather_device(d_slots))
+            at = at.tolist() + [buf.size]
+            assert [buf[at[i]: at[i + 1]].tobytes() for i in range(len(strings))] == [v for _, v in strings]
         now = self._command_counts()
         commands = {name: (now[name][0] - self.counted[name][0], now[name][1] - self.counted[name][1])
                     for name in now}
@@ -84,7 +95,7 @@ class InProcess:
         layout = {"free_slots": list(store._free), "slots": len(store._keys),
                   "slabs": slabs and (slabs.state.tolist(), {c: list(f) for c, f in slabs.free.items() if f})}
         if device:
-            layout["arena"] = (store.arena.top, store.arena.live_bytes, store.dev_counts.tolist())
+            layout["mirror"] = (store.mirror.capacity, store.arena.top, store.arena.live_bytes)
         return {"keys": found, "hits": stats.keyspace_hits, "misses": stats.keyspace_misses,
                 "commands": commands, "used_memory": store.used_memory(), "layout": layout}
 
@@ -99,7 +110,7 @@ def _switch_c_off(monkeypatch) -> None:
 def _both(monkeypatch, run, backend: str = "cpu", collector: bool = False, prefetch: bool = False):
     """run(InProcess) with the C path, then without it; both results. Backend "arena" is
     the GPU store's layout over NumPy (gpu/cuda.py ArenaStore); "gpu" the same on CUDA.
-    Both check that what the C path staged reaches the device copy."""
+    Both check that what the C path marked reaches the device copy."""
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     with_native = run(InProcess(backend, collector, prefetch))
     _switch_c_off(monkeypatch)
@@ -478,41 +489,37 @@ def test_extensions_are_built_where_a_compiler_is():
         pytest.skip("no C compiler: the Python path serves")
     assert fastpath.native is not None
     assert fastpath.net is not None
-    import gpu.host_gather
-
-    assert gpu.host_gather.native_gather is not None
 
 
 @needs_native
-@pytest.mark.parametrize("log_grows", [True, False], ids=["log-grows", "log-stays-full"])
-def test_c_path_overwrites_beyond_its_stage_log_reach_the_device(monkeypatch, log_grows):
-    """The C path lists the slots it overwrites in a fixed log (gpu/cuda.py STAGE_LOG_FIRST
-    slots at first), which the store doubles after a run that left it half full. Where it
-    cannot grow and fills up, the writes go through the store's set instead; either way
-    every one reaches the device copy."""
-    import gpu.cuda
-    from gpu.cuda import STAGE_LOG_FIRST
+def test_c_path_writes_mark_pages_and_reach_the_device(monkeypatch):
+    """The C path's in-place overwrites and new keys mark the region and slot pages they
+    touch (no store call, no per-slot stage); one sync later the device holds every value."""
+    from gpu.mirror import PAGE_SHIFT, SLOT_PAGE_SHIFT
 
-    if not log_grows:
-        monkeypatch.setattr(gpu.cuda, "STAGE_LOG_MAX", STAGE_LOG_FIRST)
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     server = InProcess("arena")
-    keys = [b"key:%05d" % i for i in range(3 * STAGE_LOG_FIRST)]
+    keys = [b"key:%05d" % i for i in range(3000)]  # three slot pages, many region pages
     server.pipeline([("SET", k, b"old-%05d" % i) for i, k in enumerate(keys)])
     store = server.server.keyspace.dbs[0].store
     store.sync()
     python_sets = []
     real_set = type(store).set
     monkeypatch.setattr(type(store), "set", lambda self, *a: (python_sets.append(a[0]), real_set(self, *a))[1])
-    for start in range(0, len(keys), 500):  # same-class overwrites: in place while the log has room
+    for start in range(0, 1500, 500):  # same-class overwrites of the first half: in place
         server.pipeline([("SET", k, b"new-%05d" % i) for i, k in enumerate(keys[start: start + 500], start)])
-    if log_grows:
-        assert python_sets == [] and len(store._stage_log) - 1 >= 2 * len(keys)  # kept half free
-    else:
-        assert len(python_sets) == len(keys) - STAGE_LOG_FIRST  # the log's worth went in place
-        assert len(store._stage_log) - 1 == STAGE_LOG_FIRST
-    state = server.state(keys)  # syncs and checks the device copy of every value
-    assert all(state["keys"][k][0] == b"new-%05d" % i for i, k in enumerate(keys))
+    assert python_sets == [] and store.staged_since
+    mirror = store.mirror
+    spans = [(int(store.value_loc[store._index[k]]) * 4, len(b"new-00000")) for k in keys[:1500]]
+    pages = sorted({off >> PAGE_SHIFT for off, _ in spans} | {(off + n - 1) >> PAGE_SHIFT for off, n in spans})
+    assert np.flatnonzero(mirror.region_dirty).tolist() == pages  # the values' pages, no key's alone
+    assert not mirror.slot_dirty.any()  # same lengths: no slot array changed
+    server.pipeline([("SET", keys[5], b"a-longer-value"), ("SET", b"fresh", b"v"), ("SET", b"counter", b"1")])
+    assert python_sets == [keys[5]]  # another size class: set(); the new keys in C (slots 3000, 3001)
+    assert np.flatnonzero(mirror.slot_dirty).tolist() == [5 >> SLOT_PAGE_SHIFT, 3000 >> SLOT_PAGE_SHIFT]
+    state = server.state(keys + [b"fresh", b"counter"])  # syncs and checks the device copy of every value
+    assert all(state["keys"][k][0] == b"new-%05d" % i for i, k in enumerate(keys[:1500]) if i != 5)
+    assert not mirror.region_dirty.any() and not mirror.slot_dirty.any() and not store.staged_since
 
 
 @needs_native
@@ -537,8 +544,9 @@ def test_new_keys_are_inserted_in_c(monkeypatch, backend):
         real_set = type(store).set
         monkeypatch.setattr(type(store), "set", lambda self, *a, **k: (sets.append(a[0]), real_set(self, *a, **k))[1])
         replies = [server.pipeline(batch) for batch in batches]
-        staged = {"reserved": store._reserved, "staged_bytes": store._staged_bytes,
-                  "stage_flags": store.stage_flags[: len(store._keys)].tolist()} if hasattr(store, "sync") else {}
+        mirror = getattr(store, "mirror", None)  # what both paths marked for the device
+        staged = {"region": np.flatnonzero(mirror.region_dirty).tolist(), "slots": np.flatnonzero(mirror.slot_dirty).tolist(),
+                  "pages": int(mirror.state[1]), "inserts": int(mirror.state[2])} if mirror else {}
         return replies, sets, staged, server.state([b"first", b"n", b"c", b"again", b"new5", b"new3"])
 
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
@@ -556,19 +564,20 @@ def test_new_keys_are_inserted_in_c(monkeypatch, backend):
 
 @needs_native
 def test_c_path_new_key_without_device_room_gets_oom(monkeypatch):
-    """insert_new takes a new key's device space from the arena's room; with too little
-    room it leaves the write to set(), which tries to grow the arena: when the device has no
-    memory the SET gets -OOM, the keys already stored stay, and later writes that fit work."""
+    """insert_new packs a new key and value only below the slabs' LIMIT, the capacity of the
+    region's device mirror; past it the write goes to set(), which tries to grow the mirror:
+    when the device has no memory the SET gets -OOM, the keys already stored stay, and later
+    writes that fit work."""
+    from gpu.slabs import TOP
+
     monkeypatch.setitem(gpu.BACKENDS, "arena", "gpu.cuda:ArenaStore")
     server = InProcess("arena")
     assert server.pipeline([("SET", b"kept", b"safe"), ("SET", b"other", b"x")]) == b"+OK\r\n" * 2
     store = server.server.keyspace.dbs[0].store
     store.sync()
-    arena = store.arena
-    arena.top = arena.capacity - 8  # the arena is all but full ...
-    store._reserved = 0  # (the room follows top as a sync leaves it)
-    assert store.dev_counts[1] == 8
-    monkeypatch.setattr(arena, "_allocate", lambda nbytes: (_ for _ in ()).throw(gpu.StoreFull("no room")))
+    store._slabs.state[TOP] = store.mirror.capacity // 4 - 8  # the mirror is all but full ...
+    monkeypatch.setattr(store.arena, "_allocate", lambda nbytes: (_ for _ in ()).throw(gpu.StoreFull("no room")))
     reply = server.pipeline([("SET", b"new", b"v" * 100), ("SET", b"kept", b"same"), ("GET", b"kept")])
     assert reply.startswith(b"-OOM ") and reply.endswith(b"+OK\r\n$4\r\nsame\r\n")
     assert store.get(b"new", START_MS) is None and len(store) == 2
+    assert server.pipeline([("SET", b"n2", b"ab")]) == b"+OK\r\n"  # 8 bytes left: key and value fit
