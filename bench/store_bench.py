@@ -96,8 +96,7 @@ def time_packed_gpu(store, keys, batch: int) -> dict:
     for _ in range(20):
         start, end = cp.cuda.Event(), cp.cuda.Event()
         start.record()
-        slots = store.ops.lookup(store.t_hash, store.t_slot, dev[0], dev[1], dev[2], store.arena.buf,
-                                 store.d_key_off, store.d_key_len)
+        slots = store.lookup_index(*dev)
         store.gather_device(slots)
         end.record()
         end.synchronize()
@@ -108,8 +107,7 @@ def time_packed_gpu(store, keys, batch: int) -> dict:
     for _ in range(20):
         start, end = cp.cuda.Event(), cp.cuda.Event()
         start.record()
-        store.ops.lookup(store.t_hash, store.t_slot, dev[0], dev[1], dev[2], store.arena.buf,
-                         store.d_key_off, store.d_key_len)
+        store.lookup_index(*dev)
         end.record()
         end.synchronize()
         times.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
@@ -119,8 +117,7 @@ def time_packed_gpu(store, keys, batch: int) -> dict:
     for _ in range(10):
         t0 = time.perf_counter()
         d = [cp.asarray(a) for a in host]
-        slots = cp.asnumpy(store.ops.lookup(store.t_hash, store.t_slot, d[0], d[1], d[2], store.arena.buf,
-                                            store.d_key_off, store.d_key_len))
+        slots = cp.asnumpy(store.lookup_index(*d))
         times.append(time.perf_counter() - t0)
     out["lookup_with_transfer_keys_per_s"] = batch / statistics.median(times)
     # full batch GET: keys up, lookup, host metadata touch, gather, values down
