@@ -225,25 +225,22 @@ class SelectionGate:
         return projected is not None and projected < self.target(floor)
 
     def open_classes(self, floor: float) -> np.ndarray:
-        """Per class: issued (True) or closed, for a precision floor. Closed: a class whose own
-        share read is confidently under the floor (``upper_bounds``), whatever the rest does;
-        then, while the projection is under the target, worst first while the classes left open
-        project under it (never a class without outcomes nor one whose own estimate meets the
-        target)."""
+        """Per class: issued (True) or closed, for a precision floor. Closed: worst first, while
+        the classes left open project under the target; never a class without outcomes nor
+        one whose own estimate meets the target."""
         if self._open is not None and self._open_floor == floor:
             return self._open
-        decided = self.used + self.wasted
-        is_open = ~((decided > 0) & (self.upper_bounds() < floor))
+        is_open = np.ones(2 * CLASS_BUCKETS, dtype=bool)
         estimates = self.estimates()
         if estimates is not None and self.acting(floor):
             target = self.target(floor)
-            tried = decided > 0
-            weight = float(self.seen[is_open].sum())
-            mass = float((self.seen * estimates)[is_open].sum())
+            tried = (self.used + self.wasted) > 0
+            weight = float(self.seen.sum())
+            mass = float((self.seen * estimates).sum())
             for cls in np.argsort(estimates, kind="stable").tolist():
                 if mass >= target * weight or estimates[cls] >= target:
                     break
-                if not is_open[cls] or not tried[cls] or self.seen[cls] <= 0:
+                if not tried[cls] or self.seen[cls] <= 0:
                     continue
                 is_open[cls] = False
                 weight -= float(self.seen[cls])
@@ -252,24 +249,6 @@ class SelectionGate:
                     break
         self._open, self._open_floor = is_open, floor
         return is_open
-
-    def upper_bounds(self) -> np.ndarray:
-        """Per class: the upper end of the Wilson score interval (CONFIDENCE_Z) of its share read;
-        1 without outcomes. Under the floor, the class is closed on its own evidence: on web the
-        projection of all classes stayed just above the target while followers read 2-3 times
-        were nearly all wasted (2 read of 33 in an exploratory run of prefetch-lru at 5%), so
-        the projection-driven closing never acted on them and they held precision near 0.5. A
-        bound, not the point estimate: five wasted of five close a class (bound 0.44), while a
-        class read 40% of the time stays open until its outcomes show that (about 100 of them;
-        hft's followers read once, 0.4-0.6 read, are prefetches worth their hits)."""
-        n = self.used + self.wasted
-        z2 = CONFIDENCE_Z * CONFIDENCE_Z
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(n > 0, self.used / np.maximum(n, 1e-12), 0.0)
-            spread = CONFIDENCE_Z * np.sqrt(share * (1.0 - share) / np.maximum(n, 1e-12)
-                                            + z2 / (4.0 * np.maximum(n, 1e-12) ** 2))
-            upper = (share + z2 / (2.0 * np.maximum(n, 1e-12)) + spread) / (1.0 + z2 / np.maximum(n, 1e-12))
-        return np.where(n > 0, np.minimum(upper, 1.0), 1.0)
 
     def allows(self, cls: int, floor: float) -> bool:
         """Whether one candidate of ``cls`` may be issued (``floor`` 0: always)."""
