@@ -302,6 +302,8 @@ class Prefetcher(MlopsHooks, PredictedReuse):
 
         def done(scores: np.ndarray) -> None:
             started = time.thread_time()  # acting on the scores is learning's work too: charged
+            if by_tenant is None and split is None and self._model_picks_useless():
+                scores = np.zeros_like(scores)  # no guide (MIN_HOLDOUT_PRECISION): the floor only
             try:
                 self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned,
                           classes)
