@@ -35,6 +35,13 @@ log = logging.getLogger("predis.prefetch")
 # prefetching had 1.32x): the policy then orders by recency alone (``recency_only``). 0.6 leaves
 # a margin over chance for the holdout's noise; the bench's informative models are at 0.79-0.98.
 MIN_HOLDOUT_AUC = 0.6
+# A model whose recorded holdout precision at its threshold is below this picks almost nothing
+# that is then read: its scores neither order keys (the recency fallback, as for a low AUC) nor
+# issue prefetches (``picks_useless``: only the stream floor's scores stand). ml-training's model
+# with followers within 6 accesses had AUC 0.605 but holdout precision 0.003 and, served as it
+# was, cut prefetch-lru's hit ratio from 8.5% to 3.5% (bench/results/prefetch/prefetch.md at
+# 514b856); the informative models of the bench are at 0.44-0.98.
+MIN_HOLDOUT_PRECISION = 0.1
 PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
 
 
@@ -47,6 +54,8 @@ class PredictedReuse:
     def _init_reuse(self) -> None:
         self.recency_only = False  # allkeys-predictive falls back to LRU order (MIN_HOLDOUT_AUC)
         self.judged_model: Any = None  # the ranker recency_only was decided for
+        self.picks_judged: Any = None  # the ranker picks_useless was decided for
+        self.picks_useless = False  # its holdout precision is under MIN_HOLDOUT_PRECISION
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
 
@@ -62,20 +71,36 @@ class PredictedReuse:
         that the unread penalty (gpu.scoring) cancels and they take their place by recency."""
         return self.recency_only and getattr(self.server.keyspace, "policy", None) is PREDICTIVE
 
+    def _model_picks_useless(self) -> bool:
+        """Whether the served model's recorded holdout precision at its threshold is below
+        MIN_HOLDOUT_PRECISION (no record, e.g. the heuristic ranker: False)."""
+        active = self.ranker.active
+        if active is not self.picks_judged:
+            self.picks_judged = active
+            holdout = (getattr(active, "metrics", None) or {}).get("holdout") or {}
+            precision = holdout.get("precision_at_threshold")
+            self.picks_useless = precision is not None and float(precision) < MIN_HOLDOUT_PRECISION
+            if self.picks_useless:
+                log.info("model %s: holdout precision %.3f < %.2f, its scores issue no prefetches",
+                         getattr(active, "version", "?"), float(precision), MIN_HOLDOUT_PRECISION)
+        return self.picks_useless
+
     def _judge_model(self) -> None:
         """Recency only where the served model's recorded holdout AUC is below MIN_HOLDOUT_AUC
-        (no record, e.g. the heuristic ranker: the predictive order stands)."""
+        or its picks are useless (no record, e.g. the heuristic ranker: the predictive order
+        stands)."""
         active = self.judged_model = self.ranker.active
         holdout = (getattr(active, "metrics", None) or {}).get("holdout") or {}
         auc = holdout.get("auc")
-        recency = auc is not None and float(auc) < MIN_HOLDOUT_AUC
+        recency = (auc is not None and float(auc) < MIN_HOLDOUT_AUC) or self._model_picks_useless()
         if recency and not self.recency_only:
             for db in self.server.keyspace.dbs:  # scores written so far would still order keys
                 reuse = getattr(db.store, "reuse", None)
                 if reuse is not None:
                     reuse[:] = 0.0
-            log.info("model %s: holdout AUC %.2f < %.2f, allkeys-predictive evicts by recency",
-                     getattr(active, "version", "?"), float(auc), MIN_HOLDOUT_AUC)
+            log.info("model %s: holdout AUC %s (min %.2f), precision %s (min %.2f): allkeys-predictive "
+                     "evicts by recency", getattr(active, "version", "?"), auc, MIN_HOLDOUT_AUC,
+                     holdout.get("precision_at_threshold"), MIN_HOLDOUT_PRECISION)
         self.recency_only = recency
 
     def _clear_recency_reuse(self, db: Any, key: bytes) -> None:

@@ -74,7 +74,9 @@ from .ranker import RankerService
 log = logging.getLogger("predis.prefetch")
 
 BUDGET_BURST = 0.01     # CPU seconds of learning an idle spell may bank (a few ticks' worth)
-IDLE_BONUS = 0.06       # extra budget share while the event loop has CPU to spare (see observe)
+IDLE_BONUS = 0.20       # extra budget share while the event loop has CPU to spare (see observe);
+# 0.06 learned ~76% of hft's events with one client (loop ~30% busy), so a quarter of the misses
+# that start a symbol's group read were never learned and their group was left to the strides
 BUSY_FULL, BUSY_IDLE = 0.8, 0.4  # loop thread busy share: no bonus at/above, the whole bonus at/below
 RATE_PERIOD = 0.02      # seconds between two readings of the loop thread's busy share
 LEARN_EVENTS = 256      # a tick's first this many events are learned (the rest only seen/counted)
@@ -300,6 +302,8 @@ class Prefetcher(MlopsHooks, PredictedReuse):
 
         def done(scores: np.ndarray) -> None:
             started = time.thread_time()  # acting on the scores is learning's work too: charged
+            if by_tenant is None and split is None and self._model_picks_useless():
+                scores = np.zeros_like(scores)  # no guide (MIN_HOLDOUT_PRECISION): the floor only
             try:
                 self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned,
                           classes)

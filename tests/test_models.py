@@ -53,7 +53,21 @@ def test_candidates_learn_transitions_and_strides():
         gen.observe(k, p, s)
     out = []
     gen.candidates(*codes[-1], out)  # after "a": "b"
-    assert out[0][0] == int(kh[-2]) and out[0][3][0] == 3  # window 4: b follows a@10 twice, a@12 once
+    assert out[0][0] == int(kh[-2]) and out[0][3][0] == 3  # b follows a@10 twice, a@12 once
+
+
+def test_a_group_read_back_to_back_makes_every_member_a_follower_of_its_first_key():
+    # hft: a symbol's quote, trade and five book levels are read together; read once, the quote
+    # must offer all six, as a prefetch started at the quote's miss is the only one in time
+    gen = CandidateGenerator()
+    group = [b"%d" % (7 * 41 + f) for f in range(7)]
+    codes = list(zip(*(c.tolist() for c in key_codes(group + [b"9999"]))))
+    for k, p, s in codes:
+        gen.observe(k, p, s)
+    out = []
+    gen.candidates(*codes[0], out)
+    followers = {o[0] for o in out if o[0] >= 0}
+    assert followers == {k for k, _, _ in codes[1:7]}
 
 
 def test_interleaved_scans_are_separate_streams():

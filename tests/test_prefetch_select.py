@@ -272,3 +272,16 @@ def test_recency_fallback_admits_every_load_and_orders_prefetched_entries_by_rec
         assert _victim(keyspace) == [b"prefetched"]
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("precision, victim", [(0.85, b"new"), (0.003, b"old")])
+def test_a_model_whose_holdout_picks_are_rarely_read_orders_nothing_and_issues_nothing(precision, victim):
+    # A good AUC (0.9) but a holdout precision at the threshold under MIN_HOLDOUT_PRECISION:
+    # eviction falls back to recency ("old" goes), and the model's own scores issue no prefetch
+    # (only the stream floor's would).
+    p, keyspace, now = _policy_rig(0.9)
+    p.ranker.active.metrics["holdout"]["precision_at_threshold"] = precision
+    _read(p, keyspace, now, b"old", times=5)
+    _read(p, keyspace, now, b"new")
+    assert _victim(keyspace) == [victim]
+    assert p._model_picks_useless() is (precision < 0.1)
