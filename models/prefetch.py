@@ -302,8 +302,7 @@ class Prefetcher(MlopsHooks, PredictedReuse):
 
         def done(scores: np.ndarray) -> None:
             started = time.thread_time()  # acting on the scores is learning's work too: charged
-            if by_tenant is None and split is None and self._model_picks_useless():
-                scores = np.zeros_like(scores)  # no guide (MIN_HOLDOUT_PRECISION): the floor only
+            scores = self._usable_scores(scores, split, by_tenant)
             try:
                 self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned,
                           classes)
@@ -311,6 +310,15 @@ class Prefetcher(MlopsHooks, PredictedReuse):
                 self._charge(time.thread_time() - started)
 
         self.ranker.submit(features, done, loop, ranker=by_tenant or split)
+
+    def _usable_scores(self, scores: np.ndarray, split: SplitRanker | None,
+                       by_tenant: TenantRanker | None) -> np.ndarray:
+        """The served model's scores, or zeros where its holdout picks are no guide
+        (``MIN_HOLDOUT_PRECISION``): the stream floor's scores then stand alone. A/B arms and
+        tenants' own models keep theirs."""
+        if by_tenant is None and split is None and self._model_picks_useless():
+            return np.zeros_like(scores)
+        return scores
 
     def _tenant_ranker(self, tenants: list[int], split: SplitRanker | None) -> TenantRanker | None:
         """A ranker scoring tenants' rows with their own models; None: no tenant has one."""

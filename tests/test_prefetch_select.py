@@ -285,3 +285,6 @@ def test_a_model_whose_holdout_picks_are_rarely_read_orders_nothing_and_issues_n
     _read(p, keyspace, now, b"new")
     assert _victim(keyspace) == [victim]
     assert p._model_picks_useless() is (precision < 0.1)
+    scores = np.array([0.9, 0.6, 0.1], dtype=np.float32)
+    usable = p._usable_scores(scores, None, None)
+    assert usable.tolist() == ([0.0, 0.0, 0.0] if precision < 0.1 else scores.tolist())
