@@ -50,7 +50,6 @@ from .kernels import EMPTY, NumpyKernels
 from .mirror import (
     INSERTS,
     PAGE_SHIFT,
-    PAGES,
     REGION_RUNS,
     SINCE,
     SLOT_PAGE_SHIFT,
@@ -247,7 +246,7 @@ class ArenaStore(NumpyStore):
         if not state[SINCE]:
             return
         mirror = self.mirror
-        state[SINCE] = state[PAGES] = 0
+        state[SINCE] = 0
         inserts = state[INSERTS]
         state[INSERTS] = 0
         n_slots = len(self._keys)

@@ -5,8 +5,8 @@ maps: one byte per 4 KiB page of the packed region (``region_dirty``) and one by
 slots of the per-slot arrays (``slot_dirty``). The C fast path does the same in
 predis_server/_fastpath.c (mark_region, mark_slot), so a write costs a byte store or two and
 no per-slot stage, list or Python call. ``state`` holds what both paths update besides:
-SINCE (monotonic ns of the oldest change not on the device, 0: none), PAGES (region pages
-marked since the last sync) and INSERTS (new keys since the last sync: the index's growth).
+SINCE (monotonic ns of the oldest change not on the device, 0: none) and INSERTS (new keys
+since the last sync: the index's growth).
 
 A sync (gpu/cuda.py ``ArenaStore.sync``) takes the dirty pages, coalesced into a bounded
 number of runs (gaps of up to MERGE_GAP clean pages merged, then the smallest gaps until at
@@ -35,7 +35,7 @@ from .interface import StoreFull
 
 PAGE_SHIFT = 12  # region pages of 4 KiB (_fastpath.c PAGE_SHIFT)
 SLOT_PAGE_SHIFT = 10  # slot pages of 1024 slots (_fastpath.c SLOT_PAGE_SHIFT)
-SINCE, PAGES, INSERTS = 0, 1, 2  # PageMirror.state (_fastpath.c MIRROR_*)
+SINCE, INSERTS = 0, 1  # PageMirror.state (_fastpath.c MIRROR_*)
 MERGE_GAP = 4  # clean pages between two dirty ones copied rather than a second copy issued
 REGION_RUNS = 32  # copies of region runs a sync issues at most
 SLOT_RUNS = 8  # runs of slot pages (each a copy per mirrored array)
@@ -68,7 +68,7 @@ class PageMirror:
     def __init__(self, xp, arena) -> None:
         self.xp = xp
         self._arena = arena  # its _allocate: the store's device allocation (StoreFull on OOM)
-        self.state = np.zeros(3, dtype=np.int64)
+        self.state = np.zeros(2, dtype=np.int64)
         self._state = memoryview(self.state)
         self.region = xp.zeros(0, dtype=xp.uint8)  # the device mirror of [0, capacity)
         self.capacity = 0
@@ -96,12 +96,9 @@ class PageMirror:
         first, last = offset >> PAGE_SHIFT, (offset + max(n, 1) - 1) >> PAGE_SHIFT
         state = self._state
         if first == last:
-            if not self._rdirty[first]:
-                self._rdirty[first] = 1
-                state[PAGES] += 1
+            self._rdirty[first] = 1
         else:
             self.region_dirty[first: last + 1] = 1
-            state[PAGES] += last + 1 - first
         if not state[SINCE]:
             state[SINCE] = _monotonic_ns()
 

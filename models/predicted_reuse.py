@@ -52,9 +52,8 @@ class PredictedReuse:
     ranker: Any
 
     def _init_reuse(self) -> None:
+        self.judged_model: Any = None  # the ranker the two verdicts below were reached for
         self.recency_only = False  # allkeys-predictive falls back to LRU order (MIN_HOLDOUT_AUC)
-        self.judged_model: Any = None  # the ranker recency_only was decided for
-        self.picks_judged: Any = None  # the ranker picks_useless was decided for
         self.picks_useless = False  # its holdout precision is under MIN_HOLDOUT_PRECISION
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
@@ -62,8 +61,7 @@ class PredictedReuse:
     def _scores_reuse(self) -> bool:
         if getattr(self.server.keyspace, "policy", None) is not PREDICTIVE:
             return False
-        if self.ranker.active is not self.judged_model:
-            self._judge_model()
+        self._judge_model()
         return not self.recency_only
 
     def _recency_order(self) -> bool:
@@ -74,33 +72,31 @@ class PredictedReuse:
     def _model_picks_useless(self) -> bool:
         """Whether the served model's recorded holdout precision at its threshold is below
         MIN_HOLDOUT_PRECISION (no record, e.g. the heuristic ranker: False)."""
-        active = self.ranker.active
-        if active is not self.picks_judged:
-            self.picks_judged = active
-            holdout = (getattr(active, "metrics", None) or {}).get("holdout") or {}
-            precision = holdout.get("precision_at_threshold")
-            self.picks_useless = precision is not None and float(precision) < MIN_HOLDOUT_PRECISION
-            if self.picks_useless:
-                log.info("model %s: holdout precision %.3f < %.2f, its scores issue no prefetches",
-                         getattr(active, "version", "?"), float(precision), MIN_HOLDOUT_PRECISION)
+        self._judge_model()
         return self.picks_useless
 
     def _judge_model(self) -> None:
-        """Recency only where the served model's recorded holdout AUC is below MIN_HOLDOUT_AUC
-        or its picks are useless (no record, e.g. the heuristic ranker: the predictive order
-        stands)."""
-        active = self.judged_model = self.ranker.active
+        """Both verdicts on the served model, once per model, from its recorded holdout figures
+        (no record, e.g. the heuristic ranker: neither): its picks are useless where the
+        precision at its threshold is below MIN_HOLDOUT_PRECISION; recency only where that, or
+        its AUC is below MIN_HOLDOUT_AUC."""
+        active = self.ranker.active
+        if active is self.judged_model:
+            return
+        self.judged_model = active
         holdout = (getattr(active, "metrics", None) or {}).get("holdout") or {}
-        auc = holdout.get("auc")
-        recency = (auc is not None and float(auc) < MIN_HOLDOUT_AUC) or self._model_picks_useless()
+        auc, precision = holdout.get("auc"), holdout.get("precision_at_threshold")
+        self.picks_useless = precision is not None and float(precision) < MIN_HOLDOUT_PRECISION
+        recency = (auc is not None and float(auc) < MIN_HOLDOUT_AUC) or self.picks_useless
         if recency and not self.recency_only:
             for db in self.server.keyspace.dbs:  # scores written so far would still order keys
                 reuse = getattr(db.store, "reuse", None)
                 if reuse is not None:
                     reuse[:] = 0.0
+        if recency:
             log.info("model %s: holdout AUC %s (min %.2f), precision %s (min %.2f): allkeys-predictive "
-                     "evicts by recency", getattr(active, "version", "?"), auc, MIN_HOLDOUT_AUC,
-                     holdout.get("precision_at_threshold"), MIN_HOLDOUT_PRECISION)
+                     "evicts by recency%s", getattr(active, "version", "?"), auc, MIN_HOLDOUT_AUC, precision,
+                     MIN_HOLDOUT_PRECISION, "; its scores issue no prefetches" if self.picks_useless else "")
         self.recency_only = recency
 
     def _clear_recency_reuse(self, db: Any, key: bytes) -> None:

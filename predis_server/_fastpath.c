@@ -29,7 +29,7 @@
 #define CLOCK_MASK 0xFFFFFFFFu  /* gpu/cpu.py CLOCK_MASK */
 #define LFU_INIT_VAL 5          /* gpu/cpu.py LFU_INIT_VAL */
 enum { SLAB_TOP = 0, SLAB_LIMIT = 1, SLAB_USED = 2 };  /* gpu/slabs.py ValueSlabs.state */
-enum { MIRROR_SINCE = 0, MIRROR_PAGES = 1, MIRROR_INSERTS = 2 };  /* gpu/mirror.py PageMirror.state */
+enum { MIRROR_SINCE = 0, MIRROR_INSERTS = 1 };  /* gpu/mirror.py PageMirror.state */
 #define PAGE_SHIFT 12           /* gpu/mirror.py PAGE_SHIFT: region pages of 4 KiB */
 #define SLOT_PAGE_SHIFT 10      /* gpu/mirror.py SLOT_PAGE_SHIFT: slot pages of 1024 slots */
 #define BASE_ITEMS 16           /* the CPU store's view; the GPU store's adds 5 */
@@ -58,7 +58,7 @@ typedef struct {
     Py_ssize_t region_len;
     /* the GPU store (NULL for the CPU store): per slot its key's packed location and length;
      * a byte per region page and per slot page a write marks for the device mirror's next
-     * copy; MIRROR_SINCE, MIRROR_PAGES, MIRROR_INSERTS (gpu/mirror.py) */
+     * copy; MIRROR_SINCE, MIRROR_INSERTS (gpu/mirror.py) */
     uint32_t *key_loc_p, *key_len_p;
     uint8_t *region_dirty_p, *slot_dirty_p;
     Py_ssize_t region_pages, slot_pages;
@@ -151,7 +151,7 @@ static int view_open(View *v, PyObject *tuple) {
             || view_buffer(v, tuple, BASE_ITEMS + 1, &v->key_len, 4, v->nslots, 0) < 0
             || view_buffer(v, tuple, BASE_ITEMS + 2, &v->region_dirty, 1, 0, 0) < 0
             || view_buffer(v, tuple, BASE_ITEMS + 3, &v->slot_dirty, 1, 0, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 4, &v->mirror_state, 8, 3, 0) < 0)
+            || view_buffer(v, tuple, BASE_ITEMS + 4, &v->mirror_state, 8, 2, 0) < 0)
             return -1;
         v->key_loc_p = v->key_loc.buf;
         v->key_len_p = v->key_len.buf;
@@ -331,10 +331,7 @@ static inline void mark_region(View *v, Py_ssize_t off, Py_ssize_t n) {
         return;
     Py_ssize_t last = (off + (n ? n : 1) - 1) >> PAGE_SHIFT;
     for (Py_ssize_t page = off >> PAGE_SHIFT; page <= last && page < v->region_pages; page++)
-        if (!v->region_dirty_p[page]) {
-            v->region_dirty_p[page] = 1;
-            v->mirror_p[MIRROR_PAGES]++;
-        }
+        v->region_dirty_p[page] = 1;
     mirror_changed(v);
 }
 
@@ -344,6 +341,21 @@ static inline void mark_slot(View *v, Py_ssize_t slot) {
         return;
     v->slot_dirty_p[slot >> SLOT_PAGE_SHIFT] = 1;
     mirror_changed(v);
+}
+
+/* A SET or INCR over slot's packed string in place (dst: its block, of n's size class): the
+ * bytes, the pages they are on, the length (its slot page when it changed), the write's time,
+ * no flags (a prefetched entry written is an entry like any other). */
+static inline void write_packed(View *v, Py_ssize_t slot, char *dst, const char *data, Py_ssize_t n,
+                                uint32_t now32) {
+    memcpy(dst, data, n);
+    mark_region(v, dst - v->region_p, n);
+    if (v->size_p[slot] != (uint32_t)n) {
+        v->size_p[slot] = (uint32_t)n;
+        mark_slot(v, slot);
+    }
+    v->atime_p[slot] = now32;
+    v->flags_p[slot] = 0;
 }
 
 /* Whether argv may write its key as a run writes (SET key value, INCR key): the look-ahead's
@@ -1169,7 +1181,7 @@ static int insert_or_set(View *v, PyObject *store, int is_new, PyObject *command
 
 PyDoc_STRVAR(run_doc,
 "run(commands, start, end, kinds, view, now_ms, options, null, wrongtype[, sink[, store[, outs]]])\n"
-"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, marked, events, mgets)\n\n"
+"-> (ran, reply, gets, sets, incrs, hits, misses, wrongtype_replies, events, mgets)\n\n"
 "Execute commands[start:end] while each is a plain GET, SET key value, INCR or MGET that can be\n"
 "done in place; stop before the first that cannot. reply holds the encoded replies; with a\n"
 "sink (the collector's ring) each GET's access event is written there; with the store, writes\n"
@@ -1236,7 +1248,6 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     const uint32_t now32 = (uint32_t)((unsigned long long)now_ms & CLOCK_MASK);
     const int touch = options & OPT_TOUCH, writes = options & OPT_WRITES;
     Py_ssize_t gets = 0, sets = 0, incrs = 0, mgets = 0, hits = 0, misses = 0, wrong = 0, i;
-    const int64_t marked_before = v.mirror_p ? v.mirror_p[MIRROR_PAGES] : 0;
     /* Every key's slot first, with its metadata prefetched: on a large keyspace each lookup
      * and each array read is a cache miss, and done one command at a time they queue up.
      * Looked up ahead, the misses of different keys overlap. The slots stay valid: no key
@@ -1366,14 +1377,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 char *dst = (char *)packed_at(&v, slot, &old_n);
                 if (dst == NULL || dst - v.region_p + n > v.region_len)
                     break;
-                memcpy(dst, PyBytes_AS_STRING(value), n);
-                mark_region(&v, dst - v.region_p, n);
-                if (v.size_p[slot] != (uint32_t)n) {
-                    v.size_p[slot] = (uint32_t)n;
-                    mark_slot(&v, slot);
-                }
-                v.atime_p[slot] = now32;
-                v.flags_p[slot] = 0;
+                write_packed(&v, slot, dst, PyBytes_AS_STRING(value), n, now32);
             }
             if (put_raw(&o, "+OK\r\n", 5) < 0)
                 goto error;
@@ -1405,14 +1409,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
                 if (!done)
                     break;
             } else {
-                memcpy(data, digits, new_n);
-                mark_region(&v, data - v.region_p, new_n);
-                if (v.size_p[slot] != (uint32_t)new_n) {
-                    v.size_p[slot] = (uint32_t)new_n;
-                    mark_slot(&v, slot);
-                }
-                v.atime_p[slot] = now32;  /* the write's time (INCR's read touched it too) */
-                v.flags_p[slot] = 0;
+                write_packed(&v, slot, data, digits, new_n, now32);  /* INCR's read touched it too */
             }
             if (out_reserve(&o, new_n + 3) < 0)
                 goto error;
@@ -1437,7 +1434,6 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     /* a refused command leaves nothing in o: what is there is the last command's reply */
     if (outs != NULL && o.len > 0 && emit_reply(&o, outs, i - 1) < 0)
         goto error;
-    const int64_t marked = v.mirror_p ? v.mirror_p[MIRROR_PAGES] - marked_before : 0;
     view_release(&v);
     Py_XDECREF(now_obj);
     Py_ssize_t recorded = 0;
@@ -1448,8 +1444,8 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     PyObject *reply = out_finish(&o);
     if (reply == NULL)
         return NULL;
-    return Py_BuildValue("(nNnnnnnnnnn)", i - start, reply, gets, sets, incrs, hits, misses, wrong,
-                         (Py_ssize_t)marked, recorded, mgets);
+    return Py_BuildValue("(nNnnnnnnnn)", i - start, reply, gets, sets, incrs, hits, misses, wrong,
+                         recorded, mgets);
 error:
     view_release(&v);
     Py_XDECREF(now_obj);

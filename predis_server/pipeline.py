@@ -62,7 +62,7 @@ incr_by = strings.incr_by
 _WRONGTYPE = encode_error(errors.WRONGTYPE)
 _WRONGTYPE_MESSAGE = _WRONGTYPE[1:-2].decode()
 # each fast kind and where native.run's result tuple counts its commands
-_NATIVE_COUNT_AT = ((GET, 2), (SET, 3), (INCR, 4), (MGET, 10))
+_NATIVE_COUNT_AT = ((GET, 2), (SET, 3), (INCR, 4), (MGET, 9))
 _OOM = encode_error(errors.OOM)
 
 
