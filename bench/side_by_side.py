@@ -1,21 +1,28 @@
-"""Two Predis servers under the same redis-benchmark load at the same time, on swapped cores.
+"""Two Predis servers under the same redis-benchmark load at the same time, measured over one window.
 
 On a shared GPU machine one server's throughput moves by up to 50% from one round to the next
-(bench/results/store/store_rounds_abd3b18.md), far more than the store backends differ, because
-rounds run one after the other and the machine changes in between. Here both servers run at
-once, each with its own cores (server and client), so whatever the machine does meanwhile hits
-both; each round swaps the two core sets, so neither backend keeps the better cores. A round's
-figure is the ratio B/A of ops/s (and of the servers' CPU µs per request); the report gives the
-median and the geometric mean over rounds with a bootstrap 95% interval of the latter.
+(bench/results/store/store_rounds_abd3b18.md), far more than the store backends differ: the
+virtual CPUs change speed as the host's other tenants come and go. Here both servers run at
+once and are measured over the same window of time (the servers' own command counters, read at
+its start and end while both loads run), so whatever the machine does meanwhile hits both:
+
+* ``--layout shared`` (default): both servers' threads on one core, which the kernel's
+  scheduler shares equally between two busy processes; the ratio of their throughputs is the
+  ratio of the CPU work each spends per request, on the same core at the same moments;
+* ``--layout apart``: each server on a core of its own (swapped every round), as two machines.
+
+A round's figure is the ratio B/A of ops/s (and of the servers' CPU µs per request); the report
+gives the median and the geometric mean over rounds with a bootstrap 95% interval of the latter.
 ``--pair cpu,cpu`` is the A/A control: the method's own resolution on that machine.
 
-Each round starts both servers fresh (so SET stores new keys first, as in store_bench.py), then
-runs SET and GET at -P 16 and MGET of 100 keys at -P 16 (50 clients, 100-byte values,
--r 100000) against both at once. Each server's threads are all pinned to its server core: the
-GPU server's CUDA driver threads are counted, not hidden on spare cores; the report lists each
-server's CPU time by thread.
+Each round starts both servers fresh, waits until they are idle (start-up work done), then for
+each test runs redis-benchmark against both (looping, 50 clients, -P 16, 100-byte values),
+reads the counters after SETTLE_S and again WINDOW_S later, and stops the loads: SET over 100,000
+keys (``-r 100000``; mostly overwrites after the first moments), SET of new keys (``-r`` 1e9),
+GET, MGET of 100 keys. All of a server's threads are pinned with it: the GPU server's CUDA
+driver threads are counted, not hidden on spare cores; the report lists CPU time by thread.
 
-    python bench/side_by_side.py [--pair cpu,gpu] [--rounds 12] [--requests 1000000] [--out DIR]
+    python bench/side_by_side.py [--pair cpu,gpu] [--layout shared] [--rounds 12] [--window 3] [--out DIR]
 """
 from __future__ import annotations
 
@@ -37,16 +44,16 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from store_bench import _cpu_seconds, commit_id, device_name
 
-COMMON = ["-P", "16", "-r", "100000", "-d", "100", "-c", "50"]
+LOAD = ["-P", "16", "-d", "100", "-c", "50", "-l", "-n", "1000000000"]  # -l: loop until stopped
 MGET = ["MGET", *["key:__rand_int__"] * 100]
-
-
-def tests(requests: int) -> list[tuple[str, int, list[str]]]:
-    """(name, requests, redis-benchmark arguments) of one round, in order."""
-    out = [(f"{t}_P16", requests, [*COMMON, "-n", str(requests), "-t", t]) for t in ("set", "get")]
-    mget_requests = max(requests // 40, 100)
-    out.append(("mget100_P16", mget_requests, [*COMMON, "-n", str(mget_requests), *MGET]))
-    return out
+TESTS = {  # name -> redis-benchmark arguments besides LOAD
+    "set_P16": ["-r", "100000", "-t", "set"],
+    "set_new_P16": ["-r", "1000000000", "-t", "set"],
+    "get_P16": ["-r", "100000", "-t", "get"],
+    "mget100_P16": ["-r", "100000", *MGET],
+}
+SETTLE_S = 0.5  # after the loads start: connections made, both servers busy
+QUIET_TICKS = 2  # a server that took at most this many clock ticks in 0.5 s is idle
 
 
 # -- cores ---------------------------------------------------------------------------------
@@ -113,46 +120,76 @@ def thread_cpu(pid: int) -> dict[str, float]:
 
 # -- a round -------------------------------------------------------------------------------
 def _benchmark(port: int, args: list[str], client: set[int] | None) -> subprocess.Popen:
-    proc = subprocess.Popen([shutil.which("redis-benchmark"), "-p", str(port), "--csv", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([shutil.which("redis-benchmark"), "-p", str(port), *LOAD, *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if client:  # before it has connected its clients (a fork's preexec_fn is unsafe with threads)
         os.sched_setaffinity(proc.pid, client)
     return proc
 
 
-def _rate(proc: subprocess.Popen) -> float:
-    stdout, stderr = proc.communicate(timeout=600)
-    for line in stdout.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if len(cells) > 1 and cells[0] != "test":
-            with contextlib.suppress(ValueError):
-                return float(cells[1])
-    raise RuntimeError(f"redis-benchmark gave no numbers: {stdout}\n{stderr}")
+def _commands(client) -> int:
+    return int(client.info("stats")["total_commands_processed"])
 
 
-def run_round(backends: tuple[str, str], cores: list[dict[str, set[int]]] | None, requests: int,
-              swap: bool) -> dict:
-    """Both servers fresh, every test at once against both; figures by side ("a", "b")."""
+def wait_idle(pids: list[int], timeout: float = 60.0) -> None:
+    """Until every process took at most QUIET_TICKS of CPU in half a second (start-up work, e.g.
+    the GPU store's kernel warm-up, done)."""
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [_cpu_seconds(pid) for pid in pids]
+        time.sleep(0.5)
+        if all(_cpu_seconds(pid) - b <= QUIET_TICKS * tick for pid, b in zip(pids, before)):
+            return
+
+
+def placements(layout: str, cores: list[dict[str, set[int]]] | None, swap: bool) -> dict:
+    """Each side's {"server", "client"} cores (None: unpinned). ``shared``: one server core for
+    both, each client its own; ``apart``: the two sets, swapped on odd rounds."""
+    if not cores:
+        return {"a": None, "b": None}
+    if layout == "shared":
+        return {side: {"server": cores[0]["server"], "client": c["client"]} for side, c in zip("ab", cores)}
+    return {"a": cores[1 if swap else 0], "b": cores[0 if swap else 1]}
+
+
+def run_round(backends: tuple[str, str], placed: dict, window: float) -> dict:
+    """Both servers fresh; each test's load on both at once, counted over the same window."""
+    import redis
     from servers import predis_process
 
-    sides = {"a": backends[0], "b": backends[1]}
-    placed = {"a": cores[1 if swap else 0], "b": cores[0 if swap else 1]} if cores else {"a": None, "b": None}
-    row: dict = {"swap": swap}
+    row: dict = {}
     with contextlib.ExitStack() as stack:
         servers = {side: stack.enter_context(predis_process("--store-backend", backend, "--save", ""))
-                   for side, backend in sides.items()}
-        for name, n, args in tests(requests):
-            for side, server in servers.items():
+                   for side, backend in zip("ab", backends)}
+        pids = {side: s.process.pid for side, s in servers.items()}
+        wait_idle(list(pids.values()))
+        clients = {side: redis.Redis(port=s.port) for side, s in servers.items()}
+        for name, args in TESTS.items():
+            for side, pid in pids.items():
                 if placed[side]:
-                    pin_all_threads(server.process.pid, placed[side]["server"])  # threads made since
-            before = {side: _cpu_seconds(s.process.pid) for side, s in servers.items()}
-            procs = {side: _benchmark(s.port, args, placed[side]["client"] if placed[side] else None)
-                     for side, s in servers.items()}
-            for side, server in servers.items():
-                row[f"{side}_{name}_ops_per_s"] = _rate(procs[side])
-                row[f"{side}_{name}_cpu_us"] = (_cpu_seconds(server.process.pid) - before[side]) * 1e6 / n
-        for side, server in servers.items():
-            row[f"{side}_threads_cpu_s"] = thread_cpu(server.process.pid)
+                    pin_all_threads(pid, placed[side]["server"])  # threads made since, too
+            loads = [_benchmark(s.port, args, placed[side]["client"] if placed[side] else None)
+                     for side, s in servers.items()]
+            try:
+                time.sleep(SETTLE_S)
+                start = {side: (_commands(c), _cpu_seconds(pids[side]), time.monotonic()) for side, c in clients.items()}
+                time.sleep(window)
+                end = {side: (_commands(c), _cpu_seconds(pids[side]), time.monotonic()) for side, c in clients.items()}
+            finally:
+                for load in loads:
+                    load.terminate()
+                for load in loads:
+                    load.wait(timeout=30)
+            for side in servers:
+                done = end[side][0] - start[side][0] - 1  # less the INFO call itself
+                if done <= 0:
+                    raise RuntimeError(f"predis-{backends['ab'.index(side)]} served nothing under {name}: "
+                                       f"{loads['ab'.index(side)].stderr.read()!r}")
+                row[f"{side}_{name}_ops_per_s"] = done / (end[side][2] - start[side][2])
+                row[f"{side}_{name}_cpu_us"] = (end[side][1] - start[side][1]) * 1e6 / done
+        for side, pid in pids.items():
+            row[f"{side}_threads_cpu_s"] = thread_cpu(pid)
     return row
 
 
@@ -165,10 +202,10 @@ def bootstrap_interval(values: list[float], draws: int = 2000, seed: int = 1) ->
     return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
 
 
-def summarise(rounds: list[dict], requests: int) -> dict:
+def summarise(rounds: list[dict]) -> dict:
     """Per metric: the B/A ratio of every round, its median, geometric mean and 95% interval."""
     summary = {}
-    for name, _, _ in tests(requests):
+    for name in TESTS:
         for unit in ("ops_per_s", "cpu_us"):
             # a run too short for the CPU clock's ticks reads 0 CPU: no ratio from it
             ratios = [r[f"b_{name}_{unit}"] / r[f"a_{name}_{unit}"] for r in rounds
@@ -182,31 +219,34 @@ def summarise(rounds: list[dict], requests: int) -> dict:
     return summary
 
 
+def _placed_text(placed: dict) -> str:
+    return "; ".join(f"{side}: server {sorted(p['server'])}, redis-benchmark {sorted(p['client'])}"
+                     for side, p in placed.items() if p) or "not pinned"
+
+
 def markdown(report: dict) -> str:
     a, b = report["pair"]
-    cores = report.get("cores")
-    placed = ("; ".join(f"set {i}: server core {c['server']}, redis-benchmark cores {c['client']}"
-                        for i, c in enumerate(cores)) + " (swapped every round)") if cores else "not pinned"
+    rounds = report["rounds"]
     lines = [f"# Side by side: predis-{b} / predis-{a}, both under load at once\n",
              (f"Device: {report['device']}  \nHost: {report['host']}  \nDate: {report['date']}  \n"
-              f"Commit: {report['commit']}  \nCommand: `{report['command']}`  \nCores: {placed}\n"),
-             (f"Load per round (both servers fresh): {', '.join(n for n, _, _ in tests(report['requests']))}; "
-              "-P 16, 50 clients, 100-byte values, -r 100000. Ratios are "
-              f"{b}/{a}: above 1 is better for {b} in ops/s, worse in CPU µs per request.\n"),
+              f"Commit: {report['commit']}  \nCommand: `{report['command']}`  \n"
+              f"Layout: {report['layout']}; cores of round 0: {rounds[0]['placed']}\n"),
+             (f"Each test: redis-benchmark looping on both servers at once (-P 16, 50 clients, 100-byte "
+              f"values), both counted over the same {report['window']} s window. Ratios are {b}/{a}: above 1 "
+              f"is better for {b} in ops/s, worse in CPU µs per request.\n"),
              "| metric | rounds | median | geometric mean | 95% interval | rounds >= 1.0 |", "|---|---|---|---|---|---|"]
     for metric, s in report["summary"].items():
         lines.append(f"| {metric} | {len(s['ratios'])} | {s['median']:.3f} | {s['geometric_mean']:.3f} | "
                      f"{s['interval_95'][0]:.3f} - {s['interval_95'][1]:.3f} | {s['rounds_at_least_1']} |")
     lines.append("\n## Every round (ops/s)\n")
-    names = [n for n, _, _ in tests(report["requests"])]
-    lines.append("| round | cores swapped | " + " | ".join(f"{n} {a} | {n} {b}" for n in names) + " |")
-    lines.append("|---|---|" + "---|---|" * len(names))
-    for i, r in enumerate(report["rounds"]):
-        lines.append(f"| {i} | {'yes' if r['swap'] else 'no'} | " + " | ".join(
-            f"{r[f'a_{n}_ops_per_s']:,.0f} | {r[f'b_{n}_ops_per_s']:,.0f}" for n in names) + " |")
+    lines.append("| round | " + " | ".join(f"{n} {a} | {n} {b}" for n in TESTS) + " |")
+    lines.append("|---|" + "---|---|" * len(TESTS))
+    for i, r in enumerate(rounds):
+        lines.append(f"| {i} | " + " | ".join(
+            f"{r[f'a_{n}_ops_per_s']:,.0f} | {r[f'b_{n}_ops_per_s']:,.0f}" for n in TESTS) + " |")
     lines.append("\n## CPU seconds by thread, last round\n")
     for side, backend in (("a", a), ("b", b)):
-        threads = report["rounds"][-1][f"{side}_threads_cpu_s"]
+        threads = rounds[-1][f"{side}_threads_cpu_s"]
         lines.append(f"- predis-{backend}: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                          sorted(threads.items(), key=lambda kv: -kv[1])))
     return "\n".join(lines) + "\n"
@@ -215,29 +255,31 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", default="cpu,gpu", help="store backends A,B (ratios are B/A)")
+    parser.add_argument("--layout", choices=("shared", "apart"), default="shared")
     parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--requests", type=int, default=1_000_000, help="SET and GET requests a round (MGET: 1/40)")
-    parser.add_argument("--pin", default="auto", help="auto (two core sets from the topology) or no")
+    parser.add_argument("--window", type=float, default=3.0, help="seconds each test is counted over")
+    parser.add_argument("--pin", default="auto", help="auto (core sets from the topology) or no")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))
     parser.add_argument("--name", default=None, help="file name stem (default side_by_side_A_B)")
     args = parser.parse_args()
     pair = tuple(args.pair.split(","))
     assert len(pair) == 2, "--pair takes two backends"
     cores = pick_cores(sorted(os.sched_getaffinity(0))) if args.pin == "auto" else None
-    report = {"pair": pair, "device": device_name(), "requests": args.requests,
+    report = {"pair": pair, "layout": args.layout, "window": args.window, "device": device_name(),
               "host": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit_id(),
-              "command": " ".join(["python", "bench/side_by_side.py", *sys.argv[1:]]),
-              "cores": [{k: sorted(v) for k, v in c.items()} for c in cores] if cores else None, "rounds": []}
+              "command": " ".join(["python", "bench/side_by_side.py", *sys.argv[1:]]), "rounds": []}
     for round_no in range(args.rounds):
-        row = run_round(pair, cores, args.requests, swap=bool(round_no % 2))
+        placed = placements(args.layout, cores, swap=bool(round_no % 2))
+        row = run_round(pair, placed, args.window)
+        row["placed"] = _placed_text(placed)
         report["rounds"].append(row)
-        print(f"round {round_no}", {k: v for k, v in row.items() if k.endswith("ops_per_s")}, flush=True)
-    report["summary"] = summarise(report["rounds"], args.requests)
+        print(f"round {round_no}", {k: round(v) for k, v in row.items() if k.endswith("ops_per_s")}, flush=True)
+    report["summary"] = summarise(report["rounds"])
     stem = args.name or f"side_by_side_{pair[0]}_{pair[1]}"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, stem + ".json"), "w") as handle:
-        json.dump(report, handle, indent=2, default=sorted)
+        json.dump(report, handle, indent=2)
     text = markdown(report)
     with open(os.path.join(args.out, stem + ".md"), "w") as handle:
         handle.write(text)

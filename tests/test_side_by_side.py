@@ -32,14 +32,14 @@ def test_too_few_cpus_means_unpinned():
 
 
 def test_summary_ratios_are_b_over_a_per_round():
-    names = [n for n, _, _ in side_by_side.tests(1000)]
+    names = list(side_by_side.TESTS)
     rounds = []
     for a, b in ((100.0, 110.0), (200.0, 180.0), (100.0, 100.0)):
         row = {}
         for n in names:
             row.update({f"a_{n}_ops_per_s": a, f"b_{n}_ops_per_s": b, f"a_{n}_cpu_us": 2.0, f"b_{n}_cpu_us": 1.0})
         rounds.append(row)
-    summary = side_by_side.summarise(rounds, 1000)
+    summary = side_by_side.summarise(rounds)
     ops = summary["set_P16_ops_per_s"]
     assert ops["ratios"] == [1.1, 0.9, 1.0]
     assert ops["median"] == 1.0 and ops["rounds_at_least_1"] == 2
@@ -51,9 +51,20 @@ def test_summary_ratios_are_b_over_a_per_round():
 @pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="redis-benchmark not installed")
 def test_a_short_real_run_measures_both_servers(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "..", "bench", "side_by_side.py")
-    out = subprocess.run([sys.executable, script, "--pair", "cpu,cpu", "--rounds", "1", "--requests", "4000",
+    out = subprocess.run([sys.executable, script, "--pair", "cpu,cpu", "--rounds", "1", "--window", "0.3",
                           "--pin", "no", "--out", str(tmp_path), "--name", "aa"],
                          check=False, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "aa.md").read_text()
-    assert "| set_P16_ops_per_s | 1 |" in text and "predis-cpu: main" in text
+    assert "| set_P16_ops_per_s | 1 |" in text and "| set_new_P16_ops_per_s | 1 |" in text
+    assert "predis-cpu: main" in text
+
+
+def test_shared_layout_puts_both_servers_on_one_core():
+    cores = [{"server": {2}, "client": {4, 5}}, {"server": {3}, "client": {6, 7}}]
+    shared = side_by_side.placements("shared", cores, swap=True)
+    assert shared["a"]["server"] == shared["b"]["server"] == {2}
+    assert shared["a"]["client"] != shared["b"]["client"]
+    apart = side_by_side.placements("apart", cores, swap=True)
+    assert apart["a"] == cores[1] and apart["b"] == cores[0]
+    assert side_by_side.placements("shared", None, swap=False) == {"a": None, "b": None}
