@@ -153,7 +153,7 @@ def placements(layout: str, cores: list[dict[str, set[int]]] | None, swap: bool)
     return {"a": cores[1 if swap else 0], "b": cores[0 if swap else 1]}
 
 
-def run_round(backends: tuple[str, str], placed: dict, window: float) -> dict:
+def run_round(backends: tuple[str, str], placed: dict, window: float, tests: list[str]) -> dict:
     """Both servers fresh; each test's load on both at once, counted over the same window."""
     import redis
     from servers import predis_process
@@ -165,7 +165,8 @@ def run_round(backends: tuple[str, str], placed: dict, window: float) -> dict:
         pids = {side: s.process.pid for side, s in servers.items()}
         wait_idle(list(pids.values()))
         clients = {side: redis.Redis(port=s.port) for side, s in servers.items()}
-        for name, args in TESTS.items():
+        for name in tests:
+            args = TESTS[name]
             for side, pid in pids.items():
                 if placed[side]:
                     pin_all_threads(pid, placed[side]["server"])  # threads made since, too
@@ -206,6 +207,8 @@ def summarise(rounds: list[dict]) -> dict:
     """Per metric: the B/A ratio of every round, its median, geometric mean and 95% interval."""
     summary = {}
     for name in TESTS:
+        if f"a_{name}_ops_per_s" not in rounds[0]:
+            continue
         for unit in ("ops_per_s", "cpu_us"):
             # a run too short for the CPU clock's ticks reads 0 CPU: no ratio from it
             ratios = [r[f"b_{name}_{unit}"] / r[f"a_{name}_{unit}"] for r in rounds
@@ -227,6 +230,7 @@ def _placed_text(placed: dict) -> str:
 def markdown(report: dict) -> str:
     a, b = report["pair"]
     rounds = report["rounds"]
+    names = [n for n in TESTS if f"a_{n}_ops_per_s" in rounds[0]]
     lines = [f"# Side by side: predis-{b} / predis-{a}, both under load at once\n",
              (f"Device: {report['device']}  \nHost: {report['host']}  \nDate: {report['date']}  \n"
               f"Commit: {report['commit']}  \nCommand: `{report['command']}`  \n"
@@ -239,11 +243,11 @@ def markdown(report: dict) -> str:
         lines.append(f"| {metric} | {len(s['ratios'])} | {s['median']:.3f} | {s['geometric_mean']:.3f} | "
                      f"{s['interval_95'][0]:.3f} - {s['interval_95'][1]:.3f} | {s['rounds_at_least_1']} |")
     lines.append("\n## Every round (ops/s)\n")
-    lines.append("| round | " + " | ".join(f"{n} {a} | {n} {b}" for n in TESTS) + " |")
-    lines.append("|---|" + "---|---|" * len(TESTS))
+    lines.append("| round | " + " | ".join(f"{n} {a} | {n} {b}" for n in names) + " |")
+    lines.append("|---|" + "---|---|" * len(names))
     for i, r in enumerate(rounds):
         lines.append(f"| {i} | " + " | ".join(
-            f"{r[f'a_{n}_ops_per_s']:,.0f} | {r[f'b_{n}_ops_per_s']:,.0f}" for n in TESTS) + " |")
+            f"{r[f'a_{n}_ops_per_s']:,.0f} | {r[f'b_{n}_ops_per_s']:,.0f}" for n in names) + " |")
     lines.append("\n## CPU seconds by thread, last round\n")
     for side, backend in (("a", a), ("b", b)):
         threads = rounds[-1][f"{side}_threads_cpu_s"]
@@ -258,12 +262,15 @@ def main() -> None:
     parser.add_argument("--layout", choices=("shared", "apart"), default="shared")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--window", type=float, default=3.0, help="seconds each test is counted over")
+    parser.add_argument("--tests", default=",".join(TESTS), help=f"a subset of {','.join(TESTS)}")
     parser.add_argument("--pin", default="auto", help="auto (core sets from the topology) or no")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))
     parser.add_argument("--name", default=None, help="file name stem (default side_by_side_A_B)")
     args = parser.parse_args()
     pair = tuple(args.pair.split(","))
     assert len(pair) == 2, "--pair takes two backends"
+    tests = args.tests.split(",")
+    assert set(tests) <= set(TESTS), f"--tests: a subset of {list(TESTS)}"
     cores = pick_cores(sorted(os.sched_getaffinity(0))) if args.pin == "auto" else None
     report = {"pair": pair, "layout": args.layout, "window": args.window, "device": device_name(),
               "host": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -271,7 +278,7 @@ def main() -> None:
               "command": " ".join(["python", "bench/side_by_side.py", *sys.argv[1:]]), "rounds": []}
     for round_no in range(args.rounds):
         placed = placements(args.layout, cores, swap=bool(round_no % 2))
-        row = run_round(pair, placed, args.window)
+        row = run_round(pair, placed, args.window, tests)
         row["placed"] = _placed_text(placed)
         report["rounds"].append(row)
         print(f"round {round_no}", {k: round(v) for k, v in row.items() if k.endswith("ops_per_s")}, flush=True)
