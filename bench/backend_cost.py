@@ -9,7 +9,7 @@ machine hits both alike. (Two servers in one process were not comparable: with a
 in the process, the second server made ran slower whatever its backend.)
 A tick is what redis-benchmark -P 16 -c 50 gives the server: 50 connections' pipelines of 16
 commands, then the tick's end (``batching.end_tick``: the GPU store's sync once its oldest
-change is 50 ms old). Each block of ticks gives one sample per backend; the figures are
+change is ``gpu-sync-interval`` old). Each block of ticks gives one sample per backend; the figures are
 medians over blocks, and the ratio the median of the blocks' GPU/CPU ratios. ``--pair cpu,cpu-cuda`` measures what a
 CUDA context alone costs a process's CPU work (the CPU store in both). The clock is
 the server thread's CPU time (and wall time: the GPU store never waits for the device on
@@ -120,7 +120,7 @@ def serve(backend: str, core: int | None, pipe) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    # a block must span several of the GPU store's 50 ms syncs, or the medians leave them out
+    # a block should span several of the GPU store's syncs (gpu-sync-interval), or the medians leave them out
     parser.add_argument("--blocks", type=int, default=9, help="samples per backend and phase")
     parser.add_argument("--ticks", type=int, default=150, help="ticks per sample (SET new: as the keys allow)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))

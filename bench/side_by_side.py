@@ -23,6 +23,7 @@ GET, MGET of 100 keys. All of a server's threads are pinned with it: the GPU ser
 driver threads are counted, not hidden on spare cores; the report lists CPU time by thread.
 
     python bench/side_by_side.py [--pair cpu,gpu] [--layout shared] [--rounds 12] [--window 3] [--out DIR]
+    python bench/side_by_side.py --pair gpu,gpu --a-args '--gpu-sync-interval 50'   # one setting against another
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -153,15 +155,16 @@ def placements(layout: str, cores: list[dict[str, set[int]]] | None, swap: bool)
     return {"a": cores[1 if swap else 0], "b": cores[0 if swap else 1]}
 
 
-def run_round(backends: tuple[str, str], placed: dict, window: float, tests: list[str]) -> dict:
+def run_round(backends: tuple[str, str], placed: dict, window: float, tests: list[str],
+              extra: tuple[list[str], list[str]] = ([], [])) -> dict:
     """Both servers fresh; each test's load on both at once, counted over the same window."""
     import redis
     from servers import predis_process
 
     row: dict = {}
     with contextlib.ExitStack() as stack:
-        servers = {side: stack.enter_context(predis_process("--store-backend", backend, "--save", ""))
-                   for side, backend in zip("ab", backends)}
+        servers = {side: stack.enter_context(predis_process("--store-backend", backend, "--save", "", *args))
+                   for side, backend, args in zip("ab", backends, extra)}
         pids = {side: s.process.pid for side, s in servers.items()}
         wait_idle(list(pids.values()))
         clients = {side: redis.Redis(port=s.port) for side, s in servers.items()}
@@ -228,9 +231,9 @@ def _placed_text(placed: dict) -> str:
 
 
 def markdown(report: dict) -> str:
-    a, b = report["pair"]
     rounds = report["rounds"]
     names = [n for n in TESTS if f"a_{n}_ops_per_s" in rounds[0]]
+    a, b = (f"{name} {args}".strip() for name, args in zip(report["pair"], report.get("args", ("", ""))))
     lines = [f"# Side by side: predis-{b} / predis-{a}, both under load at once\n",
              (f"Device: {report['device']}  \nHost: {report['host']}  \nDate: {report['date']}  \n"
               f"Commit: {report['commit']}  \nCommand: `{report['command']}`  \n"
@@ -262,6 +265,8 @@ def main() -> None:
     parser.add_argument("--layout", choices=("shared", "apart"), default="shared")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--window", type=float, default=3.0, help="seconds each test is counted over")
+    parser.add_argument("--a-args", default="", help="more server arguments for A, e.g. '--gpu-sync-interval 50'")
+    parser.add_argument("--b-args", default="", help="more server arguments for B")
     parser.add_argument("--tests", default=",".join(TESTS), help=f"a subset of {','.join(TESTS)}")
     parser.add_argument("--pin", default="auto", help="auto (core sets from the topology) or no")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))
@@ -272,13 +277,13 @@ def main() -> None:
     tests = args.tests.split(",")
     assert set(tests) <= set(TESTS), f"--tests: a subset of {list(TESTS)}"
     cores = pick_cores(sorted(os.sched_getaffinity(0))) if args.pin == "auto" else None
-    report = {"pair": pair, "layout": args.layout, "window": args.window, "device": device_name(),
+    report = {"pair": pair, "args": [args.a_args, args.b_args], "layout": args.layout, "window": args.window, "device": device_name(),
               "host": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit_id(),
               "command": " ".join(["python", "bench/side_by_side.py", *sys.argv[1:]]), "rounds": []}
     for round_no in range(args.rounds):
         placed = placements(args.layout, cores, swap=bool(round_no % 2))
-        row = run_round(pair, placed, args.window, tests)
+        row = run_round(pair, placed, args.window, tests, (shlex.split(args.a_args), shlex.split(args.b_args)))
         row["placed"] = _placed_text(placed)
         report["rounds"].append(row)
         print(f"round {round_no}", {k: round(v) for k, v in row.items() if k.endswith("ops_per_s")}, flush=True)

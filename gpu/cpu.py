@@ -108,7 +108,7 @@ class NumpyStore(StoreBackend):
         self._live = memoryview(self.live)
 
     def _host_array(self, name: str, capacity: int, dtype) -> np.ndarray:
-        """A zeroed per-slot array (the GPU store puts the ones it mirrors in pinned memory)."""
+        """A zeroed per-slot array (the GPU store adds its key arrays through this)."""
         return np.zeros(capacity, dtype=dtype)
 
     @property

@@ -25,8 +25,8 @@ whose key went or changed loses its index entry, a live one without an entry get
 hashed from the mirrored bytes. The host never waits for the device in a sync and never
 reads device data back. ``sync`` runs before every device read (the batch APIs:
 ``lookup_packed``, ``gather_device``, ``get_many_packed``), and at the end of an event-loop
-tick (``flush()``) once the oldest change is SYNC_INTERVAL_S old, so one sync serves the writes
-of many ticks. (No trigger by the number of dirty pages: the marks take no memory that grows, and
+tick (``flush()``) once the oldest change is ``gpu-sync-interval`` old (1 s), so one sync serves
+the writes of many ticks. (No trigger by the number of dirty pages: the marks take no memory that grows, and
 a sync's CPU cost is mostly per copy, not per page, so syncing more often only costs more.)
 
 Device out-of-memory fails the write that needs the space and nothing else: a write that may
@@ -59,7 +59,12 @@ from .mirror import (
 )
 from .slabs import BLOCK, LIMIT, TOP, size_class
 
-SYNC_INTERVAL_S = 0.05  # the device copy trails host writes by at most this under load
+# The device copy trails host writes by at most this under load (config gpu-sync-interval, in ms).
+# Every device read syncs first, so the periodic sync only bounds what a device read must catch up
+# on; each costs the event loop its copies' and kernel's launches, and random overwrites dirty the
+# whole region between two syncs however short the interval: rarer is cheaper
+# (bench/results/store/page_mirror.md compares 50 ms with 1 s).
+SYNC_INTERVAL_S = 1.0
 BIG_VALUE = 1 << 20  # values this large get a device block of their own, written at once
 
 # Host arrays the device mirrors, slot for slot (NumpyStore has the first three).
@@ -230,12 +235,13 @@ class ArenaStore(NumpyStore):
     def delete_many(self, keys: Iterable[bytes]) -> int:
         return sum(1 for key in keys if self.delete(key))
 
-    def flush(self) -> None:
-        """End of an event-loop tick: changes older than SYNC_INTERVAL_S go to the device, so a
-        sync (a few copies and a kernel) serves many ticks."""
+    def flush(self, interval_s: float | None = None) -> None:
+        """End of an event-loop tick: changes older than ``interval_s`` (the server's
+        ``gpu-sync-interval``; default SYNC_INTERVAL_S) go to the device, so a sync (a few copies
+        and a kernel) serves many ticks."""
         state = self._mstate
         since = state[SINCE]
-        if since and time.monotonic_ns() - since >= SYNC_INTERVAL_S * 1e9:
+        if since and time.monotonic_ns() - since >= (SYNC_INTERVAL_S if interval_s is None else interval_s) * 1e9:
             self.sync()
 
     # -- the sync: dirty pages copied, the index reconciled ----------------------------------
@@ -411,21 +417,6 @@ class CupyStore(ArenaStore):
         from .mirror import CudaPageMirror
 
         return CudaPageMirror(self.xp, self.arena)
-
-    def _host_array(self, name: str, capacity: int, dtype) -> np.ndarray:
-        """The mirrored arrays in pinned (page-locked) memory: their copies are DMAs. (cupy.cuda's
-        allocator, not cupyx.empty_pinned: importing cupyx would cost the first sync.)"""
-        if name not in _MIRRORED:
-            return super()._host_array(name, capacity, dtype)
-        nbytes = capacity * np.dtype(dtype).itemsize
-        array = np.ndarray((capacity,), dtype=dtype, buffer=self.xp.cuda.alloc_pinned_memory(nbytes))
-        array[:] = 0
-        return array
-
-    def _grow(self, capacity: int) -> None:
-        if self._capacity:  # the old pinned arrays go back to the pool: no copy may still read them
-            self.xp.cuda.get_current_stream().synchronize()
-        super()._grow(capacity)
 
     def __del__(self) -> None:
         mirror = getattr(self, "mirror", None)

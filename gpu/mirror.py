@@ -16,8 +16,10 @@ host writes a key's bytes before the slot arrays that point at them, so a copy o
 arrays that shows a key is followed by one of bytes at least as new. Nothing is read back
 and nothing waits: on CUDA (``CudaPageMirror``) the copies are asynchronous DMAs, from the
 region registered with CUDA chunk by chunk as its mirror grows (``cudaHostRegister`` on the
-new sub-range only: the region is a MAP_NORESERVE reservation of 16 GiB) and from slot
-arrays in pinned memory. A page the host writes while its copy is in flight is marked again
+new sub-range only: the region is a MAP_NORESERVE reservation of 16 GiB); the slot arrays are
+plain (pageable) host memory, which the driver stages: a sync's slot pages are a few KiB each,
+while pinned arrays would be allocated anew (cudaHostAlloc pins and maps every page) each time
+the arrays grow. A page the host writes while its copy is in flight is marked again
 and copied by the next sync, so the device is exact after the sync that precedes a read.
 
 The region's mirror holds [0, capacity) with capacity >= the slabs' TOP: the slabs' LIMIT is
@@ -201,7 +203,7 @@ class CudaPageMirror(PageMirror):
         return sum(size for _, size in self._chunks)
 
     def release(self) -> None:
-        # no copy may still read the region or the slot arrays going back to the pinned pool
+        # no copy may still read the region once it is unregistered
         self.xp.cuda.get_current_stream().synchronize()
         if self._chunks:
             for address, _ in self._chunks:

@@ -19,10 +19,10 @@ def wants_coalescing(keyspace) -> bool:
     return hasattr(keyspace.backend, "flush")
 
 
-def end_tick(keyspace) -> None:
+def end_tick(keyspace, interval_s: float | None = None) -> None:
     """After the tick's replies: changed pages go to the device, once per store. A store with
     nothing to copy (``staged_since`` 0) costs one property read: at -P 1 a tick is a few
     requests, and sixteen flush() calls a tick were a visible share of them."""
     for store in keyspace.stores:
         if store.staged_since:
-            store.flush()
+            store.flush(interval_s)

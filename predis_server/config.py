@@ -130,6 +130,8 @@ OPTIONS: list[Option] = [
     Option("active-expire-enabled", "bool", True, True, "Run the active expiry cycle."),
     Option("store-backend", "enum", "cpu", False, "Store backend: cpu (NumPy), gpu (CuPy) or auto.",
            choices=("auto", "cpu", "gpu")),
+    Option("gpu-sync-interval", "int", 1000, True, "GPU store: ms its device copy may trail host writes "
+           "(the periodic sync; every device read syncs first).", minimum=0),
     # diagnostics
     Option("slowlog-log-slower-than", "int", 10000, True, "Log commands slower than this (µs; <0 off).",
            minimum=-1),

@@ -22,7 +22,7 @@ from .acl import AccessControl
 from .client import Client
 from .commands import COMMANDS
 from .config import Config
-from .errors import ProtocolError
+from .errors import CommandError, ProtocolError
 from .executor import Executor
 from .keyspace import Keyspace
 from .lone_batch import MIN_LONE, LoneBatch
@@ -30,7 +30,6 @@ from .pipeline import FastRuns
 from .protocol.connection import OUTPUT_BATCH_LIMIT, Connection
 from .protocol.encoder import OK_BYTES, encode, encode_bulk_array, encode_error
 from .pubsub_hub import PubSubHub
-from .errors import CommandError
 from .replies import OK, Deferred, NoReply, Resolved
 from .services import install_services, throttle_failed_auth
 from .stats import LatencyMonitor, Slowlog, Stats
@@ -263,7 +262,7 @@ class Server:
         for conn in dirty:
             conn.flush()
         if self.coalesce:  # after the replies are written: they need only the host copy
-            batching.end_tick(self.keyspace)
+            batching.end_tick(self.keyspace, self.config.gpu_sync_interval / 1000)
         for conn in throttled:
             # run the rest next tick, or once the socket drains (resume_writing) if it is full
             if conn.backlog is not None and not conn.writing_paused and conn.client is not None \

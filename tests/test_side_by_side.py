@@ -52,12 +52,13 @@ def test_summary_ratios_are_b_over_a_per_round():
 def test_a_short_real_run_measures_both_servers(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "..", "bench", "side_by_side.py")
     out = subprocess.run([sys.executable, script, "--pair", "cpu,cpu", "--rounds", "1", "--window", "0.3",
-                          "--pin", "no", "--out", str(tmp_path), "--name", "aa"],
+                          "--pin", "no", "--out", str(tmp_path), "--name", "aa",
+                          "--b-args", "--gpu-sync-interval 5"],
                          check=False, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "aa.md").read_text()
     assert "| set_P16_ops_per_s | 1 |" in text and "| set_new_P16_ops_per_s | 1 |" in text
-    assert "predis-cpu: main" in text
+    assert "predis-cpu: main" in text and "predis-cpu --gpu-sync-interval 5: main" in text
 
 
 def test_shared_layout_puts_both_servers_on_one_core():

@@ -345,6 +345,29 @@ def test_writes_reach_the_device_in_one_sync_and_reads_stay_on_the_host(device_s
     assert got == [b"v1", b"chg", b"x" * 300, None, b"fresh"]
 
 
+def test_the_servers_sync_interval_decides_when_a_tick_syncs(device_store, monkeypatch):
+    """end_tick passes gpu-sync-interval (seconds) to the store: changes younger than it wait
+    for a later tick, older ones are synced; the module default applies without one."""
+    from types import SimpleNamespace
+
+    import gpu.cuda
+    from predis_server.batching import end_tick
+
+    syncs = []
+    real_sync = device_store.sync
+    monkeypatch.setattr(device_store, "sync", lambda: (syncs.append(1), real_sync()))
+    ticks = SimpleNamespace(stores=(device_store,))
+    device_store.set(b"k", b"v", NOW)
+    end_tick(ticks, 3600.0)
+    assert syncs == [] and device_store.staged_since
+    end_tick(ticks, 0.0)
+    assert syncs == [1] and not device_store.staged_since
+    device_store.set(b"k", b"w", NOW)
+    monkeypatch.setattr(gpu.cuda, "SYNC_INTERVAL_S", 3600.0)
+    end_tick(ticks)
+    assert syncs == [1]
+
+
 def test_a_tick_with_only_deletes_still_reaches_the_device(device_store, monkeypatch):
     """The end of a tick looks only at ``staged_since``: a delete (an index removal, nothing
     to upload) must set it too, or the device index would keep the key until a device read."""
