@@ -16,6 +16,7 @@ a tick's lone commands of many connections in one C batch, lone_batch.py).
 Writes bench/results/prefetch/collector.json/.md.
 
     python bench/collector_bench.py [--requests 1000000] [--pipeline 16] [--rounds 5] [--blocks 15]
+    python bench/collector_bench.py --model-only DIR   # only the trained ranker, as a models-dir
 """
 from __future__ import annotations
 
@@ -106,7 +107,12 @@ def main() -> int:
     parser.add_argument("--pipeline", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--blocks", type=int, default=15, help="in-process samples per server (0: skip)")
+    parser.add_argument("--model-only", metavar="DIR", help="write the trained ranker into models-dir DIR and "
+                        "stop (for bench/side_by_side.py --b-args '--prefetch-enabled yes --models-dir DIR')")
     args = parser.parse_args()
+    if args.model_only:
+        print(trained_model(args.model_only))
+        return 0
     models = tempfile.mkdtemp(prefix="predis-collector-bench-")
     model_dir = trained_model(models)
     configs = {"off": ["--collector-sampling", "0"], "collector default (0.01)": [],
