@@ -56,6 +56,12 @@ def value_size(value: object) -> int:
     return sys.getsizeof(value)
 
 
+# predis_server/fastpath.py sets this when its C extension is built: the C side keeps the last
+# store view it used open between calls (with the buffers of the arrays and the region), and this
+# lets go of it when the store stops using that view.
+forget_native_view = None
+
+
 class NumpyStore(StoreBackend):
     name = "cpu"
     #: longest string packed in the slabs (the GPU store packs longer ones, gpu/cuda.py)
@@ -70,6 +76,7 @@ class NumpyStore(StoreBackend):
 
     # -- storage layout -------------------------------------------------------------------
     def _alloc(self, capacity: int) -> None:
+        self._drop_native_view()  # the C side must let go of the region before it closes
         if getattr(self, "_slabs", None) is not None:
             self._slabs.close()  # FLUSHALL gives the packed values' memory back at once
         self._index: dict[bytes, int] = {}
@@ -97,7 +104,7 @@ class NumpyStore(StoreBackend):
             new[: len(old)] = old
             setattr(self, name, new)
         self._capacity = capacity
-        self._native = None
+        self._drop_native_view()
         self._exp = memoryview(self.expire_at)
         self._atime = memoryview(self.last_access)
         self._lfu = memoryview(self.lfu_count)
@@ -136,7 +143,7 @@ class NumpyStore(StoreBackend):
     def _open_slabs(self) -> ValueSlabs:
         self._slabs = ValueSlabs()
         self._region = self._slabs.region
-        self._native = None
+        self._drop_native_view()
         return self._slabs
 
     def _forget_value(self, slot: int) -> None:
@@ -294,9 +301,15 @@ class NumpyStore(StoreBackend):
         if self.track_lfu:
             return None
         view = self._native
-        if view is None:  # built once per layout change (_grow, _open_slabs, _alloc)
+        if view is None:  # built once per layout change (_grow, _open_slabs, _alloc: _drop_native_view)
             view = self._native = self._build_native_view()
         return view
+
+    def _drop_native_view(self) -> None:
+        """The layout changed (or is about to): the next native_view() builds a new view."""
+        view, self._native = getattr(self, "_native", None), None
+        if view is not None and forget_native_view is not None:
+            forget_native_view(view)
 
     def _build_native_view(self) -> tuple:
         # the memoryviews: the C side takes their buffers faster than the arrays'. Then what

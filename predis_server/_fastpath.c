@@ -166,6 +166,29 @@ static int view_open(View *v, PyObject *tuple) {
     return 0;
 }
 
+/* The last view a call opened, kept open for the next: opening one takes a buffer of every
+ * array (11, or 16 for the GPU store), as much work as a few commands, and a pipeline's chunk
+ * is one call. Matched by the tuple's identity (held, so not reused): the store builds a new
+ * tuple whenever its layout changes, and hands the old one to forget_view() before it closes
+ * its region (an mmap with a buffer taken cannot close). A call takes the view out (it is its
+ * own while the store's Python code may run) and parks it back when it succeeds. */
+static View parked;
+
+static int view_take(View *v, PyObject *tuple) {
+    if (parked.source != NULL && parked.source == tuple) {
+        *v = parked;
+        memset(&parked, 0, sizeof(parked));
+        return 0;
+    }
+    return view_open(v, tuple);
+}
+
+static void view_park(View *v) {
+    view_release(&parked);
+    parked = *v;
+    memset(v, 0, sizeof(*v));
+}
+
 /* The slot of key (-1: absent, -2: error or a slot outside the arrays). */
 static Py_ssize_t slot_of(View *v, PyObject *key, PyObject **slot_obj) {
     PyObject *s = PyDict_GetItemWithError(v->index, key);
@@ -1233,7 +1256,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
         events = &sink;
     }
     View v;
-    if (view_open(&v, view_tuple) < 0) {
+    if (view_take(&v, view_tuple) < 0) {
         if (events)
             sink_release(events);
         return NULL;
@@ -1434,7 +1457,7 @@ static PyObject *fast_run(PyObject *self, PyObject *args) {
     /* a refused command leaves nothing in o: what is there is the last command's reply */
     if (outs != NULL && o.len > 0 && emit_reply(&o, outs, i - 1) < 0)
         goto error;
-    view_release(&v);
+    view_park(&v);
     Py_XDECREF(now_obj);
     Py_ssize_t recorded = 0;
     if (events) {
@@ -1470,7 +1493,7 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
                           &null_p, &null_n))
         return NULL;
     View v;
-    if (view_open(&v, view_tuple) < 0)
+    if (view_take(&v, view_tuple) < 0)
         return NULL;
     Out o;
     if (out_init(&o, initial_capacity(128, PyList_GET_SIZE(argv))) < 0) {
@@ -1479,7 +1502,10 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
     }
     Py_ssize_t hits = 0, misses = 0;
     int done = mget_into(&o, &v, argv, now_ms, touch, 0, null_p, null_n, NULL, &hits, &misses);
-    view_release(&v);
+    if (done < 0)
+        view_release(&v);
+    else
+        view_park(&v);
     if (done <= 0) {
         Py_DECREF(o.bytes);
         if (done < 0)
@@ -1492,7 +1518,19 @@ static PyObject *fast_mget(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Nnn)", reply, hits, misses);
 }
 
+PyDoc_STRVAR(forget_view_doc,
+"forget_view(view) -> None\n\n"
+"Let go of the store view kept open between calls if it is ``view``: the store calls this\n"
+"when it stops using that view (its arrays replaced, its region about to close).");
+
+static PyObject *fast_forget_view(PyObject *self, PyObject *view_tuple) {
+    if (parked.source == view_tuple)
+        view_release(&parked);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"forget_view", fast_forget_view, METH_O, forget_view_doc},
     {"run", fast_run, METH_VARARGS, run_doc},
     {"mget", fast_mget, METH_VARARGS, mget_doc},
     {"ring", fast_ring, METH_VARARGS, ring_doc},

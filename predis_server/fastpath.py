@@ -25,6 +25,10 @@ except ImportError:
 
 if os.environ.get("PREDIS_NATIVE", "yes").strip().lower() in ("0", "no", "off", "false"):
     native = net = None
+if native is not None:  # the stores tell the C side when a view it keeps open goes out of use
+    import gpu.cpu
+
+    gpu.cpu.forget_native_view = native.forget_view
 
 
 def mget_reply(client: Any, argv: list[bytes]) -> Raw | None:

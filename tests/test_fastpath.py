@@ -581,3 +581,32 @@ def test_c_path_new_key_without_device_room_gets_oom(monkeypatch):
     assert reply.startswith(b"-OOM ") and reply.endswith(b"+OK\r\n$4\r\nsame\r\n")
     assert store.get(b"new", START_MS) is None and len(store) == 2
     assert server.pipeline([("SET", b"n2", b"ab")]) == b"+OK\r\n"  # 8 bytes left: key and value fit
+
+
+@needs_native
+@pytest.mark.parametrize("store_class", ["gpu.cpu:NumpyStore", "gpu.cuda:ArenaStore"])
+def test_the_view_kept_open_between_calls_is_let_go_when_the_layout_changes(store_class):
+    """The C side keeps the last view it used open (its buffers held) for the next call; the
+    store lets go of it when its layout changes, so FLUSHALL can still close the region."""
+    import importlib
+
+    module, name = store_class.split(":")
+    store = getattr(importlib.import_module(module), name)()
+    for i in range(100):
+        store.set(b"k%d" % i, b"v%d" % i, 0)
+    view = store.native_view()
+    reply, hits, _ = fastpath.native.mget([b"MGET", b"k1", b"k2", b"nope"], view, 0, True, b"$-1\r\n")
+    assert hits == 2 and reply == b"*3\r\n$2\r\nv1\r\n$2\r\nv2\r\n$-1\r\n"
+    with pytest.raises(BufferError):  # the region's buffer is still held: the view was kept
+        store._slabs.region.close()
+    assert fastpath.native.mget([b"MGET", b"k3"], store.native_view(), 0, True, b"$-1\r\n")[0] == b"*1\r\n$2\r\nv3\r\n"
+    store.clear()  # FLUSHALL: the store forgets its view, then closes its region
+    assert len(store) == 0
+    store.set(b"k1", b"again", 0)
+    assert fastpath.native.mget([b"MGET", b"k1", b"k2"], store.native_view(), 0, True,
+                                b"$-1\r\n")[0] == b"*2\r\n$5\r\nagain\r\n$-1\r\n"
+    for i in range(5000):  # growth: new arrays and a new view; the old one is let go
+        store.set(b"g%d" % i, b"w", 0)
+    assert fastpath.native.mget([b"MGET", b"g4999"], store.native_view(), 0, True, b"$-1\r\n")[0] == b"*1\r\n$1\r\nw\r\n"
+    fastpath.native.forget_view(store.native_view())
+    store._slabs.region.close()  # nothing holds it now
