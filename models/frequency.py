@@ -41,11 +41,20 @@ class FrequencySketch:
 
     def add(self, key_hash: np.ndarray) -> bool:
         """Count one access per hash (repeats count again); True when this call aged the counts."""
+        return bool(len(key_hash)) and self._count(self._slots(key_hash))
+
+    def add_and_estimate(self, key_hash: np.ndarray) -> tuple[bool, np.ndarray]:
+        """``add`` then ``estimate`` of the same hashes, their counter slots computed once (each
+        tick's counting does both): (aged, the counts after adding)."""
         if len(key_hash) == 0:
-            return False
+            return False, np.zeros(0, dtype=np.float32)
         slots = self._slots(key_hash)
+        aged = self._count(slots)
+        return aged, self.counts[self._rows, slots].min(axis=0).astype(np.float32)
+
+    def _count(self, slots: np.ndarray) -> bool:
         np.add.at(self.counts, (np.broadcast_to(self._rows, slots.shape), slots), 1)
-        self.added += len(key_hash)
+        self.added += slots.shape[1]
         if self.added < self.window:
             return False
         self.counts >>= 1

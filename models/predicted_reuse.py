@@ -57,6 +57,9 @@ class PredictedReuse:
         self.picks_useless = False  # its holdout precision is under MIN_HOLDOUT_PRECISION
         self.frequency = FrequencySketch()
         self.admission = AdmissionFilter()
+        self.admitted_count: dict[bytes, tuple[float, int]] = {}  # the last admits() count (on_stored)
+        # in-flight prefetch -> (its access count, the sketch's halvings then), for on_stored
+        self.pending_count: dict[bytes, tuple[float, int]] = {}
 
     def _scores_reuse(self) -> bool:
         if getattr(self.server.keyspace, "policy", None) is not PREDICTIVE:
@@ -109,7 +112,7 @@ class PredictedReuse:
         Only allkeys-predictive reads the counts (eviction order, admission)."""
         if not self._scores_reuse():
             return
-        aged = self.frequency.add(key_hash)
+        aged, estimates = self.frequency.add_and_estimate(key_hash)
         dbs = self.server.keyspace.dbs
         if aged:
             # the stored counts age with the sketch, so resident keys and newcomers compare fairly
@@ -118,30 +121,51 @@ class PredictedReuse:
                 if reuse is not None and len(db.store):
                     reuse *= 0.5
             self.frequency.fit_window(sum(len(db.store) for db in dbs))
-        counts = self.frequency.estimate(key_hash).tolist()
+        counts = estimates.tolist()
         by_db: dict[int, tuple[list[bytes], list[float]]] = {}
+        pending, halvings = self.pending_count, self.frequency.halvings
         for event, count in zip(events, counts):
-            if event[2] != 1:  # a miss's key is stored later, by on_stored
-                ks, vs = by_db.setdefault(event[4], ([], []))
-                ks.append(event[0])
-                vs.append(count)
+            # a miss's key is usually stored later (on_stored), but one that joined a prefetch
+            # may be there already, counted when the prefetch was issued: absent keys are skipped
+            ks, vs = by_db.setdefault(event[4], ([], []))
+            ks.append(event[0])
+            vs.append(count)
+            if pending and event[0] in pending:  # read while its prefetch is in flight: the
+                pending[event[0]] = (count, halvings)  # stored entry starts at the newer count
         for db_id, (ks, vs) in by_db.items():
             if db_id < len(dbs):
                 dbs[db_id].store.set_reuse_scores(ks, vs)
 
-    def on_stored(self, db: Any, key: bytes) -> None:
-        """A demand load or a prefetch stored ``key``: it starts at its remembered access count."""
-        if self._scores_reuse():
-            db.store.set_reuse_scores([key], self.frequency.estimate(key_codes([key])[0]).tolist())
+    def on_stored(self, db: Any, key: bytes, counted: tuple[float, int] | None = None) -> None:
+        """A demand load or a prefetch stored ``key``: it starts at its remembered access count.
+        ``counted``: (count, the sketch's halvings then) where it was read before (a prefetch's
+        when it was issued, a demand load's by ``admits``): stored keys are many, and each
+        count read alone is a hash and a sketch lookup on the loop while clients wait."""
+        if not self._scores_reuse():
+            return
+        if counted is None:
+            counted = self.admitted_count.get(key)
+        self.admitted_count.clear()
+        if counted is None:
+            count = self._key_count(key)
+        else:
+            count = counted[0] * 0.5 ** (self.frequency.halvings - counted[1])  # aged since, as cached keys were
+        db.store.set_reuse_scores([key], [count])
+
+    def _key_count(self, key: bytes) -> float:
+        return float(self.frequency.estimate(key_codes([key])[0])[0])
 
     def admits(self, db: Any, key: bytes) -> bool:
         """Whether a demand-loaded ``key`` is worth storing (``AdmissionFilter``; predictive policy only)."""
         keyspace = self.server.keyspace
         store = db.store
         live = getattr(store, "live", None)
+        # the reading the last store's eviction left (used_memory() itself costs ~25 µs, and
+        # this runs before every demand-loaded store, on the client's reply path)
         if not self._scores_reuse() or not keyspace.maxmemory or live is None or not len(store) \
-                or keyspace.used_memory() < ADMIT_WHEN_FULL * keyspace.maxmemory:
+                or keyspace.used_memory_seen < ADMIT_WHEN_FULL * keyspace.maxmemory:
             return True
         n = len(live)
-        count = float(self.frequency.estimate(key_codes([key])[0])[0])
+        count = self._key_count(key)
+        self.admitted_count = {key: (count, self.frequency.halvings)}  # on_stored's, if stored next
         return self.admission.admits(count, store.reuse[:n], live[:n])

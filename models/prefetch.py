@@ -273,6 +273,7 @@ class Prefetcher(MlopsHooks, PredictedReuse):
         dbs: list[int] = []
         tenants: list[int] = []
         raw: list[tuple] = []
+        hashes: list[int] = []  # each key's hash where the candidate is one (a follower), else -1
         for (cand, stride_suffix, pid, columns), (db_id, tenant) in zip(rows, triggers):
             if cand >= 0:
                 key = self.keys.get(cand)
@@ -283,6 +284,7 @@ class Prefetcher(MlopsHooks, PredictedReuse):
                 continue
             seen.add((db_id, key))
             keys.append(key)
+            hashes.append(cand)
             dbs.append(db_id)
             tenants.append(tenant)
             raw.append(columns)
@@ -305,7 +307,7 @@ class Prefetcher(MlopsHooks, PredictedReuse):
             scores = self._usable_scores(scores, split, by_tenant)
             try:
                 self._act(keys, dbs, scores if floor is None else np.maximum(scores, floor), split, owned,
-                          classes)
+                          classes, hashes)
             finally:
                 self._charge(time.thread_time() - started)
 
@@ -338,9 +340,10 @@ class Prefetcher(MlopsHooks, PredictedReuse):
 
     def _act(self, keys: list[bytes], dbs: list[int], scores: np.ndarray,
              split: SplitRanker | None = None, owned: np.ndarray | None = None,
-             classes: np.ndarray | None = None) -> None:
+             classes: np.ndarray | None = None, hashes: list[int] | None = None) -> None:
         """``owned``: rows a tenant's own model scored (no A/B arm's merit or shadow figure);
-        ``classes``: each row's candidate class (``SelectionGate``; None: not gated)."""
+        ``classes``: each row's candidate class (``SelectionGate``; None: not gated);
+        ``hashes``: each key's hash where known (-1: not; None: none are)."""
         self.candidates_scored += len(keys)
         shadow = split.shadow_scores if split is not None else None
         keyspace = self.server.keyspace
@@ -351,8 +354,13 @@ class Prefetcher(MlopsHooks, PredictedReuse):
         # without reuse scores or shadow figures only absent keys scoring >= bar matter; the
         # order is by score, so the rest (on a busy server with little to learn, nearly all)
         # need no lookup
-        every_row = shadow is not None or self._scores_reuse()
+        scoring_reuse = self._scores_reuse()
+        every_row = shadow is not None or scoring_reuse
         fetching = self.loader is not None
+        # every row's access count at once (allkeys-predictive): cached keys' reuse is count +
+        # score, and an issued prefetch's stored entry starts at its count (on_stored)
+        counts = self._row_counts(keys, hashes) if scoring_reuse else None
+        halvings = self.frequency.halvings
         for i in order:
             key, db_id, score = keys[i], dbs[i], float(scores[i])
             if not every_row and (score < bar or not fetching):
@@ -360,7 +368,7 @@ class Prefetcher(MlopsHooks, PredictedReuse):
             db = keyspace.dbs[db_id] if db_id < len(keyspace.dbs) else keyspace.dbs[0]
             if db.peek(key) is not None:
                 present_keys.setdefault(db_id, []).append(key)
-                present_scores.setdefault(db_id, []).append(score)
+                present_scores.setdefault(db_id, []).append(score + (counts[i] if counts is not None else 0.0))
                 continue
             tenant_scored = owned is not None and owned[i]
             if shadow is not None and not tenant_scored:
@@ -369,14 +377,28 @@ class Prefetcher(MlopsHooks, PredictedReuse):
                 continue
             self._issue(db, key, None if split is None or shadow is not None or tenant_scored else
                         (CHALLENGER_ARM if split.challenger_rows[i] else CHAMPION_ARM),
-                        None if classes is None else int(classes[i]))
+                        None if classes is None else int(classes[i]),
+                        None if counts is None else (counts[i], halvings))
             bar = self.control.effective_bar  # _issue may reconcile, which moves the bar
-        if present_keys and every_row and self._scores_reuse():
+        if present_keys and scoring_reuse:
             for db_id, ks in present_keys.items():
-                counts = self.frequency.estimate(key_codes(ks)[0])
-                keyspace.dbs[db_id].store.set_reuse_scores(ks, (counts + np.asarray(present_scores[db_id])).tolist())
+                keyspace.dbs[db_id].store.set_reuse_scores(ks, present_scores[db_id])
 
-    def _issue(self, db: Any, key: bytes, arm: str | None = None, cls: int | None = None) -> None:
+    def _row_counts(self, keys: list[bytes], hashes: list[int] | None) -> list[float]:
+        """Each key's access count; keys are hashed only where ``hashes`` lacks theirs (stride
+        candidates: built from a prefix and a number; hashing is half of acting's cost)."""
+        if hashes is None:
+            return self.frequency.estimate(key_codes(keys)[0]).tolist()
+        unknown = [i for i, h in enumerate(hashes) if h < 0]
+        if unknown:
+            hashes = list(hashes)
+            for i, h in zip(unknown, key_codes([keys[i] for i in unknown])[0].tolist()):
+                hashes[i] = h
+        return self.frequency.estimate(np.array(hashes, dtype=np.uint64)).tolist()
+
+    def _issue(self, db: Any, key: bytes, arm: str | None = None, cls: int | None = None,
+               counted: tuple[float, int] | None = None) -> None:
+        """``counted``: the key's (access count, sketch halvings) now, for its stored entry (on_stored)."""
         assert self.loader is not None
         if key in self.loader.inflight:
             return
@@ -401,6 +423,8 @@ class Prefetcher(MlopsHooks, PredictedReuse):
             return
         if cls is not None:
             self.pending_class[key] = cls
+        if counted is not None:
+            self.pending_count[key] = counted
         self.inflight += 1
         self.issued += 1
         if arm is not None:
@@ -412,6 +436,7 @@ class Prefetcher(MlopsHooks, PredictedReuse):
     def _loaded(self, future: asyncio.Future, db: Any, key: bytes) -> None:
         self.inflight -= 1
         cls = self.pending_class.pop(key, None)
+        counted = self.pending_count.pop(key, None)
         if future.cancelled() or future.exception() is not None:
             return
         value = future.result()
@@ -430,7 +455,7 @@ class Prefetcher(MlopsHooks, PredictedReuse):
             # reuse - penalty = 0: by recency like every other key, as under allkeys-lru
             db.store.set_reuse_scores([key], [PREFETCHED_UNREAD_PENALTY])
         else:
-            self.on_stored(db, key)
+            self.on_stored(db, key, counted)
         size = len(value)
         earlier = self.unread.pop(key, None)  # evicted unread, not yet reconciled: bytes gone
         if earlier is not None:

@@ -25,6 +25,21 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+EVICT_BATCH = 16  # most keys one eviction round takes (a lowered maxmemory: many rounds)
+EVICT_MIN_BATCH = 4  # fewest: each round ends with a used_memory() reading (~25 µs)
+
+
+def victims_needed(excess: int, used: int, keys: int) -> int:
+    """Keys to evict in one round to free ``excess`` bytes, at the average key's share of
+    ``used``: EVICT_MIN_BATCH to EVICT_BATCH. A fixed 16 per round, once every ~16 stores into a
+    full cache, held that store's client for 16 victims' scoring (~0.35 ms idle, the largest
+    share of the prefetch bench's slowest replies); one key per round would read used_memory()
+    twice per store. Four: about the cost per store of 16, a quarter of its longest pause."""
+    if keys <= 0 or used <= 0:
+        return EVICT_MIN_BATCH
+    return max(EVICT_MIN_BATCH, min(EVICT_BATCH, -(-excess * keys // used)))
+
+
 class Database:
     __slots__ = ("id", "keyspace", "store", "clock")
 
@@ -151,6 +166,7 @@ class Keyspace:
         self.maxmemory = 0
         self.policy = EvictionPolicy.NOEVICTION
         self.samples = 5
+        self.used_memory_seen = 0  # used_memory() as enforce_maxmemory last left it (cheap to read)
         self.lfu_log_factor = 10
         self.lfu_decay_time = 1
         # (db, key) -> clients watching it
@@ -235,7 +251,8 @@ class Keyspace:
         is refused with OOM rather than stored far over the limit."""
         if not self.maxmemory:
             return True
-        used = self.used_memory() + incoming
+        self.used_memory_seen = self.used_memory()
+        used = self.used_memory_seen + incoming
         if used <= self.maxmemory:
             return True
         if self.policy is EvictionPolicy.NOEVICTION:
@@ -245,14 +262,15 @@ class Keyspace:
             candidates = [db for db in self.dbs if len(db.store)]
             if not candidates:
                 return False
-            # Evict from the largest database first, a batch at a time.
+            # Evict from the largest database first, about as many keys as the excess needs.
             db = max(candidates, key=lambda d: len(d.store))
-            victims = db.store.evict(16, self.policy, self.samples, now)
+            count = victims_needed(used - self.maxmemory, used, sum(len(d.store) for d in candidates))
+            victims = db.store.evict(count, self.policy, self.samples, now)
             if not victims:
                 others = [d for d in candidates if d is not db]
                 victims = []
                 for other in others:
-                    victims = other.store.evict(16, self.policy, self.samples, now)
+                    victims = other.store.evict(count, self.policy, self.samples, now)
                     if victims:
                         db = other
                         break
@@ -262,7 +280,8 @@ class Keyspace:
             if self.watchers:
                 for key in victims:
                     self.signal_modified(db.id, key)
-            used = self.used_memory() + incoming
+            self.used_memory_seen = self.used_memory()
+            used = self.used_memory_seen + incoming
         return True
 
     def active_expire_cycle(self, max_slots: int = 20000) -> int:

@@ -102,3 +102,28 @@ def test_config_set_maxmemory_evicts_at_once():
         # Eviction runs before the write, which may then grow a table (a dict resize) past it.
         assert info["used_memory"] <= 500 * 1024 * 1.1
         assert info["evicted_keys"] > 2000 and client.dbsize() < 3000
+
+
+def test_a_store_into_a_full_cache_evicts_about_what_it_needs():
+    # Redis frees the excess and no more; Predis takes a few keys per round (victims_needed):
+    # a fixed batch of 16 left memory well below the limit after each store that crossed it
+    from gpu.cpu import NumpyStore
+    from gpu.interface import EvictionPolicy
+    from predis_server.keyspace import EVICT_BATCH, EVICT_MIN_BATCH, Keyspace, victims_needed
+    from predis_server.stats import Stats
+
+    stats = Stats()
+    keyspace = Keyspace(1, NumpyStore, stats, clock=lambda: 1_000_000)
+    keyspace.policy = EvictionPolicy.ALLKEYS_LRU
+    db = keyspace.dbs[0]
+    for i in range(400):
+        db.set(b"k%d" % i, b"v" * 300)
+    keyspace.maxmemory = keyspace.used_memory()
+    for i in range(400, 440):
+        db.set(b"k%d" % i, b"v" * 300)
+        assert keyspace.enforce_maxmemory()
+        assert keyspace.used_memory() <= keyspace.maxmemory
+    assert stats.evicted_keys <= 40 + EVICT_MIN_BATCH
+    assert victims_needed(10, 1000, 10) == EVICT_MIN_BATCH
+    assert victims_needed(700, 1000, 10) == 7
+    assert victims_needed(10**9, 1000, 10) == EVICT_BATCH

@@ -6,6 +6,7 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import redis
 from servers import predis_process, sqlite_origin
@@ -93,3 +94,113 @@ def test_a_key_prefetched_again_after_an_unseen_eviction_is_counted_once():
         assert p.unread_bytes == 0 and p.used == 1 and p.inflight == 0
     finally:
         loop.close()
+
+
+# -- each stored key's count is read once, not again on the loop per stored entry -----------------
+def _predictive_rig():
+    from gpu.cpu import NumpyStore
+    from gpu.interface import EvictionPolicy
+    from predis_server.keyspace import Keyspace
+    from predis_server.stats import Stats
+
+    keyspace = Keyspace(1, NumpyStore, Stats(), clock=lambda: 1_000_000)
+    keyspace.policy = EvictionPolicy.ALLKEYS_PREDICTIVE
+    p = Prefetcher(SimpleNamespace(loop=None, keyspace=keyspace), None, RankerService())
+    return p, keyspace.dbs[0]
+
+
+def _count(p, key, times):
+    from models.keycodes import key_codes
+
+    for _ in range(times):
+        p._count_accesses([(key, 0, 0, 32, 0)], key_codes([key])[0])
+
+
+def _reuse(db, key):
+    return float(db.store.reuse[db.store._index[key]])
+
+
+class _ManualLoader:
+    """Prefetch loads that finish when the test says so."""
+
+    def __init__(self):
+        import concurrent.futures
+
+        self.inflight: dict = {}
+        self.futures: dict = {}
+        self._future = concurrent.futures.Future
+
+    def load(self, key):
+        self.futures[key] = future = self._future()
+        return future
+
+
+def test_a_prefetched_entry_starts_at_the_count_read_when_it_was_issued(monkeypatch):
+    # _act reads every candidate's count in one batch; the stored entry takes it (halved once
+    # per ageing of the sketch since), without a lookup of its own at load time
+    p, db = _predictive_rig()
+    p.loader = _ManualLoader()
+    _count(p, b"k", 8)
+    p._act([b"k"], [0], np.asarray([0.9], dtype=np.float32))
+    assert b"k" in p.loader.futures
+    p.frequency.counts >>= 1  # the sketch ages while the read is in flight
+    p.frequency.halvings += 1
+    monkeypatch.setattr(p, "_key_count", lambda key: pytest.fail("counted again at load time"))
+    p.loader.futures[b"k"].set_result(b"v" * 32)
+    assert db.store.is_prefetched(b"k") and _reuse(db, b"k") == 4.0
+
+
+def test_a_demand_load_reads_its_count_once_for_admission_and_reuse(monkeypatch):
+    p, db = _predictive_rig()
+    for i in range(20):
+        db.set(b"hot%d" % i, b"v" * 32)
+        _count(p, b"hot%d" % i, 3)
+    _count(p, b"new", 5)
+    db.keyspace.maxmemory = db.keyspace.used_memory()
+    assert db.keyspace.enforce_maxmemory()  # full (nothing to evict yet): the admission filter judges the load
+    lookups = []
+    real = p._key_count
+    monkeypatch.setattr(p, "_key_count", lambda key: lookups.append(key) or real(key))
+    assert p.admits(db, b"new")
+    db.set(b"new", b"v" * 32)
+    p.on_stored(db, b"new")
+    assert lookups == [b"new"] and _reuse(db, b"new") == 5.0
+
+
+def test_a_miss_that_joined_a_prefetch_counts_toward_the_stored_entry():
+    # the client's access came after the prefetch read its count; the miss event's tick adds it
+    p, db = _predictive_rig()
+    _count(p, b"k", 2)
+    db.set(b"k", b"v" * 32)
+    p.on_stored(db, b"k", (2.0, p.frequency.halvings))
+    from models.keycodes import key_codes
+
+    p._count_accesses([(b"k", 0, 1, 0, 0)], key_codes([b"k"])[0])  # outcome 1: a miss
+    assert _reuse(db, b"k") == 3.0
+
+
+def test_row_counts_hash_only_the_keys_without_a_known_hash(monkeypatch):
+    from models import prefetch as prefetch_module
+    from models.keycodes import key_codes
+
+    p, _ = _predictive_rig()
+    _count(p, b"follower", 3)
+    _count(p, b"stride:7", 2)
+    hashed = []
+    real = prefetch_module.key_codes
+    monkeypatch.setattr(prefetch_module, "key_codes", lambda keys: hashed.extend(keys) or real(keys))
+    known = int(key_codes([b"follower"])[0][0])
+    assert p._row_counts([b"follower", b"stride:7"], [known, -1]) == [3.0, 2.0]
+    assert hashed == [b"stride:7"]
+
+
+def test_a_key_read_while_its_prefetch_is_in_flight_starts_at_the_newer_count():
+    p, db = _predictive_rig()
+    p.loader = _ManualLoader()
+    _count(p, b"k", 2)
+    p._act([b"k"], [0], np.asarray([0.9], dtype=np.float32))
+    from models.keycodes import key_codes
+
+    p._count_accesses([(b"k", 0, 1, 0, 0)], key_codes([b"k"])[0])  # the client's miss joins the read
+    p.loader.futures[b"k"].set_result(b"v" * 32)
+    assert _reuse(db, b"k") == 3.0

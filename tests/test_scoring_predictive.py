@@ -99,3 +99,14 @@ def test_bulk_and_sampled_eviction_share_the_score():
     assert scores[0] < scores[1]
     meta["live"][0] = False
     assert victim_scores(np, meta, PREDICTIVE, NOW, 1)[0] == pytest.approx(np.inf)
+
+
+def test_add_and_estimate_is_add_then_estimate():
+    one, both = FrequencySketch(window=50), FrequencySketch(window=50)
+    keys = _hashes([b"a", b"b", b"a", b"c"])
+    for _ in range(13):  # the 13th call ages both sketches
+        one.add(keys)
+        aged, counts = both.add_and_estimate(keys)
+        assert aged == (one.added == 0)
+        assert counts.tolist() == one.estimate(keys).tolist()
+    assert one.halvings == both.halvings == 1
