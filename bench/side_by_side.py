@@ -280,7 +280,7 @@ def main() -> None:
     report = {"pair": pair, "args": [args.a_args, args.b_args], "layout": args.layout, "window": args.window, "device": device_name(),
               "host": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit_id(),
-              "command": " ".join(["python", "bench/side_by_side.py", *sys.argv[1:]]), "rounds": []}
+              "command": shlex.join(["python", "bench/side_by_side.py", *sys.argv[1:]]), "rounds": []}
     for round_no in range(args.rounds):
         placed = placements(args.layout, cores, swap=bool(round_no % 2))
         row = run_round(pair, placed, args.window, tests, (shlex.split(args.a_args), shlex.split(args.b_args)))
