@@ -31,7 +31,7 @@ PACKED_MAX = 1024  # longer values stay Python objects: their header is a small 
 RESERVE = BLOCK << 32  # 16 GiB of address space (locations are uint32 block numbers)
 # ValueSlabs.state: the bump pointer, the region's end (both in blocks) and the live bytes,
 # in one int64 array so that the C fast path (_fastpath.c) packs new keys' values as store does
-TOP, LIMIT, USED = 0, 1, 2
+TOP, LIMIT, USED, FREE = 0, 1, 2, 3  # FREE: entries in the free lists (_fastpath.c SLAB_FREE)
 
 
 def size_class(length: int) -> int:
@@ -59,7 +59,7 @@ class ValueSlabs:
     def __init__(self) -> None:
         self.region = _reserve()
         self.free: dict[int, array] = {}  # size class -> free locations (4 bytes each)
-        self.state = np.array([1, len(self.region) // BLOCK, 0], dtype=np.int64)  # block 0 unused
+        self.state = np.array([1, len(self.region) // BLOCK, 0, 0], dtype=np.int64)  # block 0 unused
         self._state = memoryview(self.state)  # item access several times cheaper than NumPy's
 
     @property
@@ -76,6 +76,7 @@ class ValueSlabs:
         state = self._state
         if free:
             loc = free.pop()
+            state[FREE] -= 1
         else:
             loc = state[TOP]
             if loc + cls // BLOCK > state[LIMIT]:
@@ -89,6 +90,7 @@ class ValueSlabs:
     def release(self, loc: int, length: int) -> None:
         cls = size_class(length)
         self._state[USED] -= cls
+        self._state[FREE] += 1
         free = self.free.get(cls)
         if free is None:
             self.free[cls] = array("I", (loc,))
@@ -99,7 +101,7 @@ class ValueSlabs:
         """Bytes the packed values use, as an allocator counts them (Redis's used_memory):
         live blocks and the free lists' entries. Freed blocks wait for reuse and still count
         in RSS, as jemalloc's do in Redis's mem_fragmentation_ratio."""
-        return self.used_bytes + sum(v.itemsize * len(v) for v in self.free.values())
+        return self.used_bytes + 4 * self._state[FREE]  # "I" arrays: 4 bytes an entry, counted as kept
 
     def close(self) -> None:
         self.region.close()

@@ -28,7 +28,7 @@
 #define IN_CLASS (BLOCK - 1)    /* (n + IN_CLASS) | IN_CLASS is equal within one size class */
 #define CLOCK_MASK 0xFFFFFFFFu  /* gpu/cpu.py CLOCK_MASK */
 #define LFU_INIT_VAL 5          /* gpu/cpu.py LFU_INIT_VAL */
-enum { SLAB_TOP = 0, SLAB_LIMIT = 1, SLAB_USED = 2 };  /* gpu/slabs.py ValueSlabs.state */
+enum { SLAB_TOP = 0, SLAB_LIMIT = 1, SLAB_USED = 2, SLAB_FREE = 3 };  /* gpu/slabs.py ValueSlabs.state */
 enum { MIRROR_SINCE = 0, MIRROR_INSERTS = 1 };  /* gpu/mirror.py PageMirror.state */
 #define PAGE_SHIFT 12           /* gpu/mirror.py PAGE_SHIFT: region pages of 4 KiB */
 #define SLOT_PAGE_SHIFT 10      /* gpu/mirror.py SLOT_PAGE_SHIFT: slot pages of 1024 slots */
@@ -53,7 +53,7 @@ typedef struct {
     uint8_t *flags_p, *live_p, *lfu_p;
     uint16_t *lfu_time_p;
     int64_t *counts_p;      /* [0] bytes of keys and object values (gpu/cpu.py counts) */
-    int64_t *slab_state_p;  /* SLAB_TOP, SLAB_LIMIT, SLAB_USED; NULL before the first value */
+    int64_t *slab_state_p;  /* SLAB_TOP, SLAB_LIMIT, SLAB_USED, SLAB_FREE; NULL before the first value */
     char *region_p;
     Py_ssize_t region_len;
     /* the GPU store (NULL for the CPU store): per slot its key's packed location and length;
@@ -131,7 +131,7 @@ static int view_open(View *v, PyObject *tuple) {
         || view_buffer(v, tuple, 11, &v->lfu, 1, v->nslots, 0) < 0
         || view_buffer(v, tuple, 12, &v->lfu_time, 2, v->nslots, 0) < 0
         || view_buffer(v, tuple, 13, &v->counts, 8, 1, 0) < 0
-        || view_buffer(v, tuple, 14, &v->slab_state, 8, 3, 1) < 0)
+        || view_buffer(v, tuple, 14, &v->slab_state, 8, 4, 1) < 0)
         return -1;
     v->exp_p = v->exp.buf;
     v->atime_p = v->atime.buf;
@@ -1000,6 +1000,7 @@ static Py_ssize_t slab_take(View *v, Py_ssize_t cls, PyObject *bucket) {
         Py_XDECREF(popped);
         if (loc < 0)
             return -1;
+        v->slab_state_p[SLAB_FREE]--;
     } else {
         loc = v->slab_state_p[SLAB_TOP];
     }

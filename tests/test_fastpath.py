@@ -92,6 +92,8 @@ class InProcess:
         commands = {name: (now[name][0] - self.counted[name][0], now[name][1] - self.counted[name][1])
                     for name in now}
         slabs = store._slabs
+        if slabs is not None:  # the running count of free-list entries used_memory() reads
+            assert slabs.state[3] == sum(len(f) for f in slabs.free.values())
         layout = {"free_slots": list(store._free), "slots": len(store._keys),
                   "slabs": slabs and (slabs.state.tolist(), {c: list(f) for c, f in slabs.free.items() if f})}
         if device:
