@@ -2,7 +2,7 @@
 a large keyspace, and a Predis server running on the GPU backend.
 
 Everything here is marked ``gpu``: it skips without CUDA and runs on the accelerator machine
-(``pytest -m gpu tests/test_gpu_store.py tests/test_store.py``).
+(``pytest -m gpu tests/test_gpu_store.py tests/test_store.py tests/test_device_layout.py``).
 """
 from __future__ import annotations
 
