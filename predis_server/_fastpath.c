@@ -76,10 +76,11 @@ static void view_release(View *v) {
     Py_CLEAR(v->source);
 }
 
-/* Take buffer i of the tuple (writable, items of width bytes, at least min_items); -1 with
- * the view released on failure. An optional one may be None (left unset). */
+/* Take buffer i of the tuple (writable, items of width bytes, at least min_items) and point
+ * *data at its bytes; -1 with the view released on failure. An optional one may be None
+ * (left unset, *data NULL). */
 static int view_buffer(View *v, PyObject *tuple, Py_ssize_t i, Py_buffer *buf, Py_ssize_t width,
-                       Py_ssize_t min_items, int optional) {
+                       Py_ssize_t min_items, int optional, void *data) {
     PyObject *obj = PyTuple_GET_ITEM(tuple, i);
     if (optional && obj == Py_None) {
         v->held++;  /* an unset Py_buffer (obj NULL) is released as a no-op */
@@ -95,6 +96,7 @@ static int view_buffer(View *v, PyObject *tuple, Py_ssize_t i, Py_buffer *buf, P
         PyErr_SetString(PyExc_TypeError, "store view: an array too short or of the wrong width");
         return -1;
     }
+    *(void **)data = buf->buf;
     return 0;
 }
 
@@ -116,9 +118,10 @@ static int view_open(View *v, PyObject *tuple) {
         return -1;
     }
     Py_buffer *bufs[] = {&v->exp, &v->atime, &v->loc, &v->size, &v->flags};
+    void *datas[] = {&v->exp_p, &v->atime_p, &v->loc_p, &v->size_p, &v->flags_p};
     Py_ssize_t widths[] = {8, 4, 4, 4, 1};
     for (int i = 0; i < 5; i++)
-        if (view_buffer(v, tuple, 2 + i, bufs[i], widths[i], 0, 0) < 0)
+        if (view_buffer(v, tuple, 2 + i, bufs[i], widths[i], 0, 0, datas[i]) < 0)
             return -1;
     v->nslots = PY_SSIZE_T_MAX;
     for (int i = 0; i < 5; i++) {
@@ -126,40 +129,24 @@ static int view_open(View *v, PyObject *tuple) {
         if (n < v->nslots)
             v->nslots = n;
     }
-    if (view_buffer(v, tuple, 7, &v->region, 1, 0, 1) < 0
-        || view_buffer(v, tuple, 10, &v->live, 1, v->nslots, 0) < 0
-        || view_buffer(v, tuple, 11, &v->lfu, 1, v->nslots, 0) < 0
-        || view_buffer(v, tuple, 12, &v->lfu_time, 2, v->nslots, 0) < 0
-        || view_buffer(v, tuple, 13, &v->counts, 8, 1, 0) < 0
-        || view_buffer(v, tuple, 14, &v->slab_state, 8, 4, 1) < 0)
+    if (view_buffer(v, tuple, 7, &v->region, 1, 0, 1, &v->region_p) < 0
+        || view_buffer(v, tuple, 10, &v->live, 1, v->nslots, 0, &v->live_p) < 0
+        || view_buffer(v, tuple, 11, &v->lfu, 1, v->nslots, 0, &v->lfu_p) < 0
+        || view_buffer(v, tuple, 12, &v->lfu_time, 2, v->nslots, 0, &v->lfu_time_p) < 0
+        || view_buffer(v, tuple, 13, &v->counts, 8, 1, 0, &v->counts_p) < 0
+        || view_buffer(v, tuple, 14, &v->slab_state, 8, 4, 1, &v->slab_state_p) < 0)
         return -1;
-    v->exp_p = v->exp.buf;
-    v->atime_p = v->atime.buf;
-    v->loc_p = v->loc.buf;
-    v->size_p = v->size.buf;
-    v->flags_p = v->flags.buf;
-    v->region_p = v->region.buf;
-    v->region_len = v->region.buf ? v->region.len : 0;
-    v->live_p = v->live.buf;
-    v->lfu_p = v->lfu.buf;
-    v->lfu_time_p = v->lfu_time.buf;
-    v->counts_p = v->counts.buf;
-    v->slab_state_p = v->slab_state.buf;
+    v->region_len = v->region_p ? v->region.len : 0;
     if (PyTuple_GET_SIZE(tuple) > BASE_ITEMS) {
         /* the GPU store: writes mark the pages they touch; new keys pack their key too */
-        if (view_buffer(v, tuple, BASE_ITEMS, &v->key_loc, 4, v->nslots, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 1, &v->key_len, 4, v->nslots, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 2, &v->region_dirty, 1, 0, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 3, &v->slot_dirty, 1, 0, 0) < 0
-            || view_buffer(v, tuple, BASE_ITEMS + 4, &v->mirror_state, 8, 2, 0) < 0)
+        if (view_buffer(v, tuple, BASE_ITEMS, &v->key_loc, 4, v->nslots, 0, &v->key_loc_p) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 1, &v->key_len, 4, v->nslots, 0, &v->key_len_p) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 2, &v->region_dirty, 1, 0, 0, &v->region_dirty_p) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 3, &v->slot_dirty, 1, 0, 0, &v->slot_dirty_p) < 0
+            || view_buffer(v, tuple, BASE_ITEMS + 4, &v->mirror_state, 8, 2, 0, &v->mirror_p) < 0)
             return -1;
-        v->key_loc_p = v->key_loc.buf;
-        v->key_len_p = v->key_len.buf;
-        v->region_dirty_p = v->region_dirty.buf;
         v->region_pages = v->region_dirty.len;
-        v->slot_dirty_p = v->slot_dirty.buf;
         v->slot_pages = v->slot_dirty.len;
-        v->mirror_p = v->mirror_state.buf;
     }
     Py_INCREF(tuple);
     v->source = tuple;
