@@ -30,8 +30,8 @@ the writes of many ticks. (No trigger by the number of dirty pages: the marks ta
 a sync's CPU cost is mostly per copy, not per page, so syncing more often only costs more.)
 
 Device out-of-memory fails the write that needs the space and nothing else: a write that may
-take region space beyond the mirror's capacity grows the mirror first (the slabs' LIMIT is
-the capacity: the C path leaves such writes to ``set``), and a big value's block is
+take region space beyond the mirrored part grows the mirror first (the slabs' LIMIT is
+that part's end: the C path leaves such writes to ``set``), and a big value's block is
 allocated before anything changes. Whole-keyspace scoring reads ``device_metadata()``.
 
 The first CupyStore of a process runs ``gpu/warmup.py warm_up`` on a scratch store: CuPy's
@@ -137,12 +137,12 @@ class ArenaStore(NumpyStore):
         return slabs
 
     def _room(self, nbytes: int) -> None:
-        """Make the region's mirror hold ``nbytes`` more above TOP, or raise StoreFull (before
-        the write changes anything)."""
+        """Make the region's mirrored part hold ``nbytes`` more above TOP, or raise StoreFull
+        (before the write changes anything)."""
         slabs = self._slabs or self._open_slabs()
         state = slabs._state
         needed = state[TOP] * BLOCK + nbytes
-        if needed > self.mirror.capacity:
+        if needed > self.mirror.mirrored:
             state[LIMIT] = self.mirror.grow_region(needed) // BLOCK
 
     @property
@@ -174,7 +174,7 @@ class ArenaStore(NumpyStore):
                        or (len(value) + _IN_CLASS) | _IN_CLASS != (self._size[slot] + _IN_CLASS) | _IN_CLASS):
             need += size_class(len(value))
         slabs = self._slabs
-        if slabs is None or slabs._state[TOP] * BLOCK + need > self.mirror.capacity:
+        if slabs is None or slabs._state[TOP] * BLOCK + need > self.mirror.mirrored:
             self._room(need)
         before = None if new else (self._loc[slot], self._size[slot])
         slot = NumpyStore.set(self, key, value, now_ms, expire_at, keep_ttl)

@@ -179,23 +179,45 @@ def test_a_small_write_that_needs_device_memory_fails_alone(device_store, monkey
 
 def test_the_mirror_grows_with_the_region_and_keeps_its_bytes(device_store):
     """Past the mirror's first capacity the region's mirror grows (the slabs' LIMIT follows
-    it) and the device still holds every key and value; the C path's limit is that capacity."""
+    its mirrored part) and the device still holds every key and value; the C path's limit is
+    the mirrored part's end."""
     from gpu.mirror import MIN_MIRROR
-    from gpu.slabs import LIMIT, TOP
+    from gpu.slabs import BLOCK, LIMIT, TOP
 
     keys = [b"grow:%06d" % i for i in range(3000)]
     device_store.set_many(keys[:10], [b"a" * 500] * 10, NOW)
-    first = device_store.mirror.capacity
-    assert first == MIN_MIRROR and device_store._slabs.state[LIMIT] * 4 == first
+    mirror = device_store.mirror
+    first = mirror.capacity
+    assert first == MIN_MIRROR == mirror.mirrored and device_store._slabs.state[LIMIT] * BLOCK == first
     for i, key in enumerate(keys):
         device_store.set(key, b"%06d" % i * 100, NOW)  # 600 bytes each: past 1 MiB
-    capacity = device_store.mirror.capacity
-    assert capacity > first and device_store._slabs.state[LIMIT] * 4 == capacity
-    assert device_store._slabs.state[TOP] * 4 <= capacity
+    assert mirror.capacity > first and device_store._slabs.state[LIMIT] * BLOCK == mirror.mirrored
+    assert device_store._slabs.state[TOP] * BLOCK <= mirror.mirrored <= mirror.capacity
     slots, buf, offs = device_store.get_many_packed(*_packed(keys[::7]), NOW)
     assert (slots >= 0).all()
     assert [buf[offs[i]: offs[i + 1]].tobytes() for i in range(len(slots))] == \
         [b"%06d" % i * 100 for i in range(0, 3000, 7)]
+
+
+def test_the_mirrored_part_grows_by_steps_while_the_device_mirror_doubles(device_store):
+    """The host range the copies read (registered with CUDA: each page pinned and populated)
+    stays within a step of what the slabs use, while the device mirror doubles: registering
+    the doubled range at once paid for pages long before any write used them."""
+    from gpu.mirror import MIRRORED_SHARE, MIRRORED_STEP, PAGE_SHIFT
+    from gpu.slabs import BLOCK, LIMIT, TOP
+
+    mirror, seen = device_store.mirror, set()
+    for i in range(24000):
+        device_store.set(b"step:%06d" % i, b"v" * 1000, NOW)  # about 24 MiB of blocks
+        used = device_store._slabs.state[TOP] * BLOCK
+        assert used <= mirror.mirrored <= mirror.capacity
+        assert mirror.mirrored - used <= max(MIRRORED_STEP, mirror.mirrored // MIRRORED_SHARE) + (1 << PAGE_SHIFT)
+        seen.add((mirror.mirrored, mirror.capacity))
+    assert device_store._slabs.state[LIMIT] * BLOCK == mirror.mirrored and mirror.mirrored % (1 << PAGE_SHIFT) == 0
+    assert len({m for m, _ in seen}) > len({c for _, c in seen}) >= 5  # more steps than doublings
+    assert any(m < c for m, c in seen)
+    slots, buf, _ = device_store.get_many_packed(*_packed([b"step:000000", b"step:023999"]), NOW)
+    assert (slots >= 0).all() and buf.tobytes() == b"v" * 2000
 
 
 def test_dirty_pages_coalesce_into_few_copies():
@@ -221,7 +243,7 @@ def test_region_copies_are_cut_at_registered_chunk_boundaries():
     from gpu.mirror import PageMirror
 
     mirror = PageMirror(np, None)
-    mirror.capacity = 1 << 22
+    mirror.capacity = mirror.mirrored = 1 << 22
     mirror._cuts = [1 << 20, 1 << 21]  # chunks [0, 1M), [1M, 2M), [2M, 4M)
     assert mirror.byte_ranges([(0, 2), (200, 600), (1000, 1024)]) == [
         (0, 8192), (200 << 12, 1 << 20), (1 << 20, 1 << 21), (1 << 21, 600 << 12), (1000 << 12, 1 << 22)]

@@ -306,8 +306,8 @@ def test_new_keys_are_inserted_in_c(monkeypatch, backend):
 
 @needs_native
 def test_c_path_new_key_without_device_room_gets_oom(monkeypatch):
-    """insert_new packs a new key and value only below the slabs' LIMIT, the capacity of the
-    region's device mirror; past it the write goes to set(), which tries to grow the mirror:
+    """insert_new packs a new key and value only below the slabs' LIMIT, the end of the
+    region's mirrored part; past it the write goes to set(), which tries to grow the mirror:
     when the device has no memory the SET gets -OOM, the keys already stored stay, and later
     writes that fit work."""
     from gpu.slabs import TOP
