@@ -87,7 +87,7 @@ class NumpyStore(StoreBackend):
         self._region = None
         self._free: list[int] = []
         # keys + object values (packed values: self._slabs), in an array the C fast path adds
-        # its new keys to (_fastpath.c insert_new)
+        # its new keys to (fastpath_c/slabs.h insert_new)
         self.counts = np.zeros(1, dtype=np.int64)
         self._count = memoryview(self.counts)
         self._volatile = 0

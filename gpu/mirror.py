@@ -3,10 +3,10 @@
 The host writes; the device follows. Every write marks what it touched in two small dirty
 maps: one byte per 4 KiB page of the packed region (``region_dirty``) and one byte per 1024
 slots of the per-slot arrays (``slot_dirty``). The C fast path does the same in
-predis_server/_fastpath.c (mark_region, mark_slot), so a write costs a byte store or two and
-no per-slot stage, list or Python call. ``state`` holds what both paths update besides:
-SINCE (monotonic ns of the oldest change not on the device, 0: none) and INSERTS (new keys
-since the last sync: the index's growth).
+predis_server/fastpath_c/mirror_marks.h (mark_region, mark_slot), so a write costs a byte
+store or two and no per-slot stage, list or Python call. ``state`` holds what both paths
+update besides: SINCE (monotonic ns of the oldest change not on the device, 0: none) and
+INSERTS (new keys since the last sync: the index's growth).
 
 A sync (gpu/cuda.py ``ArenaStore.sync``) takes the dirty pages, coalesced into a bounded
 number of runs (gaps of up to MERGE_GAP clean pages merged, then the smallest gaps until at
@@ -38,9 +38,9 @@ import numpy as np
 
 from .interface import StoreFull
 
-PAGE_SHIFT = 12  # region pages of 4 KiB (_fastpath.c PAGE_SHIFT)
-SLOT_PAGE_SHIFT = 10  # slot pages of 1024 slots (_fastpath.c SLOT_PAGE_SHIFT)
-SINCE, INSERTS = 0, 1  # PageMirror.state (_fastpath.c MIRROR_*)
+PAGE_SHIFT = 12  # region pages of 4 KiB (fastpath_c/view.h PAGE_SHIFT)
+SLOT_PAGE_SHIFT = 10  # slot pages of 1024 slots (fastpath_c/view.h SLOT_PAGE_SHIFT)
+SINCE, INSERTS = 0, 1  # PageMirror.state (fastpath_c/view.h MIRROR_*)
 MERGE_GAP = 4  # clean pages between two dirty ones copied rather than a second copy issued
 REGION_RUNS = 32  # copies of region runs a sync issues at most
 SLOT_RUNS = 8  # runs of slot pages (each a copy per mirrored array)

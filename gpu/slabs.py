@@ -30,8 +30,8 @@ BLOCK = 4
 PACKED_MAX = 1024  # longer values stay Python objects: their header is a small share
 RESERVE = BLOCK << 32  # 16 GiB of address space (locations are uint32 block numbers)
 # ValueSlabs.state: the bump pointer, the region's end (both in blocks) and the live bytes,
-# in one int64 array so that the C fast path (_fastpath.c) packs new keys' values as store does
-TOP, LIMIT, USED, FREE = 0, 1, 2, 3  # FREE: entries in the free lists (_fastpath.c SLAB_FREE)
+# in one int64 array so that the C fast path (fastpath_c/slabs.h) packs new keys' values as store does
+TOP, LIMIT, USED, FREE = 0, 1, 2, 3  # FREE: entries in the free lists (fastpath_c/view.h SLAB_FREE)
 
 
 def size_class(length: int) -> int:

@@ -52,7 +52,7 @@ COLUMNS = {
     "op": np.uint8, "outcome": np.uint8, "size": np.uint32, "tenant": np.uint16,
 }
 # The columns live in one block, one after another in this order (widest first, so each is
-# aligned): the C fast path (predis_server/_fastpath.c, RING_EVENT_BYTES) writes events into
+# aligned): the C fast path (predis_server/fastpath_c/ring.h, RING_EVENT_BYTES) writes events into
 # it through a single buffer. raw_len is the ring's own (see the module's docstring).
 RING_COLUMNS = {**COLUMNS, "raw_len": np.uint8}
 RING_LAYOUT = ("key_hash", "prefix_hash", "suffix", "ts", "size", "tenant", "op", "outcome", "raw_len")
@@ -140,7 +140,7 @@ class AccessCollector:
             self.written += n
 
     def native_ring(self) -> object:
-        """The C fast path's handle on the ring (predis_server/_fastpath.c ``ring``), the sink
+        """The C fast path's handle on the ring (predis_server/fastpath_c/ring.h ``ring``), the sink
         its runs write GET/MGET events into: it holds the block (``RING_LAYOUT``) and, from
         now on, ``written``, which a run advances as it writes (no Python per run); the events
         carry the run's time and the handle's ``tenant``, which the caller sets. C runs write

@@ -1,7 +1,7 @@
-"""The C fast path's access events (predis_server/_fastpath.c's ring writer) against the Python
-path's: the collector's and the prefetcher's events, their key codes, the ring sink's checks and
-tenants. The replies and store state are compared in test_fastpath.py, whose two-server harness
-these tests share.
+"""The C fast path's access events (predis_server/fastpath_c/event_sink.h's ring writer) against
+the Python path's: the collector's and the prefetcher's events, their key codes, the ring sink's
+checks and tenants. The replies and store state are compared in test_fastpath.py, whose
+two-server harness these tests share.
 """
 from __future__ import annotations
 
