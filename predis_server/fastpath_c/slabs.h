@@ -71,7 +71,7 @@ static inline Py_ssize_t slab_class(Py_ssize_t n) {
  * the slabs (the last free block of its size class, else the bump pointer), the metadata of a
  * new key, the byte counts; on the GPU store the key packed too and the pages marked. The new
  * slot, or -1 when set() must do it (no slabs yet or full, the arrays full, a long value or
- * key; the GPU store's limit is its device mirror's capacity, which set() grows), -2 on
+ * key; the GPU store's limit is the end of the region's mirrored range, which set() grows), -2 on
  * error (out of memory). *slot_obj: borrowed. */
 static Py_ssize_t insert_new(View *v, PyObject *key, const char *data, Py_ssize_t n,
                              long long now_ms, PyObject **slot_obj) {
