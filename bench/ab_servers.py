@@ -15,13 +15,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from servers import free_port, wait_ready
 from store_bench import bench_server
+from trees import extract_revision
 
 
 def serve(tree: str, backend: str) -> tuple[int, subprocess.Popen]:
@@ -47,9 +47,7 @@ def main() -> int:
     if base is None:
         if not args.base:
             parser.error("give --base REV or --base-tree DIR")
-        base = tempfile.mkdtemp(prefix="predis-base-")
-        archive = subprocess.run(["git", "-C", ROOT, "archive", args.base], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "x", "-C", base], input=archive, check=True)
+        base = extract_revision(args.base)  # with its C extensions built, as the working tree's
     results = {}
     for round_no in range(args.rounds):
         for backend in args.backends.split(","):

@@ -23,6 +23,7 @@ GET, MGET of 100 keys. All of a server's threads are pinned with it: the GPU ser
 driver threads are counted, not hidden on spare cores; the report lists CPU time by thread.
 
     python bench/side_by_side.py [--pair cpu,gpu] [--layout shared] [--rounds 12] [--window 3] [--out DIR]
+    python bench/side_by_side.py --pair cpu,cpu --a-rev HEAD~1   # a change against its parent
     python bench/side_by_side.py --pair gpu,gpu --a-args '--gpu-sync-interval 50'   # one setting against another
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from store_bench import _cpu_seconds, commit_id, device_name
+from trees import extract_revision
 
 LOAD = ["-P", "16", "-d", "100", "-c", "50", "-l", "-n", "1000000000"]  # -l: loop until stopped
 MGET = ["MGET", *["key:__rand_int__"] * 100]
@@ -156,15 +158,17 @@ def placements(layout: str, cores: list[dict[str, set[int]]] | None, swap: bool)
 
 
 def run_round(backends: tuple[str, str], placed: dict, window: float, tests: list[str],
-              extra: tuple[list[str], list[str]] = ([], [])) -> dict:
-    """Both servers fresh; each test's load on both at once, counted over the same window."""
+              extra: tuple[list[str], list[str]] = ([], []), trees: tuple = (None, None)) -> dict:
+    """Both servers fresh; each test's load on both at once, counted over the same window.
+    ``trees``: a side's server runs from that extracted tree (another revision) if given."""
     import redis
     from servers import predis_process
 
     row: dict = {}
     with contextlib.ExitStack() as stack:
-        servers = {side: stack.enter_context(predis_process("--store-backend", backend, "--save", "", *args))
-                   for side, backend, args in zip("ab", backends, extra)}
+        servers = {side: stack.enter_context(predis_process("--store-backend", backend, "--save", "", *args,
+                                                            tree=tree))
+                   for side, backend, args, tree in zip("ab", backends, extra, trees)}
         pids = {side: s.process.pid for side, s in servers.items()}
         wait_idle(list(pids.values()))
         clients = {side: redis.Redis(port=s.port) for side, s in servers.items()}
@@ -233,7 +237,8 @@ def _placed_text(placed: dict) -> str:
 def markdown(report: dict) -> str:
     rounds = report["rounds"]
     names = [n for n in TESTS if f"a_{n}_ops_per_s" in rounds[0]]
-    a, b = (f"{name} {args}".strip() for name, args in zip(report["pair"], report.get("args", ("", ""))))
+    a, b = (f"{name}{'@' + rev if rev else ''} {args}".strip() for name, args, rev in
+            zip(report["pair"], report.get("args", ("", "")), report.get("revs", (None, None))))
     lines = [f"# Side by side: predis-{b} / predis-{a}, both under load at once\n",
              (f"Device: {report['device']}  \nHost: {report['host']}  \nDate: {report['date']}  \n"
               f"Commit: {report['commit']}  \nCommand: `{report['command']}`  \n"
@@ -268,6 +273,8 @@ def main() -> None:
     parser.add_argument("--a-args", default="", help="more server arguments for A, e.g. '--gpu-sync-interval 50'")
     parser.add_argument("--b-args", default="", help="more server arguments for B")
     parser.add_argument("--tests", default=",".join(TESTS), help=f"a subset of {','.join(TESTS)}")
+    parser.add_argument("--a-rev", help="A's server from this git revision (extracted, C extensions built) "
+                                        "instead of the working tree: a change against its parent")
     parser.add_argument("--pin", default="auto", help="auto (core sets from the topology) or no")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store"))
     parser.add_argument("--name", default=None, help="file name stem (default side_by_side_A_B)")
@@ -277,16 +284,23 @@ def main() -> None:
     tests = args.tests.split(",")
     assert set(tests) <= set(TESTS), f"--tests: a subset of {list(TESTS)}"
     cores = pick_cores(sorted(os.sched_getaffinity(0))) if args.pin == "auto" else None
-    report = {"pair": pair, "args": [args.a_args, args.b_args], "layout": args.layout, "window": args.window, "device": device_name(),
+    trees = (extract_revision(args.a_rev) if args.a_rev else None, None)
+    report = {"pair": pair, "args": [args.a_args, args.b_args], "revs": [args.a_rev, None], "layout": args.layout,
+              "window": args.window, "device": device_name(),
               "host": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit_id(),
               "command": shlex.join(["python", "bench/side_by_side.py", *sys.argv[1:]]), "rounds": []}
-    for round_no in range(args.rounds):
-        placed = placements(args.layout, cores, swap=bool(round_no % 2))
-        row = run_round(pair, placed, args.window, tests, (shlex.split(args.a_args), shlex.split(args.b_args)))
-        row["placed"] = _placed_text(placed)
-        report["rounds"].append(row)
-        print(f"round {round_no}", {k: round(v) for k, v in row.items() if k.endswith("ops_per_s")}, flush=True)
+    try:
+        for round_no in range(args.rounds):
+            placed = placements(args.layout, cores, swap=bool(round_no % 2))
+            row = run_round(pair, placed, args.window, tests, (shlex.split(args.a_args), shlex.split(args.b_args)),
+                            trees)
+            row["placed"] = _placed_text(placed)
+            report["rounds"].append(row)
+            print(f"round {round_no}", {k: round(v) for k, v in row.items() if k.endswith("ops_per_s")}, flush=True)
+    finally:
+        if trees[0]:
+            shutil.rmtree(trees[0], ignore_errors=True)
     report["summary"] = summarise(report["rounds"])
     stem = args.name or f"side_by_side_{pair[0]}_{pair[1]}"
     os.makedirs(args.out, exist_ok=True)

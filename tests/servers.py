@@ -57,16 +57,19 @@ def wait_ready(port: int, process: subprocess.Popen, log_path: str | None = None
 
 @contextlib.contextmanager
 def predis_process(*args: str, port: int | None = None, conf: str | None = None,
-                   env: dict[str, str] | None = None) -> Iterator[RunningServer]:
-    """``python -m predis_server [conf] --port P args...`` as a real process."""
+                   env: dict[str, str] | None = None, tree: str | None = None) -> Iterator[RunningServer]:
+    """``python -m predis_server [conf] --port P args...`` as a real process; from another
+    extracted tree of the repository if ``tree`` is given (bench/trees.py)."""
     port = free_port() if port is None else port
     log = tempfile.NamedTemporaryFile(prefix="predis-", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "predis_server"]
     if conf:
         cmd.append(conf)
     cmd += ["--port", str(port), *args]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                            env={**os.environ, **(env or {})})
+    env = {**os.environ, **(env or {})}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(tree), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tree or ROOT, env=env)
     try:
         wait_ready(port, proc, log.name)
         yield RunningServer(port, proc, log.name, "predis")

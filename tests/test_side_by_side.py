@@ -69,3 +69,20 @@ def test_shared_layout_puts_both_servers_on_one_core():
     apart = side_by_side.placements("apart", cores, swap=True)
     assert apart["a"] == cores[1] and apart["b"] == cores[0]
     assert side_by_side.placements("shared", None, swap=False) == {"a": None, "b": None}
+
+
+def test_a_server_runs_from_another_revisions_tree():
+    """--a-rev: the revision's tree comes from git archive, and its server runs from there
+    (its working directory and imports), not from the working tree."""
+    import redis
+    from servers import predis_process
+    from trees import extract_revision
+
+    tree = extract_revision("HEAD", build=False)
+    try:
+        assert os.path.exists(os.path.join(tree, "predis_server", "server.py"))
+        with predis_process("--save", "", tree=tree) as server:
+            assert redis.Redis(port=server.port).ping()
+            assert os.path.realpath(f"/proc/{server.process.pid}/cwd") == os.path.realpath(tree)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
