@@ -79,13 +79,19 @@ class NumpyStore(StoreBackend):
         self._drop_native_view()  # the C side must let go of the region before it closes
         if getattr(self, "_slabs", None) is not None:
             self._slabs.close()  # FLUSHALL gives the packed values' memory back at once
-        self._index: dict[bytes, int] = {}
-        self._keys: list[bytes | None] = []
-        self._values: dict[int, object] = {}  # slot -> value not packed in the slabs
+        # the same container objects for the store's life, emptied in place (FLUSHALL): the
+        # server freezes them out of the cyclic GC's passes at start-up (predis_server/gc_policy.py)
+        if hasattr(self, "_index"):
+            for container in (self._index, self._keys, self._values, self._free):
+                container.clear()
+        else:
+            self._index: dict[bytes, int] = {}
+            self._keys: list[bytes | None] = []
+            self._values: dict[int, object] = {}  # slot -> value not packed in the slabs
+            self._free: list[int] = []
         # reserved on the first packed value: 16 empty databases reserve no address space
         self._slabs: ValueSlabs | None = None
         self._region = None
-        self._free: list[int] = []
         # keys + object values (packed values: self._slabs), in an array the C fast path adds
         # its new keys to (fastpath_c/slabs.h insert_new)
         self.counts = np.zeros(1, dtype=np.int64)

@@ -24,6 +24,7 @@ from .commands import COMMANDS
 from .config import Config
 from .errors import CommandError, ProtocolError
 from .executor import Executor
+from .gc_policy import freeze_start_up_objects
 from .keyspace import Keyspace
 from .lone_batch import MIN_LONE, LoneBatch
 from .pipeline import FastRuns
@@ -390,6 +391,7 @@ class Server:
 
     async def serve(self) -> int:
         await self.start()
+        freeze_start_up_objects()  # the keyspace's containers out of every later GC pass
         assert self.loop is not None and self.shutdown_event is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
