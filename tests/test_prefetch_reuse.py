@@ -204,3 +204,64 @@ def test_a_key_read_while_its_prefetch_is_in_flight_starts_at_the_newer_count():
     p._count_accesses([(b"k", 0, 1, 0, 0)], key_codes([b"k"])[0])  # the client's miss joins the read
     p.loader.futures[b"k"].set_result(b"v" * 32)
     assert _reuse(db, b"k") == 3.0
+
+
+# -- a prefetch's eviction waits for a moment no client's origin read is about to end -----------
+def _full_lru_rig(loop):
+    from inprocess import full_keyspace
+
+    keyspace, db, stats = full_keyspace()
+    p = Prefetcher(SimpleNamespace(loop=loop, keyspace=keyspace), _ManualLoader(), RankerService())
+    return p, db, stats
+
+
+def test_a_prefetched_store_owes_its_eviction_until_a_client_read_starts():
+    from models.prefetch import EVICT_DEFER_S
+
+    loop = asyncio.new_event_loop()
+    try:
+        p, db, stats = _full_lru_rig(loop)
+        keyspace = db.keyspace
+        p._act([b"p1", b"p2"], [0, 0], np.asarray([0.9, 0.9], dtype=np.float32))
+        for key in (b"p1", b"p2"):
+            p.loader.futures[key].set_result(b"w" * 300)
+        # stored (a client can read them at once), evicted for later
+        assert db.peek(b"p1") == b"w" * 300 and db.peek(b"p2") == b"w" * 300
+        assert stats.evicted_keys == 0 and keyspace.used_memory() > keyspace.maxmemory
+        assert p.evict_owed == 600 and p.evict_timer is not None  # the backstop
+        assert p.evict_timer.when() - loop.time() <= EVICT_DEFER_S
+        p.evict_owed_now()  # what the access hook runs as a client's origin read starts
+        assert stats.evicted_keys > 0 and keyspace.used_memory() <= keyspace.maxmemory
+        assert p.evict_owed == 0 and p.evict_timer is None
+    finally:
+        loop.close()
+
+
+def test_owed_eviction_runs_at_once_past_its_share_of_maxmemory():
+    from models.prefetch import EVICT_DEFER_SHARE
+
+    loop = asyncio.new_event_loop()
+    try:
+        p, db, stats = _full_lru_rig(loop)
+        big = int(EVICT_DEFER_SHARE * db.keyspace.maxmemory) + 1
+        p._act([b"big"], [0], np.asarray([0.9], dtype=np.float32))
+        p.loader.futures[b"big"].set_result(b"w" * big)
+        assert db.peek(b"big") is not None and stats.evicted_keys > 0
+        assert p.evict_owed == 0 and db.keyspace.used_memory() <= db.keyspace.maxmemory
+    finally:
+        loop.close()
+
+
+def test_the_access_hook_runs_the_owed_eviction_before_learning_once_a_client_read_started():
+    from predis_server.readthrough import AccessHook
+
+    order = []
+    prefetcher = SimpleNamespace(evict_owed=300, evict_owed_now=lambda: order.append("evict"),
+                                 observe=lambda events: order.append("learn"))
+    services = SimpleNamespace(collector=None)
+    hook = AccessHook(services)
+    hook.prefetcher = prefetcher
+    hook.events = [(b"k", 0, 1, 0, 0, 0)]
+    hook._learn_started()
+    assert order == ["evict", "learn"]
+
