@@ -150,14 +150,19 @@ def test_a_prefetched_entry_starts_at_the_count_read_when_it_was_issued(monkeypa
     assert db.store.is_prefetched(b"k") and _reuse(db, b"k") == 4.0
 
 
-def test_a_demand_load_reads_its_count_once_for_admission_and_reuse(monkeypatch):
-    p, db = _predictive_rig()
+def _full_of_hot_keys(p, db):
+    """20 keys read 3 times each fill ``db``: the admission filter judges the next load."""
     for i in range(20):
         db.set(b"hot%d" % i, b"v" * 32)
         _count(p, b"hot%d" % i, 3)
-    _count(p, b"new", 5)
     db.keyspace.maxmemory = db.keyspace.used_memory()
-    assert db.keyspace.enforce_maxmemory()  # full (nothing to evict yet): the admission filter judges the load
+    assert db.keyspace.enforce_maxmemory()  # full, nothing to evict yet
+
+
+def test_a_demand_load_reads_its_count_once_for_admission_and_reuse(monkeypatch):
+    p, db = _predictive_rig()
+    _count(p, b"new", 5)
+    _full_of_hot_keys(p, db)
     lookups = []
     real = p._key_count
     monkeypatch.setattr(p, "_key_count", lambda key: lookups.append(key) or real(key))
@@ -265,3 +270,18 @@ def test_the_access_hook_runs_the_owed_eviction_before_learning_once_a_client_re
     hook._learn_started()
     assert order == ["evict", "learn"]
 
+
+def test_admission_takes_the_count_the_miss_tick_read(monkeypatch):
+    # the tick that counted the miss ran while the client's origin read was on its way: admission,
+    # on the reply path, reads that count instead of hashing the key and looking it up again
+    from models.keycodes import key_codes
+
+    p, db = _predictive_rig()
+    _count(p, b"new", 4)
+    p._count_accesses([(b"new", 0, 1, 0, 0)], key_codes([b"new"])[0])  # outcome 1: the miss
+    _full_of_hot_keys(p, db)
+    monkeypatch.setattr(p, "_key_count", lambda key: pytest.fail("counted again on the reply path"))
+    assert p.admits(db, b"new")
+    db.set(b"new", b"v" * 32)
+    p.on_stored(db, b"new")
+    assert _reuse(db, b"new") == 5.0 and b"new" not in p.missed_count
