@@ -23,6 +23,7 @@ import numpy as np
 
 from gpu.interface import EvictionPolicy
 
+from .collector import MISS
 from .frequency import ADMIT_WHEN_FULL, AdmissionFilter, FrequencySketch
 from .keycodes import key_codes
 
@@ -43,6 +44,7 @@ MIN_HOLDOUT_AUC = 0.6
 # 514b856); the informative models of the bench are at 0.44-0.98.
 MIN_HOLDOUT_PRECISION = 0.1
 PREDICTIVE = EvictionPolicy.ALLKEYS_PREDICTIVE
+MISSED_KEYS_MAX = 4096  # missed keys whose tick count admission may take (more: forgotten at once)
 
 
 class PredictedReuse:
@@ -60,6 +62,9 @@ class PredictedReuse:
         self.admitted_count: dict[bytes, tuple[float, int]] = {}  # the last admits() count (on_stored)
         # in-flight prefetch -> (its access count, the sketch's halvings then), for on_stored
         self.pending_count: dict[bytes, tuple[float, int]] = {}
+        # missed key -> (its count, halvings) as the miss's tick counted it, for admits: the tick
+        # runs while the client's origin read is on its way, admission when the value is back
+        self.missed_count: dict[bytes, tuple[float, int]] = {}
 
     def _scores_reuse(self) -> bool:
         if getattr(self.server.keyspace, "policy", None) is not PREDICTIVE:
@@ -124,7 +129,12 @@ class PredictedReuse:
         counts = estimates.tolist()
         by_db: dict[int, tuple[list[bytes], list[float]]] = {}
         pending, halvings = self.pending_count, self.frequency.halvings
+        missed = self.missed_count
+        if len(missed) > MISSED_KEYS_MAX:
+            missed.clear()
         for event, count in zip(events, counts):
+            if event[2] == MISS:
+                missed[event[0]] = (count, halvings)
             # a miss's key is usually stored later (on_stored), but one that joined a prefetch
             # may be there already, counted when the prefetch was issued: absent keys are skipped
             ks, vs = by_db.setdefault(event[4], ([], []))
@@ -166,6 +176,10 @@ class PredictedReuse:
                 or keyspace.used_memory_seen < ADMIT_WHEN_FULL * keyspace.maxmemory:
             return True
         n = len(live)
-        count = self._key_count(key)
+        counted = self.missed_count.pop(key, None)
+        if counted is None:
+            count = self._key_count(key)
+        else:  # read by the miss's tick (a hash and a sketch lookup fewer on the reply path)
+            count = counted[0] * 0.5 ** (self.frequency.halvings - counted[1])
         self.admitted_count = {key: (count, self.frequency.halvings)}  # on_stored's, if stored next
         return self.admission.admits(count, store.reuse[:n], live[:n])

@@ -244,27 +244,31 @@ class Keyspace:
     def used_memory(self) -> int:
         return sum(db.store.used_memory() for db in self.dbs if len(db.store))
 
-    def enforce_maxmemory(self, incoming: int = 0) -> bool:
+    def enforce_maxmemory(self, incoming: int = 0, allowance: int = 0) -> bool:
         """Evict until under maxmemory; False when the limit still cannot be met (OOM).
         ``incoming``: the bytes of the command about to run, counted as used, as Redis counts
         the client's query buffer that holds it: a value larger than what eviction can free
-        is refused with OOM rather than stored far over the limit."""
+        is refused with OOM rather than stored far over the limit. ``allowance``: bytes over
+        maxmemory left for a later eviction (prefetched values whose eviction waits for a
+        moment no client's origin read is ending, models.prefetch): only the excess past
+        maxmemory + allowance is evicted now."""
         if not self.maxmemory:
             return True
         self.used_memory_seen = self.used_memory()
         used = self.used_memory_seen + incoming
-        if used <= self.maxmemory:
+        limit = self.maxmemory + allowance
+        if used <= limit:
             return True
         if self.policy is EvictionPolicy.NOEVICTION:
             return False
         now = self.clock()
-        while used > self.maxmemory:
+        while used > limit:
             candidates = [db for db in self.dbs if len(db.store)]
             if not candidates:
                 return False
             # Evict from the largest database first, about as many keys as the excess needs.
             db = max(candidates, key=lambda d: len(d.store))
-            count = victims_needed(used - self.maxmemory, used, sum(len(d.store) for d in candidates))
+            count = victims_needed(used - limit, used, sum(len(d.store) for d in candidates))
             victims = db.store.evict(count, self.policy, self.samples, now)
             if not victims:
                 others = [d for d in candidates if d is not db]

@@ -147,7 +147,8 @@ class AccessHook:
             prefetcher.on_stored(db, key)  # its predicted reuse, before eviction compares it
         keyspace = db.keyspace
         if keyspace.maxmemory:
-            keyspace.enforce_maxmemory()
+            # room for this value only: what prefetched stores owe is evicted off the reply path
+            keyspace.enforce_maxmemory(allowance=prefetcher.evict_owed if prefetcher is not None else 0)
 
     # -- per-tick events ----------------------------------------------------------------------
     def batch(self) -> list[tuple]:
@@ -201,9 +202,11 @@ class AccessHook:
         if not self.events:
             return
         loader = self.loader
-        if loader is None or LEARN_DEFER_S <= 0 or len(self.events) >= LEARN_NOW_EVENTS or \
-                (loader.demand_running and not loader.demand_queued):
-            self._tick()  # a busy server, or a client already waits on the origin
+        if loader is not None and loader.demand_running and not loader.demand_queued:
+            self._client_waits()  # a client already waits on the origin
+            return
+        if loader is None or LEARN_DEFER_S <= 0 or len(self.events) >= LEARN_NOW_EVENTS:
+            self._tick()  # a busy server
             return
         if loader.demand_queued:
             self._learn_when_started()
@@ -223,6 +226,14 @@ class AccessHook:
 
     def _learn_started(self) -> None:
         self.learning_waits = False
+        self._client_waits()
+
+    def _client_waits(self) -> None:
+        """A client's origin read has started: the loop's deferred work (the eviction prefetched
+        stores owe, then learning) runs now, while the client waits for the origin anyway."""
+        prefetcher = self.prefetcher
+        if prefetcher is not None and prefetcher.evict_owed:
+            prefetcher.evict_owed_now()
         self._tick()
 
     def flush(self) -> None:

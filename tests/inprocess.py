@@ -69,3 +69,21 @@ def connect(server: Server, keep: bool = True) -> tuple[Connection, BufferTransp
     conn = Connection(server)
     conn.connection_made(transport)
     return conn, transport
+
+
+def full_keyspace(policy: str = "allkeys-lru", keys: int = 200, value_bytes: int = 300):
+    """An in-process keyspace (CPU store, fixed clock) holding ``keys`` values, its maxmemory
+    set to what they use: the next store goes over. (keyspace, its db 0, its Stats)."""
+    from gpu.cpu import NumpyStore
+    from gpu.interface import EvictionPolicy
+    from predis_server.keyspace import Keyspace
+    from predis_server.stats import Stats
+
+    stats = Stats()
+    keyspace = Keyspace(1, NumpyStore, stats, clock=lambda: 1_000_000)
+    keyspace.policy = EvictionPolicy(policy)
+    db = keyspace.dbs[0]
+    for i in range(keys):
+        db.set(b"k%d" % i, b"v" * value_bytes)
+    keyspace.maxmemory = keyspace.used_memory()
+    return keyspace, db, stats

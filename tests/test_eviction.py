@@ -107,18 +107,11 @@ def test_config_set_maxmemory_evicts_at_once():
 def test_a_store_into_a_full_cache_evicts_about_what_it_needs():
     # Redis frees the excess and no more; Predis takes a few keys per round (victims_needed):
     # a fixed batch of 16 left memory well below the limit after each store that crossed it
-    from gpu.cpu import NumpyStore
-    from gpu.interface import EvictionPolicy
-    from predis_server.keyspace import EVICT_BATCH, EVICT_MIN_BATCH, Keyspace, victims_needed
-    from predis_server.stats import Stats
+    from inprocess import full_keyspace
 
-    stats = Stats()
-    keyspace = Keyspace(1, NumpyStore, stats, clock=lambda: 1_000_000)
-    keyspace.policy = EvictionPolicy.ALLKEYS_LRU
-    db = keyspace.dbs[0]
-    for i in range(400):
-        db.set(b"k%d" % i, b"v" * 300)
-    keyspace.maxmemory = keyspace.used_memory()
+    from predis_server.keyspace import EVICT_BATCH, EVICT_MIN_BATCH, victims_needed
+
+    keyspace, db, stats = full_keyspace(keys=400)
     for i in range(400, 440):
         db.set(b"k%d" % i, b"v" * 300)
         assert keyspace.enforce_maxmemory()
@@ -127,3 +120,22 @@ def test_a_store_into_a_full_cache_evicts_about_what_it_needs():
     assert victims_needed(10, 1000, 10) == EVICT_MIN_BATCH
     assert victims_needed(700, 1000, 10) == 7
     assert victims_needed(10**9, 1000, 10) == EVICT_BATCH
+
+
+def test_an_allowance_leaves_that_much_over_maxmemory_for_a_later_eviction():
+    # a demand-loaded store evicts for itself only: what prefetched stores owe (their deferred
+    # eviction, models.prefetch) is allowed over the limit until it runs
+    from inprocess import full_keyspace
+
+    keyspace, db, stats = full_keyspace()
+    for i in range(200, 210):
+        db.set(b"k%d" % i, b"v" * 300)
+    over = keyspace.used_memory() - keyspace.maxmemory
+    assert over > 0
+    assert keyspace.enforce_maxmemory(allowance=over)
+    assert stats.evicted_keys == 0
+    assert keyspace.enforce_maxmemory(allowance=over // 2)
+    assert 0 < stats.evicted_keys < 10
+    assert keyspace.maxmemory < keyspace.used_memory() <= keyspace.maxmemory + over // 2
+    assert keyspace.enforce_maxmemory()
+    assert keyspace.used_memory() <= keyspace.maxmemory

@@ -209,6 +209,8 @@ class _Db:
 class _Prefetcher:
     """Records when it learns: the origin reads started by then."""
 
+    evict_owed = 0  # no prefetched store owes an eviction
+
     def __init__(self, origin) -> None:
         self.origin = origin
         self.unread: dict = {}

@@ -150,14 +150,19 @@ def test_a_prefetched_entry_starts_at_the_count_read_when_it_was_issued(monkeypa
     assert db.store.is_prefetched(b"k") and _reuse(db, b"k") == 4.0
 
 
-def test_a_demand_load_reads_its_count_once_for_admission_and_reuse(monkeypatch):
-    p, db = _predictive_rig()
+def _full_of_hot_keys(p, db):
+    """20 keys read 3 times each fill ``db``: the admission filter judges the next load."""
     for i in range(20):
         db.set(b"hot%d" % i, b"v" * 32)
         _count(p, b"hot%d" % i, 3)
-    _count(p, b"new", 5)
     db.keyspace.maxmemory = db.keyspace.used_memory()
-    assert db.keyspace.enforce_maxmemory()  # full (nothing to evict yet): the admission filter judges the load
+    assert db.keyspace.enforce_maxmemory()  # full, nothing to evict yet
+
+
+def test_a_demand_load_reads_its_count_once_for_admission_and_reuse(monkeypatch):
+    p, db = _predictive_rig()
+    _count(p, b"new", 5)
+    _full_of_hot_keys(p, db)
     lookups = []
     real = p._key_count
     monkeypatch.setattr(p, "_key_count", lambda key: lookups.append(key) or real(key))
@@ -204,3 +209,79 @@ def test_a_key_read_while_its_prefetch_is_in_flight_starts_at_the_newer_count():
     p._count_accesses([(b"k", 0, 1, 0, 0)], key_codes([b"k"])[0])  # the client's miss joins the read
     p.loader.futures[b"k"].set_result(b"v" * 32)
     assert _reuse(db, b"k") == 3.0
+
+
+# -- a prefetch's eviction waits for a moment no client's origin read is about to end -----------
+def _full_lru_rig(loop):
+    from inprocess import full_keyspace
+
+    keyspace, db, stats = full_keyspace()
+    p = Prefetcher(SimpleNamespace(loop=loop, keyspace=keyspace), _ManualLoader(), RankerService())
+    return p, db, stats
+
+
+def test_a_prefetched_store_owes_its_eviction_until_a_client_read_starts():
+    from models.prefetch import EVICT_DEFER_S
+
+    loop = asyncio.new_event_loop()
+    try:
+        p, db, stats = _full_lru_rig(loop)
+        keyspace = db.keyspace
+        p._act([b"p1", b"p2"], [0, 0], np.asarray([0.9, 0.9], dtype=np.float32))
+        for key in (b"p1", b"p2"):
+            p.loader.futures[key].set_result(b"w" * 300)
+        # stored (a client can read them at once), evicted for later
+        assert db.peek(b"p1") == b"w" * 300 and db.peek(b"p2") == b"w" * 300
+        assert stats.evicted_keys == 0 and keyspace.used_memory() > keyspace.maxmemory
+        assert p.evict_owed == 600 and p.evict_timer is not None  # the backstop
+        assert p.evict_timer.when() - loop.time() <= EVICT_DEFER_S
+        p.evict_owed_now()  # what the access hook runs as a client's origin read starts
+        assert stats.evicted_keys > 0 and keyspace.used_memory() <= keyspace.maxmemory
+        assert p.evict_owed == 0 and p.evict_timer is None
+    finally:
+        loop.close()
+
+
+def test_owed_eviction_runs_at_once_past_its_share_of_maxmemory():
+    from models.prefetch import EVICT_DEFER_SHARE
+
+    loop = asyncio.new_event_loop()
+    try:
+        p, db, stats = _full_lru_rig(loop)
+        big = int(EVICT_DEFER_SHARE * db.keyspace.maxmemory) + 1
+        p._act([b"big"], [0], np.asarray([0.9], dtype=np.float32))
+        p.loader.futures[b"big"].set_result(b"w" * big)
+        assert db.peek(b"big") is not None and stats.evicted_keys > 0
+        assert p.evict_owed == 0 and db.keyspace.used_memory() <= db.keyspace.maxmemory
+    finally:
+        loop.close()
+
+
+def test_the_access_hook_runs_the_owed_eviction_before_learning_once_a_client_read_started():
+    from predis_server.readthrough import AccessHook
+
+    order = []
+    prefetcher = SimpleNamespace(evict_owed=300, evict_owed_now=lambda: order.append("evict"),
+                                 observe=lambda events: order.append("learn"))
+    services = SimpleNamespace(collector=None)
+    hook = AccessHook(services)
+    hook.prefetcher = prefetcher
+    hook.events = [(b"k", 0, 1, 0, 0, 0)]
+    hook._learn_started()
+    assert order == ["evict", "learn"]
+
+
+def test_admission_takes_the_count_the_miss_tick_read(monkeypatch):
+    # the tick that counted the miss ran while the client's origin read was on its way: admission,
+    # on the reply path, reads that count instead of hashing the key and looking it up again
+    from models.keycodes import key_codes
+
+    p, db = _predictive_rig()
+    _count(p, b"new", 4)
+    p._count_accesses([(b"new", 0, 1, 0, 0)], key_codes([b"new"])[0])  # outcome 1: the miss
+    _full_of_hot_keys(p, db)
+    monkeypatch.setattr(p, "_key_count", lambda key: pytest.fail("counted again on the reply path"))
+    assert p.admits(db, b"new")
+    db.set(b"new", b"v" * 32)
+    p.on_stored(db, b"new")
+    assert _reuse(db, b"new") == 5.0 and b"new" not in p.missed_count
