@@ -156,14 +156,14 @@ class PredictedReuse:
         if counted is None:
             counted = self.admitted_count.get(key)
         self.admitted_count.clear()
-        if counted is None:
-            count = self._key_count(key)
-        else:
-            count = counted[0] * 0.5 ** (self.frequency.halvings - counted[1])  # aged since, as cached keys were
-        db.store.set_reuse_scores([key], [count])
+        db.store.set_reuse_scores([key], [self._key_count(key) if counted is None else self._aged(counted)])
 
     def _key_count(self, key: bytes) -> float:
         return float(self.frequency.estimate(key_codes([key])[0])[0])
+
+    def _aged(self, counted: tuple[float, int]) -> float:
+        """A count read earlier, (count, the sketch's halvings then), aged since as cached keys' were."""
+        return counted[0] * 0.5 ** (self.frequency.halvings - counted[1])
 
     def admits(self, db: Any, key: bytes) -> bool:
         """Whether a demand-loaded ``key`` is worth storing (``AdmissionFilter``; predictive policy only)."""
@@ -176,10 +176,8 @@ class PredictedReuse:
                 or keyspace.used_memory_seen < ADMIT_WHEN_FULL * keyspace.maxmemory:
             return True
         n = len(live)
+        # read by the miss's tick where it can: a hash and a sketch lookup fewer on the reply path
         counted = self.missed_count.pop(key, None)
-        if counted is None:
-            count = self._key_count(key)
-        else:  # read by the miss's tick (a hash and a sketch lookup fewer on the reply path)
-            count = counted[0] * 0.5 ** (self.frequency.halvings - counted[1])
+        count = self._key_count(key) if counted is None else self._aged(counted)
         self.admitted_count = {key: (count, self.frequency.halvings)}  # on_stored's, if stored next
         return self.admission.admits(count, store.reuse[:n], live[:n])
