@@ -47,9 +47,9 @@ SLOT_RUNS = 8  # runs of slot pages (each a copy per mirrored array)
 MIN_MIRROR = 1 << 20
 GROWTH_STEP = 1 << 30  # the mirror doubles up to this, then grows by it
 # The host range the device copies read from (registered with CUDA, which pins and populates
-# each page: ~1.3 us a page on the H200 host) grows in steps of at least MIRRORED_STEP or an
-# eighth of itself, not with the device mirror's doubling: registering the doubled range at
-# once paid up to twice the pages before any write used them (SET of new keys ran ~4% slower).
+# each page) grows in steps of at least MIRRORED_STEP or an eighth of itself, not with the device
+# mirror's doubling: registering the doubled range at once pinned up to twice the pages the
+# slabs used, long before any write reached them.
 MIRRORED_STEP = 4 << 20
 MIRRORED_SHARE = 8
 

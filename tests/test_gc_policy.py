@@ -53,3 +53,20 @@ def test_start_up_objects_are_frozen_and_stay_so_through_flushall():
         assert _tracked(made_later)
     finally:
         gc.unfreeze()  # the test process's objects back in the generations
+
+
+def test_the_gc_pause_bench_runs_and_reports_each_state(tmp_path):
+    """bench/gc_pause.py (the README's figure): a small store, its three states written out."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    subprocess.run([sys.executable, os.path.join(root, "bench", "gc_pause.py"), "--keys", "2000", "--repeats", "2",
+                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=120)
+    report = json.loads((tmp_path / "gc_pause.json").read_text())
+    assert report["keys"] == 2000 and report["frozen_objects"] > 0
+    for state in ("empty_store_ms", "full_store_frozen_ms", "full_store_not_frozen_ms"):
+        assert len(report[state]) == 2 and all(ms >= 0 for ms in report[state])
+    assert "bench/gc_pause.py" in (tmp_path / "gc_pause.md").read_text()
