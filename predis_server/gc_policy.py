@@ -1,7 +1,7 @@
 """Keep the keyspace's long-lived containers out of CPython's cyclic garbage collector.
 
 Every store keeps all its keys in one list (``NumpyStore._keys``), and the collector walks
-every tracked container on each full collection (``bench/gc_pause.py``: 17.9 ms with a million keys on the dev VM),
+every tracked container on each full collection (``bench/gc_pause.py``: 22.7 ms with a million keys on the dev VM),
 and full collections come often under load (each command's short-lived tuples and lists count
 towards them). Freezing what is alive once the server has started (``gc.freeze``: the permanent
 generation, which collections skip) takes the databases' stores and their containers, the
